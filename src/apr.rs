@@ -1,0 +1,140 @@
+//! Safe wrappers over the few APR objects the module touches: pools (with cleanups that run a
+//! Rust `Drop`), string copies into a pool, and tables. All raw pointer work on APR lives here.
+
+use crate::ffi;
+use std::ffi::{c_char, c_void, CStr};
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+/// A borrowed APR pool. Copying the handle does not copy the pool.
+#[derive(Clone, Copy)]
+pub struct Pool<'a> {
+    raw: NonNull<ffi::apr_pool_t>,
+    _life: PhantomData<&'a ffi::apr_pool_t>,
+}
+
+impl<'a> Pool<'a> {
+    /// # Safety
+    /// `raw` must be a live pool for `'a`.
+    pub unsafe fn from_raw(raw: *mut ffi::apr_pool_t) -> Option<Self> {
+        NonNull::new(raw).map(|raw| Pool { raw, _life: PhantomData })
+    }
+
+    pub fn as_ptr(self) -> *mut ffi::apr_pool_t {
+        self.raw.as_ptr()
+    }
+
+    /// Copies `bytes` into the pool as a NUL-terminated string. Bytes after an interior NUL
+    /// would be invisible to httpd, so callers must reject them first (see [`has_nul`]).
+    pub fn strdup(self, bytes: &[u8]) -> *mut c_char {
+        // SAFETY: the pool is live; apr_pstrmemdup copies `len` bytes and appends a NUL.
+        unsafe { ffi::apr_pstrmemdup(self.as_ptr(), bytes.as_ptr().cast(), bytes.len()) }
+    }
+
+    /// Hands `value` to the pool: it is dropped when the pool is cleared or destroyed.
+    /// Returns a pointer that stays valid until then.
+    pub fn attach<T: 'static>(self, value: T) -> *mut T {
+        let ptr = Box::into_raw(Box::new(value));
+        unsafe extern "C" fn drop_box<T>(data: *mut c_void) -> ffi::apr_status_t {
+            crate::module::guard::guard("pool cleanup", 0, || {
+                // SAFETY: `data` came from Box::into_raw in `attach` and the pool runs each
+                // cleanup exactly once.
+                drop(unsafe { Box::from_raw(data.cast::<T>()) });
+                0
+            })
+        }
+        // SAFETY: registering a cleanup on a live pool; the function pointer lives as long as
+        // the module is loaded, and every pool we attach to is destroyed before the module
+        // is unloaded (pconf, pchild, connection and request pools).
+        unsafe {
+            ffi::apr_pool_cleanup_register(
+                self.as_ptr(),
+                ptr as *const c_void,
+                Some(drop_box::<T>),
+                Some(ffi::apr_pool_cleanup_null),
+            );
+        }
+        ptr
+    }
+}
+
+/// True if `bytes` contains a NUL, which a C string cannot carry.
+pub fn has_nul(bytes: &[u8]) -> bool {
+    bytes.contains(&0)
+}
+
+/// Reads a possibly-NULL C string owned by httpd.
+///
+/// # Safety
+/// `p` must be NULL or point to a NUL-terminated string valid for `'a`.
+pub unsafe fn opt_cstr<'a>(p: *const c_char) -> Option<&'a CStr> {
+    if p.is_null() {
+        None
+    } else {
+        Some(unsafe { CStr::from_ptr(p) })
+    }
+}
+
+/// A borrowed `apr_table_t` (header and notes tables).
+#[derive(Clone, Copy)]
+pub struct Table<'a> {
+    raw: NonNull<ffi::apr_table_t>,
+    _life: PhantomData<&'a ffi::apr_table_t>,
+}
+
+impl<'a> Table<'a> {
+    /// # Safety
+    /// `raw` must be a live table for `'a`, used by one thread at a time.
+    pub unsafe fn from_raw(raw: *mut ffi::apr_table_t) -> Option<Self> {
+        NonNull::new(raw).map(|raw| Table { raw, _life: PhantomData })
+    }
+
+    pub fn as_ptr(self) -> *mut ffi::apr_table_t {
+        self.raw.as_ptr()
+    }
+
+    /// Case-insensitive lookup of the first value for `key`.
+    pub fn get(self, key: &CStr) -> Option<&'a CStr> {
+        // SAFETY: live table, NUL-terminated key; the value lives in the table's pool.
+        unsafe { opt_cstr(ffi::apr_table_get(self.as_ptr(), key.as_ptr())) }
+    }
+
+    /// Replaces every value of `key` (both are copied by APR).
+    pub fn set(self, key: &CStr, value: &CStr) {
+        // SAFETY: live table; apr_table_set copies key and value into the table's pool.
+        unsafe { ffi::apr_table_set(self.as_ptr(), key.as_ptr(), value.as_ptr()) }
+    }
+
+    /// Adds a value without removing earlier ones (both are copied by APR).
+    pub fn add(self, key: &CStr, value: &CStr) {
+        // SAFETY: as for `set`.
+        unsafe { ffi::apr_table_add(self.as_ptr(), key.as_ptr(), value.as_ptr()) }
+    }
+
+    pub fn unset(self, key: &CStr) {
+        // SAFETY: live table.
+        unsafe { ffi::apr_table_unset(self.as_ptr(), key.as_ptr()) }
+    }
+
+    /// The entries in table order (keys keep the case they were stored with).
+    pub fn entries(self) -> Vec<(&'a CStr, &'a CStr)> {
+        // SAFETY: apr_table_elts returns the table's backing array of apr_table_entry_t;
+        // `nelts` entries are initialised and live as long as the table.
+        unsafe {
+            let arr = ffi::apr_table_elts(self.as_ptr());
+            if arr.is_null() {
+                return Vec::new();
+            }
+            let n = (*arr).nelts.max(0) as usize;
+            let elts = (*arr).elts as *const ffi::apr_table_entry_t;
+            let mut out = Vec::with_capacity(n);
+            for i in 0..n {
+                let e = &*elts.add(i);
+                if let (Some(k), Some(v)) = (opt_cstr(e.key), opt_cstr(e.val)) {
+                    out.push((k, v));
+                }
+            }
+            out
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! Per-directory and per-server configuration: typed values, parsing of directive arguments
+//! with mod_lua's error texts, merging with LuaInherit, and the pure path helpers
+//! (package.path munging, `$N` interpolation). No FFI here.
+#![forbid(unsafe_code)]
+
+use crate::httpd::Regex;
+use std::sync::Arc;
+
+/// `LuaScope`: which VM (and which set of globals) a script call uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Once,
+    Request,
+    Conn,
+    Thread,
+    Server { min: u32, max: u32 },
+}
+
+/// `LuaCodeCache`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeCache {
+    Stat,
+    Forever,
+    Never,
+}
+
+/// `LuaInherit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inherit {
+    None,
+    ParentFirst,
+    ParentLast,
+}
+
+/// mod_lua `register_lua_scope`: names are case-sensitive; min/max only for `server`, parsed
+/// like `atoi`, min 0 → 1, max < min → max = min.
+pub fn parse_scope(scope: &str, min: Option<&str>, max: Option<&str>) -> Result<Scope, String> {
+    Ok(match scope {
+        "once" => Scope::Once,
+        "request" => Scope::Request,
+        "conn" => Scope::Conn,
+        "thread" => Scope::Thread,
+        "server" => {
+            let min = min.map(atoi).unwrap_or(1).max(1) as u32;
+            let max = (max.map(atoi).unwrap_or(1).max(0) as u32).max(min);
+            Scope::Server { min, max }
+        }
+        other => {
+            return Err(format!(
+                "Invalid value for LuaScope, '{other}', acceptable values are: 'once', \
+                 'request', 'conn', 'thread', 'server'"
+            ))
+        }
+    })
+}
+
+/// C `atoi`: optional sign and leading digits, anything else ends the number; no digits = 0.
+pub fn atoi(s: &str) -> i64 {
+    let s = s.trim_start();
+    let (neg, digits) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let mut n: i64 = 0;
+    for b in digits.bytes().take_while(u8::is_ascii_digit) {
+        n = n.saturating_mul(10).saturating_add((b - b'0') as i64);
+    }
+    if neg {
+        -n
+    } else {
+        n
+    }
+}
+
+pub fn parse_codecache(arg: &str) -> Result<CodeCache, String> {
+    match arg.to_ascii_lowercase().as_str() {
+        "stat" => Ok(CodeCache::Stat),
+        "forever" => Ok(CodeCache::Forever),
+        "never" => Ok(CodeCache::Never),
+        _ => Err(format!(
+            "LuaCodeCache type of '{arg}' not recognized, valid options are 'never', 'stat', and 'forever'"
+        )),
+    }
+}
+
+pub fn parse_inherit(arg: &str) -> Result<Inherit, String> {
+    match arg.to_ascii_lowercase().as_str() {
+        "none" => Ok(Inherit::None),
+        "parent-first" => Ok(Inherit::ParentFirst),
+        "parent-last" => Ok(Inherit::ParentLast),
+        _ => Err(format!(
+            "LuaInherit type of '{arg}' not recognized, valid options are 'none', 'parent-first', and 'parent-last'"
+        )),
+    }
+}
+
+/// One `LuaMapHandler` line.
+pub struct MapHandler {
+    pub pattern: String,
+    pub regex: Regex,
+    /// File template, possibly with `$0`–`$9`; resolved against LuaRoot per request.
+    pub file: String,
+    /// Function template, possibly with `$0`–`$9`.
+    pub function: String,
+}
+
+/// The module's per-directory configuration (also used for server and `<Location>` contexts).
+#[derive(Clone, Default)]
+pub struct DirConfig {
+    pub scope: Option<Scope>,
+    pub codecache: Option<CodeCache>,
+    pub inherit: Option<Inherit>,
+    pub package_paths: Arc<Vec<String>>,
+    pub package_cpaths: Arc<Vec<String>>,
+    pub map_handlers: Arc<Vec<Arc<MapHandler>>>,
+    /// `LuaShowErrors`: send Lua error text to the client as mod_lua does (off by default).
+    pub show_errors: Option<bool>,
+}
+
+impl DirConfig {
+    pub fn scope(&self) -> Scope {
+        self.scope.unwrap_or(Scope::Once)
+    }
+    pub fn codecache(&self) -> CodeCache {
+        self.codecache.unwrap_or(CodeCache::Stat)
+    }
+    pub fn inherit(&self) -> Inherit {
+        self.inherit.unwrap_or(Inherit::ParentFirst)
+    }
+    pub fn show_errors(&self) -> bool {
+        self.show_errors.unwrap_or(false)
+    }
+
+    /// mod_lua `merge_dir_config`: scalar values are the child's when set, else the parent's;
+    /// lists follow the effective LuaInherit.
+    pub fn merge(base: &DirConfig, add: &DirConfig) -> DirConfig {
+        let inherit = add.inherit.or(base.inherit);
+        let mode = inherit.unwrap_or(Inherit::ParentFirst);
+        DirConfig {
+            scope: add.scope.or(base.scope),
+            codecache: add.codecache.or(base.codecache),
+            inherit,
+            package_paths: inherit_list(mode, &base.package_paths, &add.package_paths),
+            package_cpaths: inherit_list(mode, &base.package_cpaths, &add.package_cpaths),
+            map_handlers: inherit_list(mode, &base.map_handlers, &add.map_handlers),
+            show_errors: add.show_errors.or(base.show_errors),
+        }
+    }
+}
+
+/// Combines a parent's and a child's list per LuaInherit, sharing storage when one side is
+/// empty (the common case) so that per-request merges do not copy.
+pub fn inherit_list<T: Clone>(mode: Inherit, base: &Arc<Vec<T>>, add: &Arc<Vec<T>>) -> Arc<Vec<T>> {
+    let (first, second) = match mode {
+        Inherit::None => return add.clone(),
+        Inherit::ParentFirst => (base, add),
+        Inherit::ParentLast => (add, base),
+    };
+    if second.is_empty() {
+        return first.clone();
+    }
+    if first.is_empty() {
+        return second.clone();
+    }
+    Arc::new(first.iter().chain(second.iter()).cloned().collect())
+}
+
+/// Per-server configuration.
+#[derive(Clone, Default)]
+pub struct ServerConfig {
+    /// `LuaRoot`: base for relative file names of mod_lua directives.
+    pub root: Option<String>,
+}
+
+impl ServerConfig {
+    /// Unlike mod_lua (which has no server merge), a `<VirtualHost>` without its own LuaRoot
+    /// inherits the main server's, as the manual describes.
+    pub fn merge(base: &ServerConfig, add: &ServerConfig) -> ServerConfig {
+        ServerConfig { root: add.root.clone().or_else(|| base.root.clone()) }
+    }
+}
+
+/// mod_lua `munge_path`: replace the literal `./?.lua` (or `./?.so`) in Lua's default path with
+/// the script's directory, then append the configured entries joined by `;` (a trailing `;`
+/// when there are none).
+pub fn munge_path(default: &str, pattern: &str, script_dir: &str, extra: &[String]) -> String {
+    let dir = if script_dir.ends_with('/') { script_dir.to_string() } else { format!("{script_dir}/") };
+    let replacement = format!("{dir}{}", &pattern[2..]);
+    let mut out = default.replace(pattern, &replacement);
+    out.push(';');
+    out.push_str(&extra.join(";"));
+    out
+}
+
+/// The directory part of a path, with a trailing `/` (httpd's `ap_make_dirstr_parent`).
+pub fn parent_dir(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(i) => &path[..=i],
+        None => "",
+    }
+}
+
+/// mod_lua `ap_lua_interpolate_string`: `$0`–`$9` become the captures (unmatched → ""),
+/// a `$` not followed by a digit stays literal.
+pub fn interpolate(template: &str, captures: &[Option<&[u8]>]) -> Vec<u8> {
+    let t = template.as_bytes();
+    let mut out = Vec::with_capacity(t.len() + 16);
+    let mut i = 0;
+    while i < t.len() {
+        if t[i] == b'$' && i + 1 < t.len() && t[i + 1].is_ascii_digit() {
+            let n = (t[i + 1] - b'0') as usize;
+            if let Some(Some(c)) = captures.get(n) {
+                out.extend_from_slice(c);
+            }
+            i += 2;
+        } else {
+            out.push(t[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Our guard against path traversal through LuaMapHandler captures (mod_lua has none): the
+/// file path built from the template must not gain a `..` segment the template did not have,
+/// no capture may carry a NUL or a backslash, and a capture that starts a path component must
+/// not start with `/` (an absolute path put in by the client).
+pub fn capture_path_is_safe(template: &str, captures: &[Option<&[u8]>]) -> bool {
+    let t = template.as_bytes();
+    for (i, w) in t.windows(2).enumerate() {
+        if w[0] == b'$' && w[1].is_ascii_digit() {
+            let cap = captures.get((w[1] - b'0') as usize).copied().flatten().unwrap_or(b"");
+            if cap.contains(&0) || cap.contains(&b'\\') {
+                return false;
+            }
+            if (i == 0 || t[i - 1] == b'/') && cap.first() == Some(&b'/') {
+                return false;
+            }
+        }
+    }
+    let dots = |p: &[u8]| p.split(|&b| b == b'/').filter(|s| *s == b"..").count();
+    dots(&interpolate(template, captures)) <= dots(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_parsing_matches_mod_lua() {
+        assert_eq!(parse_scope("once", None, None), Ok(Scope::Once));
+        assert_eq!(parse_scope("thread", Some("5"), None), Ok(Scope::Thread));
+        assert_eq!(parse_scope("server", None, None), Ok(Scope::Server { min: 1, max: 1 }));
+        assert_eq!(parse_scope("server", Some("0"), Some("0")), Ok(Scope::Server { min: 1, max: 1 }));
+        assert_eq!(parse_scope("server", Some("3"), Some("2")), Ok(Scope::Server { min: 3, max: 3 }));
+        assert_eq!(parse_scope("server", Some("2"), Some("8x")), Ok(Scope::Server { min: 2, max: 8 }));
+        let err = parse_scope("Thread", None, None).unwrap_err();
+        assert_eq!(
+            err,
+            "Invalid value for LuaScope, 'Thread', acceptable values are: 'once', 'request', 'conn', 'thread', 'server'"
+        );
+    }
+
+    #[test]
+    fn codecache_and_inherit_are_case_insensitive() {
+        assert_eq!(parse_codecache("STAT"), Ok(CodeCache::Stat));
+        assert_eq!(parse_codecache("Never"), Ok(CodeCache::Never));
+        assert!(parse_codecache("sometimes").unwrap_err().starts_with("LuaCodeCache type of 'sometimes'"));
+        assert_eq!(parse_inherit("Parent-Last"), Ok(Inherit::ParentLast));
+        assert!(parse_inherit("x").unwrap_err().contains("'none', 'parent-first', and 'parent-last'"));
+    }
+
+    #[test]
+    fn atoi_is_c_like() {
+        assert_eq!(atoi("12"), 12);
+        assert_eq!(atoi(" 7z"), 7);
+        assert_eq!(atoi("x"), 0);
+        assert_eq!(atoi("-3"), -3);
+    }
+
+    #[test]
+    fn inherit_orders_lists() {
+        let p = Arc::new(vec![1, 2]);
+        let c = Arc::new(vec![3]);
+        assert_eq!(*inherit_list(Inherit::ParentFirst, &p, &c), vec![1, 2, 3]);
+        assert_eq!(*inherit_list(Inherit::ParentLast, &p, &c), vec![3, 1, 2]);
+        assert_eq!(*inherit_list(Inherit::None, &p, &c), vec![3]);
+        let empty = Arc::new(vec![]);
+        assert!(Arc::ptr_eq(&inherit_list(Inherit::ParentFirst, &p, &empty), &p));
+    }
+
+    #[test]
+    fn merge_takes_child_scalars_else_parent() {
+        let parent = DirConfig { scope: Some(Scope::Thread), codecache: Some(CodeCache::Never), ..Default::default() };
+        let child = DirConfig { codecache: Some(CodeCache::Forever), ..Default::default() };
+        let m = DirConfig::merge(&parent, &child);
+        assert_eq!(m.scope(), Scope::Thread);
+        assert_eq!(m.codecache(), CodeCache::Forever);
+        assert_eq!(DirConfig::default().scope(), Scope::Once);
+        assert_eq!(DirConfig::default().codecache(), CodeCache::Stat);
+        assert_eq!(DirConfig::default().inherit(), Inherit::ParentFirst);
+    }
+
+    #[test]
+    fn munge_path_replaces_dot_entry_and_appends() {
+        let d = "/usr/share/lua/5.4/?.lua;./?.lua;./?/init.lua";
+        assert_eq!(
+            munge_path(d, "./?.lua", "/srv/app", &["/lib/?.lua".into()]),
+            "/usr/share/lua/5.4/?.lua;/srv/app/?.lua;./?/init.lua;/lib/?.lua"
+        );
+        assert_eq!(munge_path("./?.so", "./?.so", "/a/", &[]), "/a/?.so;");
+    }
+
+    #[test]
+    fn interpolation_follows_mod_lua() {
+        let caps: Vec<Option<&[u8]>> = vec![Some(b"/x_y"), Some(b"x"), None];
+        assert_eq!(interpolate("/h/$1.lua", &caps), b"/h/x.lua");
+        assert_eq!(interpolate("handle_$2", &caps), b"handle_");
+        assert_eq!(interpolate("$x$", &caps), b"$x$");
+        assert_eq!(interpolate("$9", &caps), b"");
+    }
+
+    #[test]
+    fn traversal_through_captures_is_refused() {
+        let c = |s: &'static [u8]| -> Vec<Option<&'static [u8]>> { vec![None, Some(s)] };
+        assert!(capture_path_is_safe("/srv/$1.lua", &c(b"hello")));
+        assert!(capture_path_is_safe("/srv/$1.lua", &c(b"a/b")));
+        assert!(capture_path_is_safe("/srv/x$1.lua", &c(b"..")) );
+        assert!(!capture_path_is_safe("/srv/$1.lua", &c(b"../etc/passwd")));
+        assert!(!capture_path_is_safe("/srv/$1", &c(b"..")));
+        assert!(!capture_path_is_safe("/srv/$1.lua", &c(b"a/../../b")));
+        assert!(!capture_path_is_safe("/srv/$1.lua", &c(b"/etc/x")));
+        assert!(!capture_path_is_safe("$1.lua", &c(b"/etc/x")));
+        assert!(!capture_path_is_safe("/srv/$1.lua", &c(b"a\0b")));
+        assert!(capture_path_is_safe("/srv/fixed.lua", &c(b"../../")));
+    }
+}

@@ -1,0 +1,14 @@
+/* C shims over httpd/APR macros that bindgen cannot translate. Keep this file tiny: every
+ * function here is a one-line wrapper, and all logic lives in Rust. */
+#include "shim.h"
+#include <http_log.h>
+
+int lua_shim_r_is_level(const request_rec *r, int mi, int level)
+{
+    return APLOG_R_MODULE_IS_LEVEL(r, mi, level);
+}
+
+int lua_shim_s_is_level(const server_rec *s, int mi, int level)
+{
+    return APLOG_MODULE_IS_LEVEL(s, mi, level);
+}

@@ -1,0 +1,10 @@
+/* C shims over httpd/APR header macros and static inline functions (see shim.c). */
+#ifndef LUA_SHIM_H
+#define LUA_SHIM_H
+#include <httpd.h>
+
+/* APLOG_R_MODULE_IS_LEVEL: would a message at `level` for module `mi` be logged for `r`? */
+int lua_shim_r_is_level(const request_rec *r, int mi, int level);
+/* APLOG_MODULE_IS_LEVEL for a server. */
+int lua_shim_s_is_level(const server_rec *s, int mi, int level);
+#endif

@@ -1,0 +1,20 @@
+/* Headers the bindings are generated from (see build.rs). */
+#include <httpd.h>
+#include <http_config.h>
+#include <http_core.h>
+#include <http_log.h>
+#include <http_main.h>
+#include <http_protocol.h>
+#include <http_request.h>
+#include <http_connection.h>
+#include <ap_mpm.h>
+#include <ap_mmn.h>
+#include <util_filter.h>
+#include <util_script.h>
+#include <scoreboard.h>
+#include <apr_strings.h>
+#include <apr_tables.h>
+#include <apr_thread_proc.h>
+#include <apr_file_info.h>
+#include <apr_buckets.h>
+#include "shim.h"

@@ -1,0 +1,629 @@
+//! Safe handles over httpd's request, connection, server and directive structures, and logging.
+//! Each handle is created from a raw pointer in exactly one place (an `unsafe fn from_raw`), and
+//! everything above this module works with these handles only.
+
+use crate::apr::{opt_cstr, Pool, Table};
+use crate::ffi;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+/// httpd status codes the module returns from hooks.
+pub const OK: c_int = ffi::OK;
+pub const DECLINED: c_int = ffi::DECLINED;
+pub const DONE: c_int = ffi::DONE;
+pub const HTTP_INTERNAL_SERVER_ERROR: c_int = ffi::HTTP_INTERNAL_SERVER_ERROR;
+pub const HTTP_BAD_REQUEST: c_int = ffi::HTTP_BAD_REQUEST;
+pub const HTTP_SERVICE_UNAVAILABLE: c_int = ffi::HTTP_SERVICE_UNAVAILABLE;
+
+/// Log levels, as httpd numbers them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Emerg = 0,
+    Alert = 1,
+    Crit = 2,
+    Err = 3,
+    Warn = 4,
+    Notice = 5,
+    Info = 6,
+    Debug = 7,
+    Trace1 = 8,
+    Trace2 = 9,
+    Trace3 = 10,
+    Trace4 = 11,
+    Trace5 = 12,
+    Trace6 = 13,
+    Trace7 = 14,
+    Trace8 = 15,
+}
+
+/// The index httpd gave this module (needed for config vectors and per-module log levels).
+pub fn module_index() -> c_int {
+    // SAFETY: httpd writes module_index once while loading the module, before any hook runs;
+    // afterwards it is only read.
+    unsafe { (*(&raw const crate::module::lua_module)).module_index }
+}
+
+fn module_ptr() -> *const ffi::module {
+    &raw const crate::module::lua_module
+}
+
+/// Turns arbitrary text into a C string for httpd's logger (NULs become spaces).
+fn log_text(msg: &str) -> CString {
+    CString::new(msg.replace('\0', " ")).unwrap_or_default()
+}
+
+/// Logs through httpd without a request or server (start-up problems, panics).
+/// Unit tests run without httpd, so there it writes to stderr instead.
+#[cfg(test)]
+pub fn log_global(level: Level, msg: &str) {
+    eprintln!("[{level:?}] {msg}");
+}
+
+/// Logs through httpd without a request or server (start-up problems, panics).
+#[cfg(not(test))]
+pub fn log_global(level: Level, msg: &str) {
+    let text = log_text(msg);
+    // SAFETY: the format is a literal "%s" with one C string argument; a NULL server makes
+    // httpd log to the main error log.
+    unsafe {
+        ffi::ap_log_error_(
+            c"mod_lua_rs".as_ptr(),
+            0,
+            module_index(),
+            level as c_int,
+            0,
+            std::ptr::null(),
+            c"%s".as_ptr(),
+            text.as_ptr(),
+        )
+    }
+}
+
+/// What kind of file `r->finfo` describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileType {
+    NoFile,
+    Regular,
+    Directory,
+    Other,
+}
+
+/// A file's identity and version as seen by stat: used by the code cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStamp {
+    pub device: u64,
+    pub inode: u64,
+    pub size: i64,
+    pub mtime_us: i64,
+    pub ctime_us: i64,
+}
+
+impl FileStamp {
+    pub fn of_path(path: &str) -> std::io::Result<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(FileStamp {
+            device: m.dev(),
+            inode: m.ino(),
+            size: m.size() as i64,
+            mtime_us: m.mtime() * 1_000_000 + m.mtime_nsec() / 1000,
+            ctime_us: m.ctime() * 1_000_000 + m.ctime_nsec() / 1000,
+        })
+    }
+}
+
+/// A request being processed. `Copy` because it is only a handle; httpd owns the struct.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    raw: NonNull<ffi::request_rec>,
+    _life: PhantomData<&'a mut ffi::request_rec>,
+}
+
+macro_rules! str_field {
+    ($($(#[$m:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$m])*
+        pub fn $name(self) -> Option<&'a CStr> {
+            // SAFETY: the field is NULL or a NUL-terminated string in the request's pool.
+            unsafe { opt_cstr((*self.raw.as_ptr()).$name) }
+        }
+    )*};
+}
+
+impl<'a> Request<'a> {
+    /// # Safety
+    /// `raw` must point to a request_rec that stays live for `'a` and is used by the calling
+    /// thread only.
+    pub unsafe fn from_raw(raw: *mut ffi::request_rec) -> Option<Self> {
+        NonNull::new(raw).map(|raw| Request { raw, _life: PhantomData })
+    }
+
+    pub fn as_ptr(self) -> *mut ffi::request_rec {
+        self.raw.as_ptr()
+    }
+
+    fn rec(self) -> &'a mut ffi::request_rec {
+        // SAFETY: see from_raw; httpd gives each request to one thread at a time.
+        unsafe { &mut *self.raw.as_ptr() }
+    }
+
+    str_field!(
+        handler,
+        filename,
+        method,
+        uri,
+        args,
+        hostname,
+        unparsed_uri,
+        the_request,
+        protocol,
+        content_type,
+        content_encoding,
+        path_info,
+        user,
+        ap_auth_type,
+        canonical_filename,
+        range,
+        log_id,
+        useragent_ip,
+    );
+
+    pub fn pool(self) -> Pool<'a> {
+        // SAFETY: every request has a live pool.
+        unsafe { Pool::from_raw(self.rec().pool) }.expect("request without a pool")
+    }
+
+    pub fn connection(self) -> Conn<'a> {
+        // SAFETY: every request has a live connection.
+        unsafe { Conn::from_raw(self.rec().connection) }.expect("request without a connection")
+    }
+
+    pub fn header_only(self) -> bool {
+        self.rec().header_only != 0
+    }
+
+    pub fn status(self) -> c_int {
+        self.rec().status
+    }
+
+    pub fn set_status(self, status: c_int) {
+        self.rec().status = status;
+    }
+
+    pub fn assbackwards(self) -> bool {
+        self.rec().assbackwards != 0
+    }
+
+    pub fn proxyreq(self) -> c_int {
+        self.rec().proxyreq
+    }
+
+    pub fn remaining(self) -> i64 {
+        self.rec().remaining
+    }
+
+    /// True once the response headers have gone to the client.
+    pub fn response_started(self) -> bool {
+        self.rec().sent_bodyct != 0 || self.rec().bytes_sent > 0
+    }
+
+    pub fn is_initial_req(self) -> bool {
+        // SAFETY: live request.
+        unsafe { ffi::ap_is_initial_req(self.as_ptr()) != 0 }
+    }
+
+    pub fn file_type(self) -> FileType {
+        match self.rec().finfo.filetype {
+            ffi::apr_filetype_e_APR_NOFILE => FileType::NoFile,
+            ffi::apr_filetype_e_APR_REG => FileType::Regular,
+            ffi::apr_filetype_e_APR_DIR => FileType::Directory,
+            _ => FileType::Other,
+        }
+    }
+
+    /// The stat httpd already made of `r->filename`, when it made one.
+    pub fn finfo_stamp(self) -> Option<FileStamp> {
+        let f = &self.rec().finfo;
+        let need = (ffi::APR_FINFO_MTIME | ffi::APR_FINFO_SIZE | ffi::APR_FINFO_INODE) as i32;
+        if f.filetype == ffi::apr_filetype_e_APR_NOFILE || f.valid & need != need {
+            return None;
+        }
+        let ctime = if f.valid & ffi::APR_FINFO_CTIME as i32 != 0 { f.ctime } else { 0 };
+        Some(FileStamp {
+            device: f.device,
+            inode: f.inode,
+            size: f.size,
+            mtime_us: f.mtime,
+            ctime_us: ctime,
+        })
+    }
+
+    /// Copies `value` into the request pool and stores it in a string field of request_rec.
+    fn set_str(self, value: Option<&[u8]>) -> *mut c_char {
+        match value {
+            Some(v) => self.pool().strdup(v),
+            None => std::ptr::null_mut(),
+        }
+    }
+
+    pub fn set_uri(self, v: &[u8]) {
+        self.rec().uri = self.set_str(Some(v));
+    }
+    pub fn set_args(self, v: Option<&[u8]>) {
+        self.rec().args = self.set_str(v);
+    }
+    pub fn set_filename(self, v: &[u8]) {
+        self.rec().filename = self.set_str(Some(v));
+    }
+    pub fn set_handler(self, v: Option<&[u8]>) {
+        self.rec().handler = self.set_str(v);
+    }
+    pub fn set_user(self, v: Option<&[u8]>) {
+        self.rec().user = self.set_str(v);
+    }
+    pub fn set_proxyreq(self, v: c_int) {
+        self.rec().proxyreq = v;
+    }
+
+    pub fn set_content_type(self, v: &[u8]) {
+        let ct = self.pool().strdup(v);
+        // SAFETY: `ct` lives in the request pool, as ap_set_content_type requires.
+        unsafe { ffi::ap_set_content_type(self.as_ptr(), ct) }
+    }
+
+    pub fn headers_in(self) -> Table<'a> {
+        // SAFETY: httpd allocates these tables with every request.
+        unsafe { Table::from_raw(self.rec().headers_in) }.expect("headers_in")
+    }
+    pub fn headers_out(self) -> Table<'a> {
+        unsafe { Table::from_raw(self.rec().headers_out) }.expect("headers_out")
+    }
+    pub fn err_headers_out(self) -> Table<'a> {
+        unsafe { Table::from_raw(self.rec().err_headers_out) }.expect("err_headers_out")
+    }
+    pub fn notes(self) -> Table<'a> {
+        unsafe { Table::from_raw(self.rec().notes) }.expect("notes")
+    }
+    pub fn subprocess_env(self) -> Table<'a> {
+        unsafe { Table::from_raw(self.rec().subprocess_env) }.expect("subprocess_env")
+    }
+
+    /// Writes body bytes (buffered by httpd). Returns the count written or -1.
+    pub fn write(self, data: &[u8]) -> i64 {
+        let mut written: i64 = 0;
+        // ap_rwrite takes an int length: write in slices so huge strings stay correct.
+        for chunk in data.chunks(1 << 30) {
+            // SAFETY: `chunk` is valid for its length during the call.
+            let n = unsafe { ffi::ap_rwrite(chunk.as_ptr().cast(), chunk.len() as c_int, self.as_ptr()) };
+            if n < 0 {
+                return -1;
+            }
+            written += n as i64;
+        }
+        written
+    }
+
+    pub fn flush(self) -> bool {
+        // SAFETY: live request.
+        unsafe { ffi::ap_rflush(self.as_ptr()) == 0 }
+    }
+
+    /// Sends a whole file as body. `None` when it is missing, not a regular file or unreadable.
+    pub fn sendfile(self, path: &CStr) -> Option<i64> {
+        let pool = self.pool().as_ptr();
+        // SAFETY: stat/open/send with pool-allocated objects on a live request; the file is
+        // closed by the request pool's cleanup.
+        unsafe {
+            let mut finfo: ffi::apr_finfo_t = std::mem::zeroed();
+            if ffi::apr_stat(&mut finfo, path.as_ptr(), ffi::APR_FINFO_TYPE as i32 | ffi::APR_FINFO_SIZE as i32, pool) != 0
+                || finfo.filetype != ffi::apr_filetype_e_APR_REG
+            {
+                return None;
+            }
+            let mut file: *mut ffi::apr_file_t = std::ptr::null_mut();
+            if ffi::apr_file_open(&mut file, path.as_ptr(), ffi::APR_FOPEN_READ as i32, ffi::APR_OS_DEFAULT as i32, pool) != 0 {
+                return None;
+            }
+            let mut sent: ffi::apr_size_t = 0;
+            if ffi::ap_send_fd(file, self.as_ptr(), 0, finfo.size as ffi::apr_size_t, &mut sent) != 0 {
+                return None;
+            }
+            Some(sent as i64)
+        }
+    }
+
+    /// The merged per-directory config of this module for the request.
+    pub fn dir_config<T>(self) -> Option<&'a T> {
+        // SAFETY: per_dir_config is the module config vector; our slot holds a `T` created by
+        // create/merge_dir_config (or NULL).
+        unsafe { config_slot::<T>(self.rec().per_dir_config) }
+    }
+
+    pub fn server(self) -> Server<'a> {
+        // SAFETY: every request has a server.
+        unsafe { Server::from_raw(self.rec().server) }.expect("request without server")
+    }
+
+    /// The request that owns this one's pool: walks up subrequests and internal redirects.
+    pub fn root(self) -> Request<'a> {
+        let mut r = self.rec() as *mut ffi::request_rec;
+        // SAFETY: main/prev links point at live ancestor requests.
+        unsafe {
+            loop {
+                if !(*r).main.is_null() {
+                    r = (*r).main;
+                } else if !(*r).prev.is_null() {
+                    r = (*r).prev;
+                } else {
+                    break;
+                }
+            }
+        }
+        Request { raw: NonNull::new(r).unwrap(), _life: PhantomData }
+    }
+
+    /// This module's slot in `r->request_config`.
+    pub fn request_slot(self) -> *mut c_void {
+        // SAFETY: request_config is allocated by httpd for every request.
+        unsafe { *config_vec(self.rec().request_config) }
+    }
+
+    pub fn set_request_slot(self, v: *mut c_void) {
+        // SAFETY: as above.
+        unsafe { *config_vec(self.rec().request_config) = v }
+    }
+
+    pub fn is_level(self, level: Level) -> bool {
+        // SAFETY: live request; pure query.
+        unsafe { ffi::lua_shim_r_is_level(self.as_ptr(), module_index(), level as c_int) != 0 }
+    }
+
+    /// Logs for this request, attributing the line to `file:line` (a script position or a
+    /// source location).
+    pub fn log_at(self, level: Level, file: &CStr, line: c_int, msg: &str) {
+        if !self.is_level(level) {
+            return;
+        }
+        let text = log_text(msg);
+        // SAFETY: literal "%s" format with one C string argument.
+        unsafe {
+            ffi::ap_log_rerror_(
+                file.as_ptr(),
+                line,
+                module_index(),
+                level as c_int,
+                0,
+                self.as_ptr(),
+                c"%s".as_ptr(),
+                text.as_ptr(),
+            )
+        }
+    }
+
+    pub fn log(self, level: Level, msg: &str) {
+        self.log_at(level, c"mod_lua.c", 0, msg)
+    }
+
+    pub fn document_root(self) -> Option<&'a CStr> {
+        // SAFETY: live request; returns a string from server config.
+        unsafe { opt_cstr(ffi::ap_document_root(self.as_ptr())) }
+    }
+
+    pub fn server_port(self) -> u32 {
+        // SAFETY: live request.
+        unsafe { ffi::ap_get_server_port(self.as_ptr()) as u32 }
+    }
+
+    pub fn server_name(self) -> Option<&'a CStr> {
+        // SAFETY: live request.
+        unsafe { opt_cstr(ffi::ap_get_server_name(self.as_ptr())) }
+    }
+}
+
+/// # Safety
+/// `v` must be a live module config vector.
+unsafe fn config_vec(v: *mut ffi::ap_conf_vector_t) -> *mut *mut c_void {
+    unsafe { (v as *mut *mut c_void).add(module_index() as usize) }
+}
+
+/// # Safety
+/// `v` must be a live module config vector whose slot for this module holds a `T` or NULL.
+unsafe fn config_slot<'a, T>(v: *mut ffi::ap_conf_vector_t) -> Option<&'a T> {
+    if v.is_null() {
+        return None;
+    }
+    unsafe { (*config_vec(v) as *const T).as_ref() }
+}
+
+/// A client connection.
+#[derive(Clone, Copy)]
+pub struct Conn<'a> {
+    raw: NonNull<ffi::conn_rec>,
+    _life: PhantomData<&'a mut ffi::conn_rec>,
+}
+
+impl<'a> Conn<'a> {
+    /// # Safety
+    /// `raw` must be a live connection for `'a`, used by the calling thread only.
+    pub unsafe fn from_raw(raw: *mut ffi::conn_rec) -> Option<Self> {
+        NonNull::new(raw).map(|raw| Conn { raw, _life: PhantomData })
+    }
+
+    fn rec(self) -> &'a mut ffi::conn_rec {
+        // SAFETY: see from_raw.
+        unsafe { &mut *self.raw.as_ptr() }
+    }
+
+    pub fn pool(self) -> Pool<'a> {
+        // SAFETY: every connection has a pool.
+        unsafe { Pool::from_raw(self.rec().pool) }.expect("connection without pool")
+    }
+
+    pub fn slot(self) -> *mut c_void {
+        // SAFETY: conn_config is allocated for every connection.
+        unsafe { *config_vec(self.rec().conn_config) }
+    }
+
+    pub fn set_slot(self, v: *mut c_void) {
+        // SAFETY: as above.
+        unsafe { *config_vec(self.rec().conn_config) = v }
+    }
+
+    /// Stops all further output and closes the connection after this request (used when a
+    /// script fails after part of the response went out: the client must see a broken
+    /// response, not a complete-looking one).
+    pub fn abort(self) {
+        let c = self.rec();
+        c.keepalive = ffi::ap_conn_keepalive_e_AP_CONN_CLOSE;
+        c.aborted = 1;
+    }
+}
+
+/// A (virtual) server.
+#[derive(Clone, Copy)]
+pub struct Server<'a> {
+    raw: NonNull<ffi::server_rec>,
+    _life: PhantomData<&'a ffi::server_rec>,
+}
+
+impl<'a> Server<'a> {
+    /// # Safety
+    /// `raw` must be a live server_rec for `'a`.
+    pub unsafe fn from_raw(raw: *mut ffi::server_rec) -> Option<Self> {
+        NonNull::new(raw).map(|raw| Server { raw, _life: PhantomData })
+    }
+
+    pub fn config<T>(self) -> Option<&'a T> {
+        // SAFETY: module_config slot holds the `T` made by create_server_config.
+        unsafe { config_slot::<T>((*self.raw.as_ptr()).module_config) }
+    }
+}
+
+/// Server version banner (what `apache2.version` reports).
+pub fn server_banner() -> String {
+    // SAFETY: returns a static string owned by httpd.
+    unsafe { opt_cstr(ffi::ap_get_server_banner()) }
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// `-D NAME` / `Define NAME` present?
+pub fn config_defined(name: &CStr) -> bool {
+    // SAFETY: pure query of the define list.
+    unsafe { ffi::ap_exists_config_define(name.as_ptr()) != 0 }
+}
+
+/// A regular expression compiled by httpd (PCRE, with httpd's default flags), as mod_lua's
+/// LuaMapHandler uses. Lives in a configuration pool.
+#[derive(Clone, Copy)]
+pub struct Regex {
+    raw: NonNull<ffi::ap_regex_t>,
+}
+
+// SAFETY: a compiled ap_regex_t is immutable after ap_pregcomp; ap_regexec only reads it
+// (match data is per call), so sharing it between threads is sound.
+unsafe impl Send for Regex {}
+unsafe impl Sync for Regex {}
+
+impl Regex {
+    /// Compiles `pattern` in `pool` (freed with it).
+    pub fn compile(pool: Pool<'_>, pattern: &CStr) -> Option<Regex> {
+        // SAFETY: ap_pregcomp registers the regex's cleanup on `pool`.
+        NonNull::new(unsafe { ffi::ap_pregcomp(pool.as_ptr(), pattern.as_ptr(), 0) }).map(|raw| Regex { raw })
+    }
+
+    /// Matches `subject`; on success the captures `$0`..`$9` (None for groups that did not
+    /// take part).
+    pub fn captures<'s>(&self, subject: &'s CStr) -> Option<Vec<Option<&'s [u8]>>> {
+        const N: usize = 10;
+        let mut m: [ffi::ap_regmatch_t; N] = unsafe { std::mem::zeroed() };
+        // SAFETY: the regex is live for the config's lifetime; `m` has room for N matches.
+        let rc = unsafe { ffi::ap_regexec(self.raw.as_ptr(), subject.as_ptr(), N, m.as_mut_ptr(), 0) };
+        if rc != 0 {
+            return None;
+        }
+        let bytes = subject.to_bytes();
+        Some(
+            m.iter()
+                .map(|g| {
+                    if g.rm_so < 0 || g.rm_eo < g.rm_so || g.rm_eo as usize > bytes.len() {
+                        None
+                    } else {
+                        Some(&bytes[g.rm_so as usize..g.rm_eo as usize])
+                    }
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The arguments httpd hands a directive handler.
+#[derive(Clone, Copy)]
+pub struct CmdParms<'a> {
+    raw: NonNull<ffi::cmd_parms>,
+    _life: PhantomData<&'a ffi::cmd_parms>,
+}
+
+/// Where a directive may not appear (mod_lua's `ap_check_cmd_context` masks).
+pub const NOT_IN_DIR_FILES_HTACCESS: u32 =
+    (ffi::NOT_IN_DIRECTORY | ffi::NOT_IN_FILES | ffi::NOT_IN_HTACCESS) as u32;
+
+impl<'a> CmdParms<'a> {
+    /// # Safety
+    /// `raw` must be the cmd_parms httpd passed to the running directive handler.
+    pub unsafe fn from_raw(raw: *mut ffi::cmd_parms) -> Option<Self> {
+        NonNull::new(raw).map(|raw| CmdParms { raw, _life: PhantomData })
+    }
+
+    fn rec(self) -> &'a ffi::cmd_parms {
+        // SAFETY: see from_raw.
+        unsafe { &*self.raw.as_ptr() }
+    }
+
+    pub fn pool(self) -> Pool<'a> {
+        // SAFETY: the config pool is live while directives are read.
+        unsafe { Pool::from_raw(self.rec().pool) }.expect("cmd without pool")
+    }
+
+    pub fn server(self) -> Server<'a> {
+        // SAFETY: the server being configured.
+        unsafe { Server::from_raw(self.rec().server) }.expect("cmd without server")
+    }
+
+    /// Runs core's context check; `Err` carries core's message.
+    pub fn check_context(self, forbidden: u32) -> Result<(), String> {
+        // SAFETY: valid cmd_parms; the returned message (if any) is pool-allocated.
+        let msg = unsafe { ffi::ap_check_cmd_context(self.raw.as_ptr(), forbidden) };
+        match unsafe { opt_cstr(msg) } {
+            None => Ok(()),
+            Some(m) => Err(m.to_string_lossy().into_owned()),
+        }
+    }
+
+    /// Resolves `file` against `root` (or the working directory) as mod_lua's
+    /// `apr_filepath_merge(..., APR_FILEPATH_NOTRELATIVE)` does.
+    pub fn merge_path(self, root: Option<&str>, file: &str) -> Option<String> {
+        merge_path(self.pool(), root, file)
+    }
+}
+
+/// `apr_filepath_merge(root, file, APR_FILEPATH_NOTRELATIVE)`; NULL root = working directory.
+pub fn merge_path(pool: Pool<'_>, root: Option<&str>, file: &str) -> Option<String> {
+    let root_c = root.and_then(|r| CString::new(r).ok());
+    let file_c = CString::new(file).ok()?;
+    let mut out: *mut c_char = std::ptr::null_mut();
+    // SAFETY: inputs are NUL-terminated; the result is allocated in `pool`.
+    let rv = unsafe {
+        ffi::apr_filepath_merge(
+            &mut out,
+            root_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            file_c.as_ptr(),
+            ffi::APR_FILEPATH_NOTRELATIVE as i32,
+            pool.as_ptr(),
+        )
+    };
+    if rv != 0 {
+        return None;
+    }
+    unsafe { opt_cstr(out) }.map(|s| s.to_string_lossy().into_owned())
+}

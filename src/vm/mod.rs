@@ -1,0 +1,341 @@
+//! One Lua VM: a Lua state plus its caches (compiled chunks, module profiles, scope
+//! environments). Scopes are environments inside a VM: `once` gets a fresh environment per
+//! call, `request` one per request, and the long-lived scopes one per VM. Nothing here touches
+//! httpd, so the whole call path is testable without a server.
+#![deny(unsafe_code)]
+
+pub mod pool;
+
+use crate::config::{munge_path, parent_dir, CodeCache};
+use crate::httpd::FileStamp;
+use mlua::chunk::ChunkMode;
+use mlua::{Function, Lua, Table, Value};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const PRELUDE: &str = include_str!("prelude.lua");
+
+/// How a call finds its global environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvMode {
+    /// A fresh environment for this call; the chunk's top level runs every time.
+    Once,
+    /// One environment per request (dropped by [`Vm::end_request`]).
+    Request,
+    /// One environment for the VM's lifetime.
+    Persistent,
+}
+
+/// Which script to run and under which code-cache and module-path rules.
+pub struct ChunkSpec<'a> {
+    /// Absolute path of the script.
+    pub path: &'a [u8],
+    /// A stat httpd already made of `path` (saves a syscall under `LuaCodeCache stat`).
+    pub stamp: Option<FileStamp>,
+    pub codecache: CodeCache,
+    /// `LuaPackagePath` / `LuaPackageCPath` entries in effect.
+    pub package_paths: &'a Arc<Vec<String>>,
+    pub package_cpaths: &'a Arc<Vec<String>>,
+}
+
+/// Why an entry function could not be called.
+#[derive(Debug)]
+pub enum VmError {
+    /// The script could not be read, compiled, or its top level failed.
+    Load(String),
+    /// The named global is not a function.
+    NotAFunction,
+    /// Lua itself failed (out of memory, internal error).
+    Lua(String),
+}
+
+impl From<mlua::Error> for VmError {
+    fn from(e: mlua::Error) -> Self {
+        VmError::Lua(ErrorText::of(&e).one_line())
+    }
+}
+
+/// What to tell the error log about a Lua error: the message (with file:line) and the
+/// traceback, separated.
+pub struct ErrorText {
+    pub message: String,
+    pub traceback: Option<String>,
+}
+
+impl ErrorText {
+    pub fn of(e: &mlua::Error) -> ErrorText {
+        match e {
+            mlua::Error::CallbackError { traceback, cause } => {
+                let inner = ErrorText::of(cause);
+                ErrorText { message: inner.message, traceback: Some(traceback.clone()) }
+            }
+            mlua::Error::RuntimeError(s) | mlua::Error::SyntaxError { message: s, .. } => Self::split(s),
+            mlua::Error::WithContext { context, cause } => {
+                let inner = ErrorText::of(cause);
+                ErrorText { message: format!("{context}: {}", inner.message), traceback: inner.traceback }
+            }
+            other => Self::split(&other.to_string()),
+        }
+    }
+
+    fn split(s: &str) -> ErrorText {
+        match s.find("\nstack traceback:") {
+            Some(i) => ErrorText { message: s[..i].to_string(), traceback: Some(s[i + 1..].to_string()) },
+            None => ErrorText { message: s.to_string(), traceback: None },
+        }
+    }
+
+    /// The message and the traceback on one log line (frames separated by " | ").
+    pub fn one_line(&self) -> String {
+        match &self.traceback {
+            Some(tb) => {
+                let frames: Vec<&str> = tb.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+                format!("{} ({})", self.message.replace('\n', " "), frames.join(" | "))
+            }
+            None => self.message.replace('\n', " "),
+        }
+    }
+}
+
+/// What every new VM gets besides the standard libraries.
+pub struct VmSetup {
+    /// Installs the module's API (the `apache2` table, request metatables, …).
+    pub install: fn(&Lua) -> mlua::Result<()>,
+}
+
+enum Code {
+    /// A text chunk compiled as `local _ENV = ...; <script>`: calling it with an environment
+    /// runs the script's top level in that environment, with a fresh `_ENV` per activation.
+    Text(Function),
+    /// A precompiled chunk: reloaded from its bytes for each environment.
+    Binary(Arc<[u8]>),
+}
+
+struct ChunkEntry {
+    code: Arc<CodeCell>,
+    stamp: Option<FileStamp>,
+    generation: u64,
+    profile: Option<(Arc<Vec<String>>, Arc<Vec<String>>, Table)>,
+}
+
+struct CodeCell {
+    code: Code,
+    name: String,
+}
+
+struct EnvEntry {
+    env: Table,
+    generation: u64,
+}
+
+/// A Lua state with the module's caches.
+pub struct Vm {
+    lua: Lua,
+    new_profile: Function,
+    new_env: Function,
+    base_path: String,
+    base_cpath: String,
+    chunks: RefCell<HashMap<Vec<u8>, ChunkEntry>>,
+    request_envs: RefCell<HashMap<Vec<u8>, EnvEntry>>,
+    persistent_envs: RefCell<HashMap<Vec<u8>, EnvEntry>>,
+    generation: Cell<u64>,
+    poisoned: Cell<bool>,
+}
+
+impl Vm {
+    #[allow(unsafe_code)]
+    pub fn new(setup: &VmSetup) -> mlua::Result<Vm> {
+        // SAFETY (of the mlua call): mod_lua opens every standard library, including `debug`,
+        // and lets scripts load C modules; an unsafe state is what scripts expect.
+        let lua = unsafe { Lua::unsafe_new() };
+        (setup.install)(&lua)?;
+        let (new_profile, new_env): (Function, Function) =
+            lua.load(PRELUDE).set_name("=mod_lua_rs prelude").call(())?;
+        let package: Table = lua.globals().get("package")?;
+        let base_path: String = package.get("path")?;
+        let base_cpath: String = package.get("cpath")?;
+        Ok(Vm {
+            lua,
+            new_profile,
+            new_env,
+            base_path,
+            base_cpath,
+            chunks: RefCell::default(),
+            request_envs: RefCell::default(),
+            persistent_envs: RefCell::default(),
+            generation: Cell::new(0),
+            poisoned: Cell::new(false),
+        })
+    }
+
+    pub fn lua(&self) -> &Lua {
+        &self.lua
+    }
+
+    /// Marks the VM as unfit for reuse (a panic went through it).
+    pub fn poison(&self) {
+        self.poisoned.set(true);
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.get()
+    }
+
+    /// Forgets request-scope environments (called when the VM's request ends).
+    pub fn end_request(&self) {
+        self.request_envs.borrow_mut().clear();
+    }
+
+    /// Finds `function` in the script's environment for `mode`, loading or reloading the
+    /// script as the code cache requires and running its top level where a new environment
+    /// (or a reloaded script) needs it.
+    pub fn resolve(&self, spec: &ChunkSpec<'_>, mode: EnvMode, function: &str) -> Result<Function, VmError> {
+        let (code, generation, profile) = self.chunk(spec)?;
+        let env = match mode {
+            EnvMode::Once => {
+                let env: Table = self.new_env.call(&profile)?;
+                self.run_chunk(&code, &env)?;
+                env
+            }
+            EnvMode::Request => self.cached_env(&self.request_envs, spec.path, generation, &code, &profile)?,
+            EnvMode::Persistent => self.cached_env(&self.persistent_envs, spec.path, generation, &code, &profile)?,
+        };
+        match env.get::<Value>(function)? {
+            Value::Function(f) => Ok(f),
+            _ => Err(VmError::NotAFunction),
+        }
+    }
+
+    fn cached_env(
+        &self,
+        map: &RefCell<HashMap<Vec<u8>, EnvEntry>>,
+        key: &[u8],
+        generation: u64,
+        code: &CodeCell,
+        profile: &Table,
+    ) -> Result<Table, VmError> {
+        let existing = map.borrow().get(key).map(|e| (e.env.clone(), e.generation));
+        let env = match existing {
+            Some((env, g)) if g == generation => return Ok(env),
+            // The script changed: run the new version in the existing environment, keeping
+            // its globals (mod_lua reloads into the live VM the same way).
+            Some((env, _)) => env,
+            None => self.new_env.call(profile)?,
+        };
+        self.run_chunk(code, &env)?;
+        map.borrow_mut().insert(key.to_vec(), EnvEntry { env: env.clone(), generation });
+        Ok(env)
+    }
+
+    fn run_chunk(&self, code: &CodeCell, env: &Table) -> Result<(), VmError> {
+        let result = match &code.code {
+            #[cfg(not(feature = "luajit"))]
+            Code::Text(f) => f.call::<()>(env),
+            #[cfg(feature = "luajit")]
+            Code::Text(f) => f.set_environment(env.clone()).and_then(|_| f.call::<()>(())),
+            Code::Binary(bytes) => self
+                .lua
+                .load(&bytes[..])
+                .set_name(code.name.clone())
+                .set_mode(ChunkMode::Binary)
+                .set_environment(env.clone())
+                .call::<()>(()),
+        };
+        result.map_err(|e| VmError::Load(ErrorText::of(&e).one_line()))
+    }
+
+    /// Returns the compiled script, (re)loading it per the code-cache policy, its generation
+    /// (bumped on every reload) and its module profile.
+    fn chunk(&self, spec: &ChunkSpec<'_>) -> Result<(Arc<CodeCell>, u64, Table), VmError> {
+        let path = spec.path;
+        // Only `stat` looks at the file again; httpd's own stat is used when we have it.
+        let current = match spec.codecache {
+            CodeCache::Stat => match spec.stamp {
+                Some(s) => Some(s),
+                None => FileStamp::of_path(&String::from_utf8_lossy(path)).ok(),
+            },
+            _ => None,
+        };
+        let cached = {
+            let chunks = self.chunks.borrow();
+            chunks.get(path).and_then(|e| {
+                let fresh = match spec.codecache {
+                    CodeCache::Forever => true,
+                    CodeCache::Never => false,
+                    CodeCache::Stat => current.is_some() && current == e.stamp,
+                };
+                fresh.then(|| (e.code.clone(), e.generation, e.profile.clone()))
+            })
+        };
+        if let Some((code, generation, Some((p, c, t)))) = &cached {
+            if same_list(p, spec.package_paths) && same_list(c, spec.package_cpaths) {
+                return Ok((code.clone(), *generation, t.clone()));
+            }
+        }
+        let (code, generation) = match cached {
+            Some((code, generation, _)) => (code, generation),
+            None => (Arc::new(self.compile(path)?), self.next_generation()),
+        };
+        let dir = parent_dir(std::str::from_utf8(path).unwrap_or("/"));
+        let p = munge_path(&self.base_path, "./?.lua", dir, spec.package_paths);
+        let c = munge_path(&self.base_cpath, "./?.so", dir, spec.package_cpaths);
+        let profile = self.new_profile.call::<Table>((p, c))?;
+        self.chunks.borrow_mut().insert(
+            path.to_vec(),
+            ChunkEntry {
+                code: code.clone(),
+                stamp: current,
+                generation,
+                profile: Some((spec.package_paths.clone(), spec.package_cpaths.clone(), profile.clone())),
+            },
+        );
+        Ok((code, generation, profile))
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.generation.set(self.generation.get() + 1);
+        self.generation.get()
+    }
+
+    fn compile(&self, path: &[u8]) -> Result<CodeCell, VmError> {
+        let shown = String::from_utf8_lossy(path).into_owned();
+        let bytes = std::fs::read(&shown).map_err(|e| VmError::Load(format!("cannot open {shown}: {e}")))?;
+        let name = format!("@{shown}");
+        if bytes.first() == Some(&0x1b) {
+            return Ok(CodeCell { code: Code::Binary(bytes.into()), name });
+        }
+        let source = wrap_source(&bytes);
+        let f = self
+            .lua
+            .load(&source[..])
+            .set_name(name.clone())
+            .set_mode(ChunkMode::Text)
+            .into_function()
+            .map_err(|e| VmError::Load(ErrorText::of(&e).one_line()))?;
+        Ok(CodeCell { code: Code::Text(f), name })
+    }
+}
+
+fn same_list(a: &Arc<Vec<String>>, b: &Arc<Vec<String>>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
+}
+
+/// Prepares a script's text as `luaL_loadfile` would (skip a UTF-8 BOM and a `#` first line,
+/// keeping line numbers) and, for Lua 5.2+, makes the chunk take its environment as the first
+/// argument: `local _ENV = ...;` on line 1, so line numbers stay those of the file.
+pub fn wrap_source(bytes: &[u8]) -> Vec<u8> {
+    let mut body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    if body.first() == Some(&b'#') {
+        let nl = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
+        body = &body[nl..];
+    }
+    let prefix: &[u8] = if cfg!(feature = "luajit") { b"" } else { b"local _ENV = ...; " };
+    let mut out = Vec::with_capacity(prefix.len() + body.len());
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(body);
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,188 @@
+//! Where VMs live between uses.
+//! - The shared pool: VMs that serve the `once`, `request` and `thread` scopes. A request leases
+//!   one VM for its whole life (every phase, on whichever thread runs it), so all of one
+//!   request's Lua code shares one state; the VM comes back when the request's pool is freed.
+//! - Server pools: one bounded pool per script for `LuaScope server min max`, as mod_lua keeps
+//!   one reslist per file. A lease returns its VM on drop on every path; waiting for a VM is
+//!   bounded, never forever.
+#![deny(unsafe_code)]
+
+use super::{Vm, VmSetup};
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// A VM that may be handed to another thread.
+pub struct SendVm(Box<Vm>);
+
+// SAFETY: a `Vm` owns its Lua state and every handle into it (functions, tables, caches);
+// none is shared with anything outside the `Vm`, and the module never keeps a reference to a
+// VM's contents after a call returns. Moving the whole `Vm` to another thread therefore moves
+// all users of the state together, and a `Vm` is only ever used by one thread at a time (the
+// pools hand it out exclusively).
+#[allow(unsafe_code)]
+unsafe impl Send for SendVm {}
+
+impl SendVm {
+    pub fn new(vm: Vm) -> SendVm {
+        SendVm(Box::new(vm))
+    }
+    pub fn vm(&self) -> &Vm {
+        &self.0
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Idle VMs kept for reuse; more than this many idle VMs are closed instead.
+const SHARED_IDLE_MAX: usize = 512;
+
+static SHARED: Mutex<Vec<SendVm>> = Mutex::new(Vec::new());
+
+/// Takes an idle VM from the shared pool or creates one.
+pub fn checkout(setup: &VmSetup) -> mlua::Result<SendVm> {
+    if let Some(vm) = lock(&SHARED).pop() {
+        return Ok(vm);
+    }
+    Vm::new(setup).map(SendVm::new)
+}
+
+/// Returns a VM to the shared pool (a poisoned one is closed).
+pub fn checkin(vm: SendVm) {
+    vm.vm().end_request();
+    if vm.vm().is_poisoned() {
+        return;
+    }
+    let mut idle = lock(&SHARED);
+    if idle.len() < SHARED_IDLE_MAX {
+        idle.push(vm);
+    }
+}
+
+/// Number of idle VMs in the shared pool (for diagnostics and tests).
+pub fn shared_idle() -> usize {
+    lock(&SHARED).len()
+}
+
+/// A bounded pool of VMs for one script under `LuaScope server`.
+pub struct ServerPool {
+    state: Mutex<PoolState>,
+    returned: Condvar,
+    min: u32,
+    max: u32,
+}
+
+struct PoolState {
+    idle: Vec<SendVm>,
+    /// VMs in existence (idle + leased).
+    total: u32,
+}
+
+/// Why a server-scope VM could not be had.
+#[derive(Debug)]
+pub enum PoolError {
+    /// All `max` VMs stayed busy for the whole wait.
+    Exhausted { max: u32, waited: Duration },
+    Create(mlua::Error),
+}
+
+static SERVER_POOLS: Mutex<Option<HashMap<Vec<u8>, Arc<ServerPool>>>> = Mutex::new(None);
+
+/// The pool for `key` (the script path); created with `min` VMs on first use. As in mod_lua,
+/// the first caller's min/max define the pool.
+pub fn server_pool(key: &[u8], min: u32, max: u32, setup: &VmSetup) -> Arc<ServerPool> {
+    let mut pools = lock(&SERVER_POOLS);
+    let pools = pools.get_or_insert_with(HashMap::new);
+    if let Some(p) = pools.get(key) {
+        return p.clone();
+    }
+    let max = max.max(1);
+    let min = min.clamp(1, max);
+    let idle: Vec<SendVm> = (0..min).filter_map(|_| Vm::new(setup).ok().map(SendVm::new)).collect();
+    let pool = Arc::new(ServerPool {
+        state: Mutex::new(PoolState { total: idle.len() as u32, idle }),
+        returned: Condvar::new(),
+        min,
+        max,
+    });
+    pools.insert(key.to_vec(), pool.clone());
+    pool
+}
+
+impl ServerPool {
+    /// Leases a VM, creating one while fewer than `max` exist, else waiting at most `wait`
+    /// for one to come back.
+    pub fn lease(self: &Arc<Self>, setup: &VmSetup, wait: Duration) -> Result<ServerLease, PoolError> {
+        let deadline = Instant::now() + wait;
+        let mut st = lock(&self.state);
+        loop {
+            if let Some(vm) = st.idle.pop() {
+                return Ok(ServerLease { pool: self.clone(), vm: Some(vm) });
+            }
+            if st.total < self.max {
+                st.total += 1;
+                drop(st);
+                return match Vm::new(setup) {
+                    Ok(vm) => Ok(ServerLease { pool: self.clone(), vm: Some(SendVm::new(vm)) }),
+                    Err(e) => {
+                        self.forget_one();
+                        Err(PoolError::Create(e))
+                    }
+                };
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(PoolError::Exhausted { max: self.max, waited: wait });
+            }
+            st = self.returned.wait_timeout(st, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
+
+    fn forget_one(&self) {
+        let mut st = lock(&self.state);
+        st.total = st.total.saturating_sub(1);
+        drop(st);
+        self.returned.notify_one();
+    }
+
+    pub fn min(&self) -> u32 {
+        self.min
+    }
+    pub fn max(&self) -> u32 {
+        self.max
+    }
+
+    /// (VMs in existence, idle VMs).
+    pub fn counts(&self) -> (u32, usize) {
+        let st = lock(&self.state);
+        (st.total, st.idle.len())
+    }
+}
+
+/// Exclusive use of one server-scope VM; returned to its pool when dropped.
+pub struct ServerLease {
+    pool: Arc<ServerPool>,
+    vm: Option<SendVm>,
+}
+
+impl ServerLease {
+    pub fn vm(&self) -> &Vm {
+        self.vm.as_ref().expect("lease holds a VM until dropped").vm()
+    }
+}
+
+impl Drop for ServerLease {
+    fn drop(&mut self) {
+        let Some(vm) = self.vm.take() else { return };
+        vm.vm().end_request();
+        if vm.vm().is_poisoned() || std::thread::panicking() {
+            drop(vm);
+            self.pool.forget_one();
+            return;
+        }
+        lock(&self.pool.state).idle.push(vm);
+        self.pool.returned.notify_one();
+    }
+}

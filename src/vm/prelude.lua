@@ -1,0 +1,114 @@
+-- mod_lua_rs VM prelude: runs once per Lua state with the real globals as _ENV and returns the
+-- two functions the Rust side uses:
+--   profile(path, cpath) -> a module profile (its own package.path/cpath and loaded table)
+--   new_env(profile)     -> a fresh global environment for one scope instance
+-- Scripts run in environments whose misses fall through to the real globals, so a global set by
+-- a script stays in its scope (one call, one request, or the VM's lifetime), never leaking into
+-- another scope. Each environment has its own `package` view and `require`, so a script's
+-- package.path edits stay in its scope and modules resolve along the script's own paths.
+
+local base = _G
+local package, setmetatable, type, error, tostring = package, setmetatable, type, error, tostring
+local std_loaded = package.loaded
+local searchers = package.searchers or package.loaders
+local searchpath, loadlib, loadfile, concat = package.searchpath, package.loadlib, loadfile, table.concat
+local gsub, find, sub, format = string.gsub, string.find, string.sub, string.format
+local std_lua_searcher, std_c_searcher, std_croot_searcher = searchers[2], searchers[3], searchers[4]
+
+local function load_error(name, file, err)
+  error(format("error loading module '%s' from file '%s':\n\t%s", name, file, tostring(err)), 4)
+end
+
+local function lua_searcher(pkg, name)
+  local file, err = searchpath(name, pkg.path)
+  if not file then return "\n\t" .. err end
+  local f, lerr = loadfile(file)
+  if not f then load_error(name, file, lerr) end
+  return f, file
+end
+
+local function open_name(name)
+  local mod = gsub(name, "%.", "_")
+  local hy = find(mod, "-", 1, true)
+  if hy then mod = sub(mod, hy + 1) end
+  return "luaopen_" .. mod
+end
+
+local function c_searcher(pkg, name)
+  local file, err = searchpath(name, pkg.cpath)
+  if not file then return "\n\t" .. err end
+  local f, lerr = loadlib(file, open_name(name))
+  if not f then load_error(name, file, lerr) end
+  return f, file
+end
+
+local function croot_searcher(pkg, name)
+  local dot = find(name, ".", 1, true)
+  if not dot then return nil end
+  local file, err = searchpath(sub(name, 1, dot - 1), pkg.cpath)
+  if not file then return "\n\t" .. err end
+  local f = loadlib(file, open_name(name))
+  if not f then return format("\n\tno module '%s' in file '%s'", name, file) end
+  return f, file
+end
+
+local function require_in(pkg, name)
+  if type(name) ~= "string" then
+    error(format("bad argument #1 to 'require' (string expected, got %s)", type(name)), 3)
+  end
+  local loaded = pkg.loaded
+  local v = loaded[name]
+  if v then return v end
+  local msg = {}
+  for i = 1, #searchers do
+    local s = searchers[i]
+    local loader, extra
+    if s == std_lua_searcher then
+      loader, extra = lua_searcher(pkg, name)
+    elseif s == std_c_searcher then
+      loader, extra = c_searcher(pkg, name)
+    elseif s == std_croot_searcher then
+      loader, extra = croot_searcher(pkg, name)
+    else
+      loader, extra = s(name)
+    end
+    if type(loader) == "function" then
+      local res = loader(name, extra)
+      if res ~= nil then
+        loaded[name] = res
+      elseif loaded[name] == nil then
+        loaded[name] = true
+      end
+      return loaded[name], extra
+    elseif type(loader) == "string" then
+      msg[#msg + 1] = loader
+    end
+  end
+  error(format("module '%s' not found:%s", name, concat(msg)), 2)
+end
+
+local profiles = {}
+local loaded_mt = { __index = std_loaded }
+
+local function profile(path, cpath)
+  local key = path .. "\0" .. cpath
+  local p = profiles[key]
+  if not p then
+    p = { path = path, cpath = cpath, loaded = setmetatable({}, loaded_mt) }
+    profiles[key] = p
+  end
+  return p
+end
+
+local env_mt = { __index = base }
+local pkg_mt = { __index = package }
+
+local function new_env(p)
+  local pkg = setmetatable({ path = p.path, cpath = p.cpath, loaded = p.loaded }, pkg_mt)
+  local env = setmetatable({ package = pkg }, env_mt)
+  env._G = env
+  env.require = function(name) return require_in(pkg, name) end
+  return env
+end
+
+return profile, new_env

@@ -1,0 +1,281 @@
+use super::pool::{self, PoolError};
+use super::*;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn setup() -> VmSetup {
+    VmSetup { install: |_| Ok(()) }
+}
+
+struct Dir(PathBuf);
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("mod_lua_rs-vm-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        let mut f = std::fs::File::create(&p).unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        p
+    }
+}
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn empty() -> Arc<Vec<String>> {
+    Arc::new(Vec::new())
+}
+
+fn spec<'a>(path: &'a Path, cc: CodeCache, paths: &'a Arc<Vec<String>>) -> ChunkSpec<'a> {
+    ChunkSpec {
+        path: path.as_os_str().as_encoded_bytes(),
+        stamp: None,
+        codecache: cc,
+        package_paths: paths,
+        package_cpaths: paths,
+    }
+}
+
+fn call_int(vm: &Vm, s: &ChunkSpec, mode: EnvMode, f: &str) -> i64 {
+    vm.resolve(s, mode, f).unwrap().call::<i64>(()).unwrap()
+}
+
+const COUNTER: &str = "n = (n or 0) + 1\nfunction handle() return n end\n";
+
+#[test]
+fn once_scope_never_shares_globals() {
+    let d = Dir::new("once");
+    let p = d.write("c.lua", COUNTER);
+    let vm = Vm::new(&setup()).unwrap();
+    let e = empty();
+    let s = spec(&p, CodeCache::Stat, &e);
+    for _ in 0..5 {
+        assert_eq!(call_int(&vm, &s, EnvMode::Once, "handle"), 1);
+    }
+    // Assigning through _G stays in the call's environment as well.
+    let p2 = d.write("g.lua", "function handle() local v = _G.leak; _G.leak = 1; return v == nil and 1 or 0 end");
+    let s2 = spec(&p2, CodeCache::Stat, &e);
+    for _ in 0..3 {
+        assert_eq!(call_int(&vm, &s2, EnvMode::Once, "handle"), 1);
+    }
+    assert_eq!(vm.lua().globals().get::<Value>("leak").unwrap(), Value::Nil);
+}
+
+#[test]
+fn persistent_and_request_scopes_keep_globals() {
+    let d = Dir::new("persist");
+    let p = d.write("c.lua", COUNTER);
+    let vm = Vm::new(&setup()).unwrap();
+    let e = empty();
+    let s = spec(&p, CodeCache::Stat, &e);
+    assert_eq!(call_int(&vm, &s, EnvMode::Persistent, "handle"), 1);
+    assert_eq!(call_int(&vm, &s, EnvMode::Persistent, "handle"), 1, "top level runs once per env");
+    assert_eq!(call_int(&vm, &s, EnvMode::Request, "handle"), 1);
+    vm.end_request();
+    assert_eq!(call_int(&vm, &s, EnvMode::Request, "handle"), 1);
+}
+
+#[test]
+fn nested_functions_keep_their_own_environment() {
+    // A handler from one `once` call must keep seeing its own globals while another call of
+    // the same script runs (re-entrancy, e.g. a subrequest).
+    let d = Dir::new("reent");
+    let p = d.write("r.lua", "tag = tostring({})\nfunction handle() return tag end\n");
+    let vm = Vm::new(&setup()).unwrap();
+    let e = empty();
+    let s = spec(&p, CodeCache::Stat, &e);
+    let f1 = vm.resolve(&s, EnvMode::Once, "handle").unwrap();
+    let t1: String = f1.call(()).unwrap();
+    let f2 = vm.resolve(&s, EnvMode::Once, "handle").unwrap();
+    let t2: String = f2.call(()).unwrap();
+    assert_ne!(t1, t2);
+    assert_eq!(f1.call::<String>(()).unwrap(), t1);
+}
+
+#[test]
+fn stat_notices_a_same_size_change_and_forever_does_not() {
+    let d = Dir::new("stat");
+    let p = d.write("v.lua", "function handle() return 1 end");
+    let vm = Vm::new(&setup()).unwrap();
+    let e = empty();
+    let stat = spec(&p, CodeCache::Stat, &e);
+    assert_eq!(call_int(&vm, &stat, EnvMode::Persistent, "handle"), 1);
+    std::thread::sleep(Duration::from_millis(5));
+    d.write("v.lua", "function handle() return 2 end");
+    assert_eq!(call_int(&vm, &stat, EnvMode::Persistent, "handle"), 2);
+
+    let vm2 = Vm::new(&setup()).unwrap();
+    let forever = spec(&p, CodeCache::Forever, &e);
+    assert_eq!(call_int(&vm2, &forever, EnvMode::Once, "handle"), 2);
+    d.write("v.lua", "function handle() return 3 end");
+    assert_eq!(call_int(&vm2, &forever, EnvMode::Once, "handle"), 2);
+    let never = spec(&p, CodeCache::Never, &e);
+    assert_eq!(call_int(&vm2, &never, EnvMode::Once, "handle"), 3);
+}
+
+#[test]
+fn reload_keeps_globals_of_long_lived_scopes() {
+    let d = Dir::new("reload");
+    let p = d.write("k.lua", "keep = (keep or 0) + 1\nfunction handle() return keep end");
+    let vm = Vm::new(&setup()).unwrap();
+    let e = empty();
+    let s = spec(&p, CodeCache::Never, &e);
+    assert_eq!(call_int(&vm, &s, EnvMode::Persistent, "handle"), 1);
+    assert_eq!(call_int(&vm, &s, EnvMode::Persistent, "handle"), 2);
+}
+
+#[test]
+fn load_errors_and_missing_functions() {
+    let d = Dir::new("err");
+    let bad = d.write("bad.lua", "function handle(\n");
+    let vm = Vm::new(&setup()).unwrap();
+    let e = empty();
+    match vm.resolve(&spec(&bad, CodeCache::Stat, &e), EnvMode::Once, "handle") {
+        Err(VmError::Load(m)) => assert!(m.contains("bad.lua:2:"), "{m}"),
+        _ => panic!("expected a load error"),
+    }
+    let top = d.write("top.lua", "\n\nerror('boom')\n");
+    match vm.resolve(&spec(&top, CodeCache::Stat, &e), EnvMode::Once, "handle") {
+        Err(VmError::Load(m)) => assert!(m.contains("top.lua:3: boom"), "{m}"),
+        _ => panic!("expected a top-level error"),
+    }
+    let nf = d.write("nf.lua", "handle = 5");
+    assert!(matches!(vm.resolve(&spec(&nf, CodeCache::Stat, &e), EnvMode::Once, "handle"), Err(VmError::NotAFunction)));
+    let missing = d.0.join("missing.lua");
+    match vm.resolve(&spec(&missing, CodeCache::Stat, &e), EnvMode::Once, "handle") {
+        Err(VmError::Load(m)) => assert!(m.contains("cannot open"), "{m}"),
+        _ => panic!("expected a load error"),
+    }
+}
+
+#[test]
+fn runtime_errors_carry_file_line_and_traceback() {
+    let d = Dir::new("rt");
+    let p = d.write("rt.lua", "local function inner() error('bad thing') end\nfunction handle() inner() end\n");
+    let vm = Vm::new(&setup()).unwrap();
+    let e = empty();
+    let f = vm.resolve(&spec(&p, CodeCache::Stat, &e), EnvMode::Once, "handle").unwrap();
+    let err = f.call::<()>(()).unwrap_err();
+    let t = ErrorText::of(&err);
+    assert!(t.message.contains("rt.lua:1: bad thing"), "{}", t.message);
+    assert!(t.traceback.as_deref().unwrap_or("").contains("rt.lua:2"), "{:?}", t.traceback);
+}
+
+#[test]
+fn line_numbers_survive_shebang_and_bom() {
+    let d = Dir::new("lines");
+    let p = d.write("l.lua", "\u{feff}#!/usr/bin/lua\nfunction handle()\n  error('x')\nend\n");
+    let vm = Vm::new(&setup()).unwrap();
+    let e = empty();
+    let f = vm.resolve(&spec(&p, CodeCache::Stat, &e), EnvMode::Once, "handle").unwrap();
+    let t = ErrorText::of(&f.call::<()>(()).unwrap_err());
+    assert!(t.message.contains("l.lua:3: x"), "{}", t.message);
+}
+
+#[test]
+fn require_uses_script_dir_and_package_path_and_isolates_edits() {
+    let d = Dir::new("req");
+    d.write("mods/sib.lua", "return { v = 'sibling' }");
+    d.write("lib/far.lua", "return { v = 'far' }");
+    let p = d.write(
+        "mods/main.lua",
+        "package.path = package.path .. ';/nonexistent/?.lua'\n\
+         function handle() return require('sib').v .. ',' .. require('far').v .. ',' .. #package.path end",
+    );
+    let vm = Vm::new(&setup()).unwrap();
+    let paths = Arc::new(vec![format!("{}/lib/?.lua", d.0.display())]);
+    let s = ChunkSpec {
+        path: p.as_os_str().as_encoded_bytes(),
+        stamp: None,
+        codecache: CodeCache::Stat,
+        package_paths: &paths,
+        package_cpaths: &paths,
+    };
+    let a: String = vm.resolve(&s, EnvMode::Once, "handle").unwrap().call(()).unwrap();
+    let b: String = vm.resolve(&s, EnvMode::Once, "handle").unwrap().call(()).unwrap();
+    assert!(a.starts_with("sibling,far,"), "{a}");
+    assert_eq!(a, b, "package.path edits of one call must not accumulate in the next");
+    let real: String = vm.lua().globals().get::<Table>("package").unwrap().get("path").unwrap();
+    assert!(!real.contains("/nonexistent/"));
+    // A missing module reports the searched paths.
+    let m = d.write("m.lua", "function handle() return require('nope') end");
+    let err = vm.resolve(&spec(&m, CodeCache::Stat, &empty()), EnvMode::Once, "handle").unwrap().call::<()>(()).unwrap_err();
+    assert!(err.to_string().contains("module 'nope' not found"), "{err}");
+}
+
+/// mod_lua's reused VMs fail with "stack overflow" after about a million calls (one value is
+/// left on the stack per call). Drive well over a million calls through one reused VM along
+/// the path a request takes (resolve the entry function in its scope, call it with an
+/// argument, read the result) and require every call to succeed.
+#[test]
+fn over_a_million_calls_through_one_vm() {
+    let d = Dir::new("million");
+    let p = d.write("h.lua", "local n = 0\nfunction handle(r) n = n + 1; return r end\n");
+    let vm = Vm::new(&setup()).unwrap();
+    let e = empty();
+    let s = ChunkSpec { codecache: CodeCache::Forever, ..spec(&p, CodeCache::Forever, &e) };
+    const CALLS: i64 = 1_100_000;
+    for i in 0..CALLS {
+        let f = vm.resolve(&s, EnvMode::Persistent, "handle").unwrap();
+        let got: i64 = f.call(i).unwrap();
+        assert_eq!(got, i);
+    }
+    let n: i64 = vm.lua().load("return 0").call(()).unwrap();
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn server_pool_honours_max_and_never_blocks_forever() {
+    let key = b"/test/server-pool".to_vec();
+    let p = pool::server_pool(&key, 1, 2, &setup());
+    assert_eq!(p.counts(), (1, 1), "min VMs exist from the start");
+    let a = p.lease(&setup(), Duration::from_millis(10)).unwrap();
+    let b = p.lease(&setup(), Duration::from_millis(10)).unwrap();
+    assert_eq!(p.counts(), (2, 0));
+    let t0 = std::time::Instant::now();
+    match p.lease(&setup(), Duration::from_millis(50)) {
+        Err(PoolError::Exhausted { max: 2, .. }) => {}
+        _ => panic!("a third lease must fail after the wait"),
+    }
+    assert!(t0.elapsed() >= Duration::from_millis(50));
+    drop(a);
+    let c = p.lease(&setup(), Duration::from_millis(10)).unwrap();
+    drop((b, c));
+    assert_eq!(p.counts(), (2, 2), "every lease came back");
+    // A waiter is woken by a returned VM.
+    let held = p.lease(&setup(), Duration::from_millis(10)).unwrap();
+    let held2 = p.lease(&setup(), Duration::from_millis(10)).unwrap();
+    let p2 = p.clone();
+    let waiter = std::thread::spawn(move || p2.lease(&setup(), Duration::from_secs(5)).is_ok());
+    std::thread::sleep(Duration::from_millis(20));
+    drop(held);
+    assert!(waiter.join().unwrap());
+    drop(held2);
+    // A poisoned VM is closed and its slot freed.
+    let l = p.lease(&setup(), Duration::from_millis(10)).unwrap();
+    l.vm().poison();
+    drop(l);
+    assert_eq!(p.counts().0, 1);
+}
+
+#[test]
+fn shared_pool_reuses_vms() {
+    let vm = pool::checkout(&setup()).unwrap();
+    let before = pool::shared_idle();
+    pool::checkin(vm);
+    assert_eq!(pool::shared_idle(), before + 1);
+    let vm = pool::checkout(&setup()).unwrap();
+    vm.vm().poison();
+    pool::checkin(vm);
+    assert_eq!(pool::shared_idle(), before);
+}
