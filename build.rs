@@ -14,7 +14,11 @@ fn query(cmd: &str, args: &[&str]) -> String {
         )
     });
     if !out.status.success() {
-        panic!("`{cmd} {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        panic!(
+            "`{cmd} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -59,11 +63,20 @@ fn main() {
         .expect("bindgen failed to generate the httpd/APR bindings");
 
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
-    bindings.write_to_file(out.join("bindings.rs")).expect("cannot write bindings.rs");
+    bindings
+        .write_to_file(out.join("bindings.rs"))
+        .expect("cannot write bindings.rs");
 
     let mut build = cc::Build::new();
-    build.file("src/ffi/shim.c").include("src/ffi").include(&includedir).warnings(true);
-    for flag in extra_cppflags.split_whitespace().chain(apr_flags.split_whitespace()) {
+    build
+        .file("src/ffi/shim.c")
+        .include("src/ffi")
+        .include(&includedir)
+        .warnings(true);
+    for flag in extra_cppflags
+        .split_whitespace()
+        .chain(apr_flags.split_whitespace())
+    {
         if let Some(inc) = flag.strip_prefix("-I") {
             build.include(inc);
         } else if let Some(def) = flag.strip_prefix("-D") {

@@ -17,7 +17,10 @@ impl<'a> Pool<'a> {
     /// # Safety
     /// `raw` must be a live pool for `'a`.
     pub unsafe fn from_raw(raw: *mut ffi::apr_pool_t) -> Option<Self> {
-        NonNull::new(raw).map(|raw| Pool { raw, _life: PhantomData })
+        NonNull::new(raw).map(|raw| Pool {
+            raw,
+            _life: PhantomData,
+        })
     }
 
     pub fn as_ptr(self) -> *mut ffi::apr_pool_t {
@@ -86,7 +89,10 @@ impl<'a> Table<'a> {
     /// # Safety
     /// `raw` must be a live table for `'a`, used by one thread at a time.
     pub unsafe fn from_raw(raw: *mut ffi::apr_table_t) -> Option<Self> {
-        NonNull::new(raw).map(|raw| Table { raw, _life: PhantomData })
+        NonNull::new(raw).map(|raw| Table {
+            raw,
+            _life: PhantomData,
+        })
     }
 
     pub fn as_ptr(self) -> *mut ffi::apr_table_t {

@@ -116,6 +116,8 @@ pub struct DirConfig {
     pub map_handlers: Arc<Vec<Arc<MapHandler>>>,
     /// `LuaShowErrors`: send Lua error text to the client as mod_lua does (off by default).
     pub show_errors: Option<bool>,
+    /// `LuaRoot` in effect here: base for relative script paths of mod_lua directives.
+    pub root: Option<Arc<str>>,
 }
 
 impl DirConfig {
@@ -145,6 +147,7 @@ impl DirConfig {
             package_cpaths: inherit_list(mode, &base.package_cpaths, &add.package_cpaths),
             map_handlers: inherit_list(mode, &base.map_handlers, &add.map_handlers),
             show_errors: add.show_errors.or(base.show_errors),
+            root: add.root.clone().or_else(|| base.root.clone()),
         }
     }
 }
@@ -177,7 +180,9 @@ impl ServerConfig {
     /// Unlike mod_lua (which has no server merge), a `<VirtualHost>` without its own LuaRoot
     /// inherits the main server's, as the manual describes.
     pub fn merge(base: &ServerConfig, add: &ServerConfig) -> ServerConfig {
-        ServerConfig { root: add.root.clone().or_else(|| base.root.clone()) }
+        ServerConfig {
+            root: add.root.clone().or_else(|| base.root.clone()),
+        }
     }
 }
 
@@ -185,7 +190,11 @@ impl ServerConfig {
 /// the script's directory, then append the configured entries joined by `;` (a trailing `;`
 /// when there are none).
 pub fn munge_path(default: &str, pattern: &str, script_dir: &str, extra: &[String]) -> String {
-    let dir = if script_dir.ends_with('/') { script_dir.to_string() } else { format!("{script_dir}/") };
+    let dir = if script_dir.ends_with('/') {
+        script_dir.to_string()
+    } else {
+        format!("{script_dir}/")
+    };
     let replacement = format!("{dir}{}", &pattern[2..]);
     let mut out = default.replace(pattern, &replacement);
     out.push(';');
@@ -230,7 +239,11 @@ pub fn capture_path_is_safe(template: &str, captures: &[Option<&[u8]>]) -> bool 
     let t = template.as_bytes();
     for (i, w) in t.windows(2).enumerate() {
         if w[0] == b'$' && w[1].is_ascii_digit() {
-            let cap = captures.get((w[1] - b'0') as usize).copied().flatten().unwrap_or(b"");
+            let cap = captures
+                .get((w[1] - b'0') as usize)
+                .copied()
+                .flatten()
+                .unwrap_or(b"");
             if cap.contains(&0) || cap.contains(&b'\\') {
                 return false;
             }
@@ -251,10 +264,22 @@ mod tests {
     fn scope_parsing_matches_mod_lua() {
         assert_eq!(parse_scope("once", None, None), Ok(Scope::Once));
         assert_eq!(parse_scope("thread", Some("5"), None), Ok(Scope::Thread));
-        assert_eq!(parse_scope("server", None, None), Ok(Scope::Server { min: 1, max: 1 }));
-        assert_eq!(parse_scope("server", Some("0"), Some("0")), Ok(Scope::Server { min: 1, max: 1 }));
-        assert_eq!(parse_scope("server", Some("3"), Some("2")), Ok(Scope::Server { min: 3, max: 3 }));
-        assert_eq!(parse_scope("server", Some("2"), Some("8x")), Ok(Scope::Server { min: 2, max: 8 }));
+        assert_eq!(
+            parse_scope("server", None, None),
+            Ok(Scope::Server { min: 1, max: 1 })
+        );
+        assert_eq!(
+            parse_scope("server", Some("0"), Some("0")),
+            Ok(Scope::Server { min: 1, max: 1 })
+        );
+        assert_eq!(
+            parse_scope("server", Some("3"), Some("2")),
+            Ok(Scope::Server { min: 3, max: 3 })
+        );
+        assert_eq!(
+            parse_scope("server", Some("2"), Some("8x")),
+            Ok(Scope::Server { min: 2, max: 8 })
+        );
         let err = parse_scope("Thread", None, None).unwrap_err();
         assert_eq!(
             err,
@@ -266,9 +291,13 @@ mod tests {
     fn codecache_and_inherit_are_case_insensitive() {
         assert_eq!(parse_codecache("STAT"), Ok(CodeCache::Stat));
         assert_eq!(parse_codecache("Never"), Ok(CodeCache::Never));
-        assert!(parse_codecache("sometimes").unwrap_err().starts_with("LuaCodeCache type of 'sometimes'"));
+        assert!(parse_codecache("sometimes")
+            .unwrap_err()
+            .starts_with("LuaCodeCache type of 'sometimes'"));
         assert_eq!(parse_inherit("Parent-Last"), Ok(Inherit::ParentLast));
-        assert!(parse_inherit("x").unwrap_err().contains("'none', 'parent-first', and 'parent-last'"));
+        assert!(parse_inherit("x")
+            .unwrap_err()
+            .contains("'none', 'parent-first', and 'parent-last'"));
     }
 
     #[test]
@@ -287,13 +316,23 @@ mod tests {
         assert_eq!(*inherit_list(Inherit::ParentLast, &p, &c), vec![3, 1, 2]);
         assert_eq!(*inherit_list(Inherit::None, &p, &c), vec![3]);
         let empty = Arc::new(vec![]);
-        assert!(Arc::ptr_eq(&inherit_list(Inherit::ParentFirst, &p, &empty), &p));
+        assert!(Arc::ptr_eq(
+            &inherit_list(Inherit::ParentFirst, &p, &empty),
+            &p
+        ));
     }
 
     #[test]
     fn merge_takes_child_scalars_else_parent() {
-        let parent = DirConfig { scope: Some(Scope::Thread), codecache: Some(CodeCache::Never), ..Default::default() };
-        let child = DirConfig { codecache: Some(CodeCache::Forever), ..Default::default() };
+        let parent = DirConfig {
+            scope: Some(Scope::Thread),
+            codecache: Some(CodeCache::Never),
+            ..Default::default()
+        };
+        let child = DirConfig {
+            codecache: Some(CodeCache::Forever),
+            ..Default::default()
+        };
         let m = DirConfig::merge(&parent, &child);
         assert_eq!(m.scope(), Scope::Thread);
         assert_eq!(m.codecache(), CodeCache::Forever);
@@ -326,7 +365,7 @@ mod tests {
         let c = |s: &'static [u8]| -> Vec<Option<&'static [u8]>> { vec![None, Some(s)] };
         assert!(capture_path_is_safe("/srv/$1.lua", &c(b"hello")));
         assert!(capture_path_is_safe("/srv/$1.lua", &c(b"a/b")));
-        assert!(capture_path_is_safe("/srv/x$1.lua", &c(b"..")) );
+        assert!(capture_path_is_safe("/srv/x$1.lua", &c(b"..")));
         assert!(!capture_path_is_safe("/srv/$1.lua", &c(b"../etc/passwd")));
         assert!(!capture_path_is_safe("/srv/$1", &c(b"..")));
         assert!(!capture_path_is_safe("/srv/$1.lua", &c(b"a/../../b")));

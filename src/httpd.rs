@@ -44,10 +44,6 @@ pub fn module_index() -> c_int {
     unsafe { (*(&raw const crate::module::lua_module)).module_index }
 }
 
-fn module_ptr() -> *const ffi::module {
-    &raw const crate::module::lua_module
-}
-
 /// Turns arbitrary text into a C string for httpd's logger (NULs become spaces).
 fn log_text(msg: &str) -> CString {
     CString::new(msg.replace('\0', " ")).unwrap_or_default()
@@ -135,7 +131,10 @@ impl<'a> Request<'a> {
     /// `raw` must point to a request_rec that stays live for `'a` and is used by the calling
     /// thread only.
     pub unsafe fn from_raw(raw: *mut ffi::request_rec) -> Option<Self> {
-        NonNull::new(raw).map(|raw| Request { raw, _life: PhantomData })
+        NonNull::new(raw).map(|raw| Request {
+            raw,
+            _life: PhantomData,
+        })
     }
 
     pub fn as_ptr(self) -> *mut ffi::request_rec {
@@ -228,7 +227,11 @@ impl<'a> Request<'a> {
         if f.filetype == ffi::apr_filetype_e_APR_NOFILE || f.valid & need != need {
             return None;
         }
-        let ctime = if f.valid & ffi::APR_FINFO_CTIME as i32 != 0 { f.ctime } else { 0 };
+        let ctime = if f.valid & ffi::APR_FINFO_CTIME as i32 != 0 {
+            f.ctime
+        } else {
+            0
+        };
         Some(FileStamp {
             device: f.device,
             inode: f.inode,
@@ -294,7 +297,9 @@ impl<'a> Request<'a> {
         // ap_rwrite takes an int length: write in slices so huge strings stay correct.
         for chunk in data.chunks(1 << 30) {
             // SAFETY: `chunk` is valid for its length during the call.
-            let n = unsafe { ffi::ap_rwrite(chunk.as_ptr().cast(), chunk.len() as c_int, self.as_ptr()) };
+            let n = unsafe {
+                ffi::ap_rwrite(chunk.as_ptr().cast(), chunk.len() as c_int, self.as_ptr())
+            };
             if n < 0 {
                 return -1;
             }
@@ -315,21 +320,80 @@ impl<'a> Request<'a> {
         // closed by the request pool's cleanup.
         unsafe {
             let mut finfo: ffi::apr_finfo_t = std::mem::zeroed();
-            if ffi::apr_stat(&mut finfo, path.as_ptr(), ffi::APR_FINFO_TYPE as i32 | ffi::APR_FINFO_SIZE as i32, pool) != 0
+            if ffi::apr_stat(
+                &mut finfo,
+                path.as_ptr(),
+                ffi::APR_FINFO_TYPE as i32 | ffi::APR_FINFO_SIZE as i32,
+                pool,
+            ) != 0
                 || finfo.filetype != ffi::apr_filetype_e_APR_REG
             {
                 return None;
             }
             let mut file: *mut ffi::apr_file_t = std::ptr::null_mut();
-            if ffi::apr_file_open(&mut file, path.as_ptr(), ffi::APR_FOPEN_READ as i32, ffi::APR_OS_DEFAULT as i32, pool) != 0 {
+            if ffi::apr_file_open(
+                &mut file,
+                path.as_ptr(),
+                ffi::APR_FOPEN_READ as i32,
+                ffi::APR_OS_DEFAULT as i32,
+                pool,
+            ) != 0
+            {
                 return None;
             }
             let mut sent: ffi::apr_size_t = 0;
-            if ffi::ap_send_fd(file, self.as_ptr(), 0, finfo.size as ffi::apr_size_t, &mut sent) != 0 {
+            if ffi::ap_send_fd(
+                file,
+                self.as_ptr(),
+                0,
+                finfo.size as ffi::apr_size_t,
+                &mut sent,
+            ) != 0
+            {
                 return None;
             }
             Some(sent as i64)
         }
+    }
+
+    /// Reads the request body (Content-Length or chunked) up to `max` bytes.
+    pub fn read_body(self, max: usize) -> Result<Vec<u8>, BodyError> {
+        // SAFETY: the client-block API on a live request; `buf` is valid for its length.
+        unsafe {
+            let rc =
+                ffi::ap_setup_client_block(self.as_ptr(), ffi::REQUEST_CHUNKED_DECHUNK as c_int);
+            if rc != OK {
+                return Err(BodyError::Status(rc));
+            }
+            if ffi::ap_should_client_block(self.as_ptr()) == 0 {
+                return Ok(Vec::new());
+            }
+            let mut out = Vec::new();
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = ffi::ap_get_client_block(
+                    self.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len() as ffi::apr_size_t,
+                );
+                if n < 0 {
+                    return Err(BodyError::Read);
+                }
+                if n == 0 {
+                    return Ok(out);
+                }
+                if out.len() + n as usize > max {
+                    return Err(BodyError::TooLarge);
+                }
+                out.extend_from_slice(&buf[..n as usize]);
+            }
+        }
+    }
+
+    /// `LimitRequestBody` in effect (0 = unlimited).
+    pub fn limit_req_body(self) -> i64 {
+        // SAFETY: live request.
+        unsafe { ffi::ap_get_limit_req_body(self.as_ptr()) }
     }
 
     /// The merged per-directory config of this module for the request.
@@ -359,18 +423,26 @@ impl<'a> Request<'a> {
                 }
             }
         }
-        Request { raw: NonNull::new(r).unwrap(), _life: PhantomData }
+        Request {
+            raw: NonNull::new(r).unwrap(),
+            _life: PhantomData,
+        }
     }
 
-    /// This module's slot in `r->request_config`.
-    pub fn request_slot(self) -> *mut c_void {
-        // SAFETY: request_config is allocated by httpd for every request.
-        unsafe { *config_vec(self.rec().request_config) }
-    }
-
-    pub fn set_request_slot(self, v: *mut c_void) {
-        // SAFETY: as above.
-        unsafe { *config_vec(self.rec().request_config) = v }
+    /// This module's per-request state (kept in `r->request_config`), created on first use
+    /// and dropped when the request's pool is freed. The module stores exactly one type there:
+    /// [`crate::dispatch::RequestState`].
+    pub fn state(self) -> &'a crate::dispatch::RequestState {
+        // SAFETY: request_config is allocated by httpd for every request; our slot is NULL or
+        // a RequestState attached to this request's pool (so it lives as long as the request).
+        unsafe {
+            let slot = config_vec(self.rec().request_config);
+            if (*slot).is_null() {
+                let p = self.pool().attach(crate::dispatch::RequestState::default());
+                *slot = p.cast();
+            }
+            &*(*slot as *const crate::dispatch::RequestState)
+        }
     }
 
     pub fn is_level(self, level: Level) -> bool {
@@ -435,6 +507,17 @@ unsafe fn config_slot<'a, T>(v: *mut ffi::ap_conf_vector_t) -> Option<&'a T> {
     unsafe { (*config_vec(v) as *const T).as_ref() }
 }
 
+/// Why a request body could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// httpd refused to set up reading (e.g. 413, 400 for a bad chunk header).
+    Status(c_int),
+    /// Reading failed part-way (client gone, LimitRequestBody exceeded, malformed chunking).
+    Read,
+    /// The body is larger than the caller's limit.
+    TooLarge,
+}
+
 /// A client connection.
 #[derive(Clone, Copy)]
 pub struct Conn<'a> {
@@ -446,7 +529,10 @@ impl<'a> Conn<'a> {
     /// # Safety
     /// `raw` must be a live connection for `'a`, used by the calling thread only.
     pub unsafe fn from_raw(raw: *mut ffi::conn_rec) -> Option<Self> {
-        NonNull::new(raw).map(|raw| Conn { raw, _life: PhantomData })
+        NonNull::new(raw).map(|raw| Conn {
+            raw,
+            _life: PhantomData,
+        })
     }
 
     fn rec(self) -> &'a mut ffi::conn_rec {
@@ -459,14 +545,19 @@ impl<'a> Conn<'a> {
         unsafe { Pool::from_raw(self.rec().pool) }.expect("connection without pool")
     }
 
-    pub fn slot(self) -> *mut c_void {
-        // SAFETY: conn_config is allocated for every connection.
-        unsafe { *config_vec(self.rec().conn_config) }
-    }
-
-    pub fn set_slot(self, v: *mut c_void) {
-        // SAFETY: as above.
-        unsafe { *config_vec(self.rec().conn_config) = v }
+    /// This module's per-connection state (kept in `c->conn_config`), created on first use
+    /// and dropped with the connection's pool. Only [`crate::dispatch::ConnState`] lives there.
+    pub fn state(self) -> &'a crate::dispatch::ConnState {
+        // SAFETY: conn_config is allocated for every connection; our slot is NULL or a
+        // ConnState attached to this connection's pool.
+        unsafe {
+            let slot = config_vec(self.rec().conn_config);
+            if (*slot).is_null() {
+                let p = self.pool().attach(crate::dispatch::ConnState::default());
+                *slot = p.cast();
+            }
+            &*(*slot as *const crate::dispatch::ConnState)
+        }
     }
 
     /// Stops all further output and closes the connection after this request (used when a
@@ -490,7 +581,10 @@ impl<'a> Server<'a> {
     /// # Safety
     /// `raw` must be a live server_rec for `'a`.
     pub unsafe fn from_raw(raw: *mut ffi::server_rec) -> Option<Self> {
-        NonNull::new(raw).map(|raw| Server { raw, _life: PhantomData })
+        NonNull::new(raw).map(|raw| Server {
+            raw,
+            _life: PhantomData,
+        })
     }
 
     pub fn config<T>(self) -> Option<&'a T> {
@@ -529,7 +623,8 @@ impl Regex {
     /// Compiles `pattern` in `pool` (freed with it).
     pub fn compile(pool: Pool<'_>, pattern: &CStr) -> Option<Regex> {
         // SAFETY: ap_pregcomp registers the regex's cleanup on `pool`.
-        NonNull::new(unsafe { ffi::ap_pregcomp(pool.as_ptr(), pattern.as_ptr(), 0) }).map(|raw| Regex { raw })
+        NonNull::new(unsafe { ffi::ap_pregcomp(pool.as_ptr(), pattern.as_ptr(), 0) })
+            .map(|raw| Regex { raw })
     }
 
     /// Matches `subject`; on success the captures `$0`..`$9` (None for groups that did not
@@ -538,7 +633,8 @@ impl Regex {
         const N: usize = 10;
         let mut m: [ffi::ap_regmatch_t; N] = unsafe { std::mem::zeroed() };
         // SAFETY: the regex is live for the config's lifetime; `m` has room for N matches.
-        let rc = unsafe { ffi::ap_regexec(self.raw.as_ptr(), subject.as_ptr(), N, m.as_mut_ptr(), 0) };
+        let rc =
+            unsafe { ffi::ap_regexec(self.raw.as_ptr(), subject.as_ptr(), N, m.as_mut_ptr(), 0) };
         if rc != 0 {
             return None;
         }
@@ -572,7 +668,10 @@ impl<'a> CmdParms<'a> {
     /// # Safety
     /// `raw` must be the cmd_parms httpd passed to the running directive handler.
     pub unsafe fn from_raw(raw: *mut ffi::cmd_parms) -> Option<Self> {
-        NonNull::new(raw).map(|raw| CmdParms { raw, _life: PhantomData })
+        NonNull::new(raw).map(|raw| CmdParms {
+            raw,
+            _life: PhantomData,
+        })
     }
 
     fn rec(self) -> &'a ffi::cmd_parms {
@@ -588,6 +687,25 @@ impl<'a> CmdParms<'a> {
     pub fn server(self) -> Server<'a> {
         // SAFETY: the server being configured.
         unsafe { Server::from_raw(self.rec().server) }.expect("cmd without server")
+    }
+
+    /// True when the directive is inside a section (`<Directory>`, `<Location>`, …) or .htaccess.
+    pub fn in_section(self) -> bool {
+        !self.rec().path.is_null()
+    }
+
+    /// The server config of the server being configured (mutable: directives run
+    /// single-threaded while the configuration is read).
+    pub fn server_config_mut<T>(self) -> Option<&'a mut T> {
+        // SAFETY: module_config holds the `T` made by create_server_config; config reading is
+        // single-threaded.
+        unsafe {
+            let v = (*self.rec().server).module_config;
+            if v.is_null() {
+                return None;
+            }
+            (*config_vec(v) as *mut T).as_mut()
+        }
     }
 
     /// Runs core's context check; `Err` carries core's message.
@@ -626,4 +744,53 @@ pub fn merge_path(pool: Pool<'_>, root: Option<&str>, file: &str) -> Option<Stri
         return None;
     }
     unsafe { opt_cstr(out) }.map(|s| s.to_string_lossy().into_owned())
+}
+
+/// A request handle that Lua values may hold (`r`, its header tables). It only yields the
+/// request while the call that created it runs; afterwards every use fails cleanly, so a
+/// script that stashes `r` in a global gets an error on a later request, never a dangling
+/// pointer.
+#[derive(Clone)]
+pub struct LiveRequest {
+    raw: NonNull<ffi::request_rec>,
+    alive: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+/// Ends a [`LiveRequest`]'s validity when dropped.
+pub struct AliveGuard<'a> {
+    alive: std::rc::Rc<std::cell::Cell<bool>>,
+    _req: PhantomData<Request<'a>>,
+}
+
+impl Drop for AliveGuard<'_> {
+    fn drop(&mut self) {
+        self.alive.set(false);
+    }
+}
+
+impl LiveRequest {
+    /// A handle valid until the returned guard is dropped; the guard cannot outlive `r`.
+    pub fn new(r: Request<'_>) -> (LiveRequest, AliveGuard<'_>) {
+        let alive = std::rc::Rc::new(std::cell::Cell::new(true));
+        (
+            LiveRequest {
+                raw: r.raw,
+                alive: alive.clone(),
+            },
+            AliveGuard {
+                alive,
+                _req: PhantomData,
+            },
+        )
+    }
+
+    /// The request, while the call that made this handle is still running.
+    pub fn get(&self) -> Option<Request<'_>> {
+        // SAFETY: `alive` is true only while the AliveGuard lives, and the guard's lifetime is
+        // bounded by the Request it was made from, so the request_rec is live here.
+        self.alive
+            .get()
+            .then(|| unsafe { Request::from_raw(self.raw.as_ptr()) })
+            .flatten()
+    }
 }

@@ -1,10 +1,13 @@
 //! mod_lua for Apache httpd 2.4, reimplemented in Rust. See README.md.
 //!
-//! Layers: `ffi` (raw bindings) ← `apr`, `httpd` (safe handles) ← `module` (what httpd calls),
-//! `handler`, `dispatch`, `lua_api`. `config` and `vm` are pure and carry no unsafe code.
+//! Layers: `ffi` (raw bindings) ← `apr`, `httpd` (safe handles) ← `module` (what httpd calls)
+//! ← `handler`, `dispatch`, `lua_api`. `config` and `vm` are pure and hold no FFI.
 pub mod apr;
 pub mod config;
+pub mod dispatch;
 pub mod ffi;
+pub mod handler;
 pub mod httpd;
+pub mod lua_api;
 pub mod module;
 pub mod vm;

@@ -15,7 +15,10 @@ pub fn guard<R>(what: &str, on_panic: R, f: impl FnOnce() -> R) -> R {
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_string());
-            log_global(Level::Crit, &format!("lua: internal error (Rust panic) in {what}: {msg}"));
+            log_global(
+                Level::Crit,
+                &format!("lua: internal error (Rust panic) in {what}: {msg}"),
+            );
             on_panic
         }
     }
@@ -25,7 +28,10 @@ pub fn guard<R>(what: &str, on_panic: R, f: impl FnOnce() -> R) -> R {
 /// with one line through httpd's logger. Called at every module load.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        let loc = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let loc = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         let msg = info
             .payload()
             .downcast_ref::<&str>()

@@ -68,12 +68,20 @@ impl ErrorText {
         match e {
             mlua::Error::CallbackError { traceback, cause } => {
                 let inner = ErrorText::of(cause);
-                ErrorText { message: inner.message, traceback: Some(traceback.clone()) }
+                ErrorText {
+                    message: inner.message,
+                    traceback: Some(traceback.clone()),
+                }
             }
-            mlua::Error::RuntimeError(s) | mlua::Error::SyntaxError { message: s, .. } => Self::split(s),
+            mlua::Error::RuntimeError(s) | mlua::Error::SyntaxError { message: s, .. } => {
+                Self::split(s)
+            }
             mlua::Error::WithContext { context, cause } => {
                 let inner = ErrorText::of(cause);
-                ErrorText { message: format!("{context}: {}", inner.message), traceback: inner.traceback }
+                ErrorText {
+                    message: format!("{context}: {}", inner.message),
+                    traceback: inner.traceback,
+                }
             }
             other => Self::split(&other.to_string()),
         }
@@ -81,8 +89,14 @@ impl ErrorText {
 
     fn split(s: &str) -> ErrorText {
         match s.find("\nstack traceback:") {
-            Some(i) => ErrorText { message: s[..i].to_string(), traceback: Some(s[i + 1..].to_string()) },
-            None => ErrorText { message: s.to_string(), traceback: None },
+            Some(i) => ErrorText {
+                message: s[..i].to_string(),
+                traceback: Some(s[i + 1..].to_string()),
+            },
+            None => ErrorText {
+                message: s.to_string(),
+                traceback: None,
+            },
         }
     }
 
@@ -90,8 +104,16 @@ impl ErrorText {
     pub fn one_line(&self) -> String {
         match &self.traceback {
             Some(tb) => {
-                let frames: Vec<&str> = tb.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-                format!("{} ({})", self.message.replace('\n', " "), frames.join(" | "))
+                let frames: Vec<&str> = tb
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                format!(
+                    "{} ({})",
+                    self.message.replace('\n', " "),
+                    frames.join(" | ")
+                )
             }
             None => self.message.replace('\n', " "),
         }
@@ -190,7 +212,12 @@ impl Vm {
     /// Finds `function` in the script's environment for `mode`, loading or reloading the
     /// script as the code cache requires and running its top level where a new environment
     /// (or a reloaded script) needs it.
-    pub fn resolve(&self, spec: &ChunkSpec<'_>, mode: EnvMode, function: &str) -> Result<Function, VmError> {
+    pub fn resolve(
+        &self,
+        spec: &ChunkSpec<'_>,
+        mode: EnvMode,
+        function: &str,
+    ) -> Result<Function, VmError> {
         let (code, generation, profile) = self.chunk(spec)?;
         let env = match mode {
             EnvMode::Once => {
@@ -198,8 +225,16 @@ impl Vm {
                 self.run_chunk(&code, &env)?;
                 env
             }
-            EnvMode::Request => self.cached_env(&self.request_envs, spec.path, generation, &code, &profile)?,
-            EnvMode::Persistent => self.cached_env(&self.persistent_envs, spec.path, generation, &code, &profile)?,
+            EnvMode::Request => {
+                self.cached_env(&self.request_envs, spec.path, generation, &code, &profile)?
+            }
+            EnvMode::Persistent => self.cached_env(
+                &self.persistent_envs,
+                spec.path,
+                generation,
+                &code,
+                &profile,
+            )?,
         };
         match env.get::<Value>(function)? {
             Value::Function(f) => Ok(f),
@@ -224,7 +259,13 @@ impl Vm {
             None => self.new_env.call(profile)?,
         };
         self.run_chunk(code, &env)?;
-        map.borrow_mut().insert(key.to_vec(), EnvEntry { env: env.clone(), generation });
+        map.borrow_mut().insert(
+            key.to_vec(),
+            EnvEntry {
+                env: env.clone(),
+                generation,
+            },
+        );
         Ok(env)
     }
 
@@ -233,7 +274,9 @@ impl Vm {
             #[cfg(not(feature = "luajit"))]
             Code::Text(f) => f.call::<()>(env),
             #[cfg(feature = "luajit")]
-            Code::Text(f) => f.set_environment(env.clone()).and_then(|_| f.call::<()>(())),
+            Code::Text(f) => f
+                .set_environment(env.clone())
+                .and_then(|_| f.call::<()>(())),
             Code::Binary(bytes) => self
                 .lua
                 .load(&bytes[..])
@@ -287,7 +330,11 @@ impl Vm {
                 code: code.clone(),
                 stamp: current,
                 generation,
-                profile: Some((spec.package_paths.clone(), spec.package_cpaths.clone(), profile.clone())),
+                profile: Some((
+                    spec.package_paths.clone(),
+                    spec.package_cpaths.clone(),
+                    profile.clone(),
+                )),
             },
         );
         Ok((code, generation, profile))
@@ -300,10 +347,14 @@ impl Vm {
 
     fn compile(&self, path: &[u8]) -> Result<CodeCell, VmError> {
         let shown = String::from_utf8_lossy(path).into_owned();
-        let bytes = std::fs::read(&shown).map_err(|e| VmError::Load(format!("cannot open {shown}: {e}")))?;
+        let bytes = std::fs::read(&shown)
+            .map_err(|e| VmError::Load(format!("cannot open {shown}: {e}")))?;
         let name = format!("@{shown}");
         if bytes.first() == Some(&0x1b) {
-            return Ok(CodeCell { code: Code::Binary(bytes.into()), name });
+            return Ok(CodeCell {
+                code: Code::Binary(bytes.into()),
+                name,
+            });
         }
         let source = wrap_source(&bytes);
         let f = self
@@ -313,7 +364,10 @@ impl Vm {
             .set_mode(ChunkMode::Text)
             .into_function()
             .map_err(|e| VmError::Load(ErrorText::of(&e).one_line()))?;
-        Ok(CodeCell { code: Code::Text(f), name })
+        Ok(CodeCell {
+            code: Code::Text(f),
+            name,
+        })
     }
 }
 
@@ -330,7 +384,11 @@ pub fn wrap_source(bytes: &[u8]) -> Vec<u8> {
         let nl = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
         body = &body[nl..];
     }
-    let prefix: &[u8] = if cfg!(feature = "luajit") { b"" } else { b"local _ENV = ...; " };
+    let prefix: &[u8] = if cfg!(feature = "luajit") {
+        b""
+    } else {
+        b"local _ENV = ...; "
+    };
     let mut out = Vec::with_capacity(prefix.len() + body.len());
     out.extend_from_slice(prefix);
     out.extend_from_slice(body);

@@ -84,7 +84,10 @@ struct PoolState {
 #[derive(Debug)]
 pub enum PoolError {
     /// All `max` VMs stayed busy for the whole wait.
-    Exhausted { max: u32, waited: Duration },
+    Exhausted {
+        max: u32,
+        waited: Duration,
+    },
     Create(mlua::Error),
 }
 
@@ -100,9 +103,14 @@ pub fn server_pool(key: &[u8], min: u32, max: u32, setup: &VmSetup) -> Arc<Serve
     }
     let max = max.max(1);
     let min = min.clamp(1, max);
-    let idle: Vec<SendVm> = (0..min).filter_map(|_| Vm::new(setup).ok().map(SendVm::new)).collect();
+    let idle: Vec<SendVm> = (0..min)
+        .filter_map(|_| Vm::new(setup).ok().map(SendVm::new))
+        .collect();
     let pool = Arc::new(ServerPool {
-        state: Mutex::new(PoolState { total: idle.len() as u32, idle }),
+        state: Mutex::new(PoolState {
+            total: idle.len() as u32,
+            idle,
+        }),
         returned: Condvar::new(),
         min,
         max,
@@ -114,18 +122,28 @@ pub fn server_pool(key: &[u8], min: u32, max: u32, setup: &VmSetup) -> Arc<Serve
 impl ServerPool {
     /// Leases a VM, creating one while fewer than `max` exist, else waiting at most `wait`
     /// for one to come back.
-    pub fn lease(self: &Arc<Self>, setup: &VmSetup, wait: Duration) -> Result<ServerLease, PoolError> {
+    pub fn lease(
+        self: &Arc<Self>,
+        setup: &VmSetup,
+        wait: Duration,
+    ) -> Result<ServerLease, PoolError> {
         let deadline = Instant::now() + wait;
         let mut st = lock(&self.state);
         loop {
             if let Some(vm) = st.idle.pop() {
-                return Ok(ServerLease { pool: self.clone(), vm: Some(vm) });
+                return Ok(ServerLease {
+                    pool: self.clone(),
+                    vm: Some(vm),
+                });
             }
             if st.total < self.max {
                 st.total += 1;
                 drop(st);
                 return match Vm::new(setup) {
-                    Ok(vm) => Ok(ServerLease { pool: self.clone(), vm: Some(SendVm::new(vm)) }),
+                    Ok(vm) => Ok(ServerLease {
+                        pool: self.clone(),
+                        vm: Some(SendVm::new(vm)),
+                    }),
                     Err(e) => {
                         self.forget_one();
                         Err(PoolError::Create(e))
@@ -134,9 +152,16 @@ impl ServerPool {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(PoolError::Exhausted { max: self.max, waited: wait });
+                return Err(PoolError::Exhausted {
+                    max: self.max,
+                    waited: wait,
+                });
             }
-            st = self.returned.wait_timeout(st, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+            st = self
+                .returned
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 
@@ -169,7 +194,10 @@ pub struct ServerLease {
 
 impl ServerLease {
     pub fn vm(&self) -> &Vm {
-        self.vm.as_ref().expect("lease holds a VM until dropped").vm()
+        self.vm
+            .as_ref()
+            .expect("lease holds a VM until dropped")
+            .vm()
     }
 }
 

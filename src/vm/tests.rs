@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn setup() -> VmSetup {
-    VmSetup { install: |_| Ok(()) }
+    VmSetup {
+        install: |_| Ok(()),
+    }
 }
 
 struct Dir(PathBuf);
@@ -63,7 +65,10 @@ fn once_scope_never_shares_globals() {
         assert_eq!(call_int(&vm, &s, EnvMode::Once, "handle"), 1);
     }
     // Assigning through _G stays in the call's environment as well.
-    let p2 = d.write("g.lua", "function handle() local v = _G.leak; _G.leak = 1; return v == nil and 1 or 0 end");
+    let p2 = d.write(
+        "g.lua",
+        "function handle() local v = _G.leak; _G.leak = 1; return v == nil and 1 or 0 end",
+    );
     let s2 = spec(&p2, CodeCache::Stat, &e);
     for _ in 0..3 {
         assert_eq!(call_int(&vm, &s2, EnvMode::Once, "handle"), 1);
@@ -79,7 +84,11 @@ fn persistent_and_request_scopes_keep_globals() {
     let e = empty();
     let s = spec(&p, CodeCache::Stat, &e);
     assert_eq!(call_int(&vm, &s, EnvMode::Persistent, "handle"), 1);
-    assert_eq!(call_int(&vm, &s, EnvMode::Persistent, "handle"), 1, "top level runs once per env");
+    assert_eq!(
+        call_int(&vm, &s, EnvMode::Persistent, "handle"),
+        1,
+        "top level runs once per env"
+    );
     assert_eq!(call_int(&vm, &s, EnvMode::Request, "handle"), 1);
     vm.end_request();
     assert_eq!(call_int(&vm, &s, EnvMode::Request, "handle"), 1);
@@ -90,7 +99,10 @@ fn nested_functions_keep_their_own_environment() {
     // A handler from one `once` call must keep seeing its own globals while another call of
     // the same script runs (re-entrancy, e.g. a subrequest).
     let d = Dir::new("reent");
-    let p = d.write("r.lua", "tag = tostring({})\nfunction handle() return tag end\n");
+    let p = d.write(
+        "r.lua",
+        "tag = tostring({})\nfunction handle() return tag end\n",
+    );
     let vm = Vm::new(&setup()).unwrap();
     let e = empty();
     let s = spec(&p, CodeCache::Stat, &e);
@@ -126,7 +138,10 @@ fn stat_notices_a_same_size_change_and_forever_does_not() {
 #[test]
 fn reload_keeps_globals_of_long_lived_scopes() {
     let d = Dir::new("reload");
-    let p = d.write("k.lua", "keep = (keep or 0) + 1\nfunction handle() return keep end");
+    let p = d.write(
+        "k.lua",
+        "keep = (keep or 0) + 1\nfunction handle() return keep end",
+    );
     let vm = Vm::new(&setup()).unwrap();
     let e = empty();
     let s = spec(&p, CodeCache::Never, &e);
@@ -150,9 +165,16 @@ fn load_errors_and_missing_functions() {
         _ => panic!("expected a top-level error"),
     }
     let nf = d.write("nf.lua", "handle = 5");
-    assert!(matches!(vm.resolve(&spec(&nf, CodeCache::Stat, &e), EnvMode::Once, "handle"), Err(VmError::NotAFunction)));
+    assert!(matches!(
+        vm.resolve(&spec(&nf, CodeCache::Stat, &e), EnvMode::Once, "handle"),
+        Err(VmError::NotAFunction)
+    ));
     let missing = d.0.join("missing.lua");
-    match vm.resolve(&spec(&missing, CodeCache::Stat, &e), EnvMode::Once, "handle") {
+    match vm.resolve(
+        &spec(&missing, CodeCache::Stat, &e),
+        EnvMode::Once,
+        "handle",
+    ) {
         Err(VmError::Load(m)) => assert!(m.contains("cannot open"), "{m}"),
         _ => panic!("expected a load error"),
     }
@@ -161,23 +183,37 @@ fn load_errors_and_missing_functions() {
 #[test]
 fn runtime_errors_carry_file_line_and_traceback() {
     let d = Dir::new("rt");
-    let p = d.write("rt.lua", "local function inner() error('bad thing') end\nfunction handle() inner() end\n");
+    let p = d.write(
+        "rt.lua",
+        "local function inner() error('bad thing') end\nfunction handle() inner() end\n",
+    );
     let vm = Vm::new(&setup()).unwrap();
     let e = empty();
-    let f = vm.resolve(&spec(&p, CodeCache::Stat, &e), EnvMode::Once, "handle").unwrap();
+    let f = vm
+        .resolve(&spec(&p, CodeCache::Stat, &e), EnvMode::Once, "handle")
+        .unwrap();
     let err = f.call::<()>(()).unwrap_err();
     let t = ErrorText::of(&err);
     assert!(t.message.contains("rt.lua:1: bad thing"), "{}", t.message);
-    assert!(t.traceback.as_deref().unwrap_or("").contains("rt.lua:2"), "{:?}", t.traceback);
+    assert!(
+        t.traceback.as_deref().unwrap_or("").contains("rt.lua:2"),
+        "{:?}",
+        t.traceback
+    );
 }
 
 #[test]
 fn line_numbers_survive_shebang_and_bom() {
     let d = Dir::new("lines");
-    let p = d.write("l.lua", "\u{feff}#!/usr/bin/lua\nfunction handle()\n  error('x')\nend\n");
+    let p = d.write(
+        "l.lua",
+        "\u{feff}#!/usr/bin/lua\nfunction handle()\n  error('x')\nend\n",
+    );
     let vm = Vm::new(&setup()).unwrap();
     let e = empty();
-    let f = vm.resolve(&spec(&p, CodeCache::Stat, &e), EnvMode::Once, "handle").unwrap();
+    let f = vm
+        .resolve(&spec(&p, CodeCache::Stat, &e), EnvMode::Once, "handle")
+        .unwrap();
     let t = ErrorText::of(&f.call::<()>(()).unwrap_err());
     assert!(t.message.contains("l.lua:3: x"), "{}", t.message);
 }
@@ -201,15 +237,40 @@ fn require_uses_script_dir_and_package_path_and_isolates_edits() {
         package_paths: &paths,
         package_cpaths: &paths,
     };
-    let a: String = vm.resolve(&s, EnvMode::Once, "handle").unwrap().call(()).unwrap();
-    let b: String = vm.resolve(&s, EnvMode::Once, "handle").unwrap().call(()).unwrap();
+    let a: String = vm
+        .resolve(&s, EnvMode::Once, "handle")
+        .unwrap()
+        .call(())
+        .unwrap();
+    let b: String = vm
+        .resolve(&s, EnvMode::Once, "handle")
+        .unwrap()
+        .call(())
+        .unwrap();
     assert!(a.starts_with("sibling,far,"), "{a}");
-    assert_eq!(a, b, "package.path edits of one call must not accumulate in the next");
-    let real: String = vm.lua().globals().get::<Table>("package").unwrap().get("path").unwrap();
+    assert_eq!(
+        a, b,
+        "package.path edits of one call must not accumulate in the next"
+    );
+    let real: String = vm
+        .lua()
+        .globals()
+        .get::<Table>("package")
+        .unwrap()
+        .get("path")
+        .unwrap();
     assert!(!real.contains("/nonexistent/"));
     // A missing module reports the searched paths.
     let m = d.write("m.lua", "function handle() return require('nope') end");
-    let err = vm.resolve(&spec(&m, CodeCache::Stat, &empty()), EnvMode::Once, "handle").unwrap().call::<()>(()).unwrap_err();
+    let err = vm
+        .resolve(
+            &spec(&m, CodeCache::Stat, &empty()),
+            EnvMode::Once,
+            "handle",
+        )
+        .unwrap()
+        .call::<()>(())
+        .unwrap_err();
     assert!(err.to_string().contains("module 'nope' not found"), "{err}");
 }
 
@@ -220,10 +281,16 @@ fn require_uses_script_dir_and_package_path_and_isolates_edits() {
 #[test]
 fn over_a_million_calls_through_one_vm() {
     let d = Dir::new("million");
-    let p = d.write("h.lua", "local n = 0\nfunction handle(r) n = n + 1; return r end\n");
+    let p = d.write(
+        "h.lua",
+        "local n = 0\nfunction handle(r) n = n + 1; return r end\n",
+    );
     let vm = Vm::new(&setup()).unwrap();
     let e = empty();
-    let s = ChunkSpec { codecache: CodeCache::Forever, ..spec(&p, CodeCache::Forever, &e) };
+    let s = ChunkSpec {
+        codecache: CodeCache::Forever,
+        ..spec(&p, CodeCache::Forever, &e)
+    };
     const CALLS: i64 = 1_100_000;
     for i in 0..CALLS {
         let f = vm.resolve(&s, EnvMode::Persistent, "handle").unwrap();

@@ -1,0 +1,168 @@
+//! Runs one entry function for a request: picks the VM for the configured LuaScope, resolves
+//! the function (code cache, scope environment), calls it with `r`, and reads the result.
+//! A panic inside a call poisons that VM and becomes an ordinary failure.
+
+use crate::config::{DirConfig, Scope};
+use crate::httpd::{FileStamp, LiveRequest, Request};
+use crate::lua_api::request::RequestHandle;
+use crate::lua_api::returned_number;
+use crate::vm::pool::{self, PoolError, SendVm};
+use crate::vm::{ChunkSpec, EnvMode, ErrorText, Vm, VmError, VmSetup};
+use mlua::Value;
+use once_cell::unsync::OnceCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+/// What every VM of this module is set up with.
+pub static SETUP: VmSetup = VmSetup {
+    install: crate::lua_api::install,
+};
+
+/// How long a call waits for a VM of a full `LuaScope server` pool before answering 503.
+/// (mod_lua waits forever, holding a global mutex.)
+pub const SERVER_POOL_WAIT: Duration = Duration::from_secs(30);
+
+/// The module's state for one request (and its subrequests and internal redirects): the VM
+/// leased from the shared pool for the request's whole life.
+#[derive(Default)]
+pub struct RequestState {
+    vm: OnceCell<SendVm>,
+}
+
+impl Drop for RequestState {
+    fn drop(&mut self) {
+        if let Some(vm) = self.vm.take() {
+            pool::checkin(vm);
+        }
+    }
+}
+
+/// The module's state for one connection: the VM of `LuaScope conn`.
+#[derive(Default)]
+pub struct ConnState {
+    vm: OnceCell<SendVm>,
+}
+
+/// The script and function to call.
+pub struct Entry<'a> {
+    pub path: &'a [u8],
+    pub function: &'a str,
+    /// httpd's stat of `path`, when it made one (the handler's `r->finfo`).
+    pub stamp: Option<FileStamp>,
+}
+
+/// What the function returned, as mod_lua reads it.
+pub enum Outcome {
+    Number(i64),
+    NotNumber,
+}
+
+/// Why the call did not return normally.
+pub enum Failure {
+    /// The script could not be loaded (unreadable, syntax error, error in its top level).
+    Load(String),
+    /// The entry function is missing or not a function.
+    NotAFunction,
+    /// The function raised an error.
+    Runtime(ErrorText),
+    /// No VM could be had in time (`LuaScope server` pool exhausted).
+    Busy(String),
+    /// Lua failed internally or Rust panicked.
+    Internal(String),
+}
+
+fn lua_failure(e: mlua::Error) -> Failure {
+    Failure::Internal(ErrorText::of(&e).one_line())
+}
+
+fn request_vm<'a>(r: Request<'a>) -> Result<&'a Vm, Failure> {
+    let state = r.root().state();
+    state
+        .vm
+        .get_or_try_init(|| pool::checkout(&SETUP))
+        .map(SendVm::vm)
+        .map_err(lua_failure)
+}
+
+fn conn_vm<'a>(r: Request<'a>) -> Result<&'a Vm, Failure> {
+    let state = r.connection().state();
+    state
+        .vm
+        .get_or_try_init(|| Vm::new(&SETUP).map(SendVm::new))
+        .map(SendVm::vm)
+        .map_err(lua_failure)
+}
+
+/// Calls `entry` for `r` under the request's configuration.
+pub fn call(r: Request<'_>, cfg: &DirConfig, entry: &Entry<'_>) -> Result<Outcome, Failure> {
+    let spec = ChunkSpec {
+        path: entry.path,
+        stamp: entry.stamp,
+        codecache: cfg.codecache(),
+        package_paths: &cfg.package_paths,
+        package_cpaths: &cfg.package_cpaths,
+    };
+    match cfg.scope() {
+        Scope::Once => run(request_vm(r)?, r, &spec, EnvMode::Once, entry.function),
+        Scope::Request => run(request_vm(r)?, r, &spec, EnvMode::Request, entry.function),
+        Scope::Thread => run(
+            request_vm(r)?,
+            r,
+            &spec,
+            EnvMode::Persistent,
+            entry.function,
+        ),
+        Scope::Conn => run(conn_vm(r)?, r, &spec, EnvMode::Persistent, entry.function),
+        Scope::Server { min, max } => {
+            let pool = pool::server_pool(entry.path, min, max, &SETUP);
+            let lease = pool.lease(&SETUP, SERVER_POOL_WAIT).map_err(|e| match e {
+                PoolError::Exhausted { max, waited } => Failure::Busy(format!(
+                    "all {max} VMs of the LuaScope server pool stayed busy for {}s",
+                    waited.as_secs()
+                )),
+                PoolError::Create(e) => lua_failure(e),
+            })?;
+            run(lease.vm(), r, &spec, EnvMode::Persistent, entry.function)
+        }
+    }
+}
+
+fn run(
+    vm: &Vm,
+    r: Request<'_>,
+    spec: &ChunkSpec<'_>,
+    mode: EnvMode,
+    function: &str,
+) -> Result<Outcome, Failure> {
+    let (live, guard) = LiveRequest::new(r);
+    let result = catch_unwind(AssertUnwindSafe(|| -> Result<Value, Failure> {
+        let f = vm.resolve(spec, mode, function).map_err(|e| match e {
+            VmError::Load(m) => Failure::Load(m),
+            VmError::NotAFunction => Failure::NotAFunction,
+            VmError::Lua(m) => Failure::Internal(m),
+        })?;
+        let ud = vm
+            .lua()
+            .create_userdata(RequestHandle::new(live))
+            .map_err(lua_failure)?;
+        f.call::<Value>(ud)
+            .map_err(|e| Failure::Runtime(ErrorText::of(&e)))
+    }));
+    drop(guard);
+    match result {
+        Ok(Ok(v)) => Ok(match returned_number(&v) {
+            Some(n) => Outcome::Number(n),
+            None => Outcome::NotNumber,
+        }),
+        Ok(Err(f)) => Err(f),
+        Err(panic) => {
+            vm.poison();
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(Failure::Internal(format!("Rust panic: {msg}")))
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Argument checking for functions scripts call, with the Lua auxiliary library's wording
+//! (`bad argument #1 to 'puts' (string expected, got nil)`), as mod_lua's luaL_check* give.
+#![forbid(unsafe_code)]
+
+use mlua::{Lua, MultiValue, Value};
+
+/// `file:line: ` of the Lua code that called the running function (luaL_where(L, 1)).
+pub fn caller_where(lua: &Lua) -> String {
+    lua.inspect_stack(1, |d| {
+        let line = d.current_line();
+        let src = d.source().short_src.map(|s| s.into_owned());
+        match (src, line) {
+            (Some(s), Some(l)) => format!("{s}:{l}: "),
+            _ => String::new(),
+        }
+    })
+    .unwrap_or_default()
+}
+
+/// The calling script's chunk source (without `@`) and line, for log attribution.
+pub fn caller_position(lua: &Lua) -> (String, i32) {
+    lua.inspect_stack(1, |d| {
+        let src = d
+            .source()
+            .source
+            .map(|s| s.trim_start_matches(['@', '=']).to_string())
+            .unwrap_or_default();
+        (src, d.current_line().map(|l| l as i32).unwrap_or(0))
+    })
+    .unwrap_or_default()
+}
+
+/// luaL_argerror: numbers arguments as the caller sees them (a `:` call hides `self`).
+pub fn arg_error(lua: &Lua, n: usize, fname: &str, msg: &str) -> mlua::Error {
+    let method = lua
+        .inspect_stack(0, |d| d.names().name_what == Some("method"))
+        .unwrap_or(false);
+    let text = if method && n == 1 {
+        format!("calling '{fname}' on bad self ({msg})")
+    } else {
+        let n = if method { n - 1 } else { n };
+        format!("bad argument #{n} to '{fname}' ({msg})")
+    };
+    mlua::Error::RuntimeError(format!("{}{text}", caller_where(lua)))
+}
+
+pub fn type_error(lua: &Lua, n: usize, fname: &str, expected: &str, got: &Value) -> mlua::Error {
+    let got = if matches!(got, Value::Nil) && n > 0 {
+        "no value".to_string()
+    } else {
+        got.type_name().to_string()
+    };
+    arg_error(lua, n, fname, &format!("{expected} expected, got {got}"))
+}
+
+/// Positional access to a call's arguments, 1-based as in Lua.
+pub struct Args<'a> {
+    pub lua: &'a Lua,
+    pub fname: &'static str,
+    vals: MultiValue,
+}
+
+impl<'a> Args<'a> {
+    pub fn new(lua: &'a Lua, fname: &'static str, vals: MultiValue) -> Self {
+        Args { lua, fname, vals }
+    }
+
+    pub fn len(&self) -> usize {
+        self.vals.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vals.is_empty()
+    }
+
+    pub fn get(&self, n: usize) -> &Value {
+        self.vals.get(n - 1).unwrap_or(&Value::Nil)
+    }
+
+    /// luaL_checklstring: a string, or a number converted to one.
+    pub fn string(&self, n: usize) -> mlua::Result<Vec<u8>> {
+        match self.get(n) {
+            Value::String(s) => Ok(s.as_bytes().to_vec()),
+            Value::Integer(i) => Ok(i.to_string().into_bytes()),
+            Value::Number(f) => Ok(crate::lua_api::number_to_string(*f).into_bytes()),
+            v => Err(self.missing_or(n, "string", v)),
+        }
+    }
+
+    /// luaL_optlstring.
+    pub fn opt_string(&self, n: usize) -> mlua::Result<Option<Vec<u8>>> {
+        match self.get(n) {
+            Value::Nil => Ok(None),
+            _ => self.string(n).map(Some),
+        }
+    }
+
+    /// luaL_checkinteger.
+    pub fn integer(&self, n: usize) -> mlua::Result<i64> {
+        match self.get(n) {
+            Value::Integer(i) => Ok(*i),
+            Value::Number(f) if f.fract() == 0.0 && f.is_finite() => Ok(*f as i64),
+            Value::Number(_) => Err(arg_error(
+                self.lua,
+                n,
+                self.fname,
+                "number has no integer representation",
+            )),
+            Value::String(s) => match crate::lua_api::parse_number(&s.as_bytes()) {
+                Some(v) => Ok(v),
+                None => Err(self.missing_or(n, "number", self.get(n))),
+            },
+            v => Err(self.missing_or(n, "number", v)),
+        }
+    }
+
+    fn missing_or(&self, n: usize, expected: &str, v: &Value) -> mlua::Error {
+        if n > self.vals.len() {
+            arg_error(
+                self.lua,
+                n,
+                self.fname,
+                &format!("{expected} expected, got no value"),
+            )
+        } else {
+            arg_error(
+                self.lua,
+                n,
+                self.fname,
+                &format!("{expected} expected, got {}", v.type_name()),
+            )
+        }
+    }
+}

@@ -1,0 +1,484 @@
+//! Test harness: starts a real httpd (`apache2 -d ROOT -f CONF -DFOREGROUND`) with a
+//! self-contained config on 127.0.0.1 and a free port, loads our freshly built module (or
+//! Debian's mod_lua for differential tests), talks HTTP/1.1 to it, and stops exactly the
+//! process it started.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const HTTPD: &str = "/usr/sbin/apache2";
+pub const MODULES: &str = "/usr/lib/apache2/modules";
+pub const DEBIAN_MOD_LUA: &str = "/usr/lib/apache2/modules/mod_lua.so";
+
+/// Which Lua module the server loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Module {
+    Ours,
+    DebianModLua,
+}
+
+/// True when httpd is installed; otherwise the test is skipped locally and fails under CI.
+pub fn httpd_available() -> bool {
+    if Path::new(HTTPD).exists() {
+        return true;
+    }
+    if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
+        panic!("{HTTPD} is missing: under CI=true the integration tests must run (scripts/install-deps.sh installs it)");
+    }
+    eprintln!("skipped: {HTTPD} not installed (run scripts/install-deps.sh)");
+    false
+}
+
+/// Builds the cdylib once per test binary (cargo test does not rebuild it) and returns it.
+pub fn module_path() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            // target/<profile>/deps/<test> → target/<profile>
+            let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+            let release = profile_dir.file_name().map(|n| n == "release").unwrap_or(false);
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "--lib", "--quiet"]).current_dir(env!("CARGO_MANIFEST_DIR"));
+            if release {
+                cmd.arg("--release");
+            }
+            if let Ok(features) = std::env::var("MOD_LUA_RS_FEATURES") {
+                cmd.args(["--no-default-features", "--features", &features]);
+            }
+            let st = cmd.status().expect("cannot run cargo build");
+            assert!(st.success(), "cargo build --lib failed");
+            let so = profile_dir.join("libmod_lua_rs.so");
+            assert!(so.exists(), "{} not built", so.display());
+            so
+        })
+        .clone()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A server configuration to start.
+pub struct Config {
+    pub module: Module,
+    /// Directives appended after the base config (may use `{root}` and `{docroot}`).
+    pub extra: String,
+    /// Files written below the server root before start (`htdocs/x.lua`, …).
+    pub files: Vec<(String, String)>,
+    pub defines: Vec<String>,
+    pub log_level: String,
+    /// Extra LoadModule lines (module name, file).
+    pub modules: Vec<(String, String)>,
+}
+
+impl Config {
+    pub fn new() -> Self {
+        Config {
+            module: Module::Ours,
+            extra: String::new(),
+            files: Vec::new(),
+            defines: vec!["MOD_LUA_RS_TESTING".into()],
+            log_level: "info".into(),
+            modules: Vec::new(),
+        }
+    }
+    pub fn module(mut self, m: Module) -> Self {
+        self.module = m;
+        self
+    }
+    pub fn directives(mut self, text: &str) -> Self {
+        self.extra.push_str(text);
+        self.extra.push('\n');
+        self
+    }
+    pub fn file(mut self, path: &str, content: &str) -> Self {
+        self.files.push((path.into(), content.into()));
+        self
+    }
+    pub fn log_level(mut self, l: &str) -> Self {
+        self.log_level = l.into();
+        self
+    }
+    pub fn load(mut self, name: &str, file: &str) -> Self {
+        self.modules.push((name.into(), file.into()));
+        self
+    }
+    pub fn start(self) -> Server {
+        Server::start(self)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub struct Server {
+    pub root: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+    conf: PathBuf,
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh directory for one server (readable by www-data, which the children run as).
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    // Below /tmp: the children run as www-data and must be able to read the scripts.
+    let base = std::env::temp_dir().join("mod_lua_rs-tests");
+    let dir = base.join(format!("{tag}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst)));
+    let _ = std::fs::remove_dir_all(&dir);
+    for sub in ["htdocs", "logs", "run", "conf"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    dir
+}
+
+pub fn chmod_tree(p: &Path) {
+    let _ = Command::new("chmod").args(["-R", "a+rX"]).arg(p).status();
+    if let Some(parent) = p.parent() {
+        let _ = Command::new("chmod").arg("a+rx").arg(parent).status();
+    }
+}
+
+impl Server {
+    pub fn base_config(cfg: &Config, root: &Path, port: u16) -> String {
+        let module = match cfg.module {
+            Module::Ours => module_path(),
+            Module::DebianModLua => PathBuf::from(DEBIAN_MOD_LUA),
+        };
+        let user = if is_root() { "User www-data\nGroup www-data\n" } else { "" };
+        let mut extra_modules = String::new();
+        for (name, file) in &cfg.modules {
+            extra_modules.push_str(&format!("LoadModule {name} {MODULES}/{file}\n"));
+        }
+        let r = root.display();
+        let body = cfg.extra.replace("{root}", &r.to_string()).replace("{docroot}", &format!("{r}/htdocs"));
+        format!(
+            "ServerRoot {r}\nServerName 127.0.0.1\nListen 127.0.0.1:{port}\nPidFile {r}/run/httpd.pid\n\
+             DefaultRuntimeDir {r}/run\nMutex file:{r}/run default\nErrorLog {r}/logs/error_log\n\
+             LogLevel {lvl}\n{user}\
+             LoadModule mpm_event_module {MODULES}/mod_mpm_event.so\n\
+             StartServers 2\nServerLimit 2\nThreadLimit 25\nThreadsPerChild 25\nMaxRequestWorkers 50\n\
+             MinSpareThreads 25\nMaxSpareThreads 50\nMaxConnectionsPerChild 0\n\
+             LoadModule authz_core_module {MODULES}/mod_authz_core.so\n\
+             LoadModule mime_module {MODULES}/mod_mime.so\n{extra_modules}\
+             LoadModule lua_module {module}\n\
+             TypesConfig /etc/mime.types\nDocumentRoot {r}/htdocs\n\
+             <Directory {r}/htdocs>\n  Require all granted\n</Directory>\n\
+             AddHandler lua-script .lua\nKeepAliveTimeout 5\n\n{body}\n",
+            module = module.display(),
+            lvl = cfg.log_level,
+        )
+    }
+
+    /// Writes the config and files, and runs `apache2 -t`: Ok(output) or Err(output).
+    pub fn config_test(cfg: &Config) -> Result<String, String> {
+        let root = scratch_dir("conftest");
+        let (conf, _) = Self::prepare(cfg, &root, free_port());
+        let out = Command::new(HTTPD)
+            .args(["-t", "-d"])
+            .arg(&root)
+            .arg("-f")
+            .arg(&conf)
+            .args(cfg.defines.iter().flat_map(|d| ["-D", d.as_str()]))
+            .output()
+            .expect("run apache2 -t");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let _ = std::fs::remove_dir_all(&root);
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    }
+
+    fn prepare(cfg: &Config, root: &Path, port: u16) -> (PathBuf, String) {
+        for (path, content) in &cfg.files {
+            let p = root.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, content.replace("{root}", &root.display().to_string())).unwrap();
+        }
+        let text = Self::base_config(cfg, root, port);
+        let conf = root.join("conf/httpd.conf");
+        std::fs::write(&conf, &text).unwrap();
+        chmod_tree(root);
+        (conf, text)
+    }
+
+    pub fn start(cfg: Config) -> Server {
+        let tag = match cfg.module {
+            Module::Ours => "ours",
+            Module::DebianModLua => "modlua",
+        };
+        let mut last_err = String::new();
+        for _attempt in 0..3 {
+            let root = scratch_dir(tag);
+            let port = free_port();
+            let (conf, _) = Self::prepare(&cfg, &root, port);
+            let child = Command::new(HTTPD)
+                .arg("-d")
+                .arg(&root)
+                .arg("-f")
+                .arg(&conf)
+                .arg("-DFOREGROUND")
+                .args(cfg.defines.iter().flat_map(|d| ["-D", d.as_str()]))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn apache2");
+            let mut server = Server { root, port, child: Some(child), conf };
+            match server.wait_ready() {
+                Ok(()) => return server,
+                Err(e) => last_err = e,
+            }
+        }
+        panic!("httpd did not start: {last_err}");
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    self.child = None;
+                    return Err(format!("exited with {status}: {err}\n{}", self.error_log()));
+                }
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err("timeout waiting for the port".into())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.root.join("logs/error_log")).unwrap_or_default()
+    }
+
+    pub fn docroot(&self) -> PathBuf {
+        self.root.join("htdocs")
+    }
+
+    /// Writes a file below the docroot while the server runs.
+    pub fn write_doc(&self, rel: &str, content: &str) {
+        let p = self.docroot().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        chmod_tree(&p);
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.request("GET", path, &[], b"")
+    }
+
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        let mut c = self.connect();
+        c.send(method, path, headers, body, true)
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.port)
+    }
+
+    /// Asserts the children never crashed (no "exit signal" lines).
+    pub fn assert_no_crash(&self) {
+        let log = self.error_log();
+        assert!(!log.contains("exit signal"), "a child crashed:\n{log}");
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Stop exactly the httpd we started (its children follow their parent).
+            // SAFETY: kill(2) on the PID of our own child process.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    _ if Instant::now() > deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: BTreeMap<String, Vec<String>>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).and_then(|v| v.first()).map(String::as_str)
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A keep-alive capable HTTP/1.1 client connection.
+pub struct Client {
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Client { reader: BufReader::new(s) }
+    }
+
+    pub fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8], close: bool) -> Response {
+        self.try_send(method, path, headers, body, close).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    pub fn try_send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        close: bool,
+    ) -> Result<Response, String> {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        let mut has_len = false;
+        for (k, v) in headers {
+            if k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding") {
+                has_len = true;
+            }
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !has_len && (!body.is_empty() || method == "POST" || method == "PUT") {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        if close {
+            req.push_str("Connection: close\r\n");
+        }
+        req.push_str("\r\n");
+        let s = self.reader.get_mut();
+        s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+        s.write_all(body).map_err(|e| e.to_string())?;
+        read_response(&mut self.reader, method == "HEAD")
+    }
+}
+
+fn read_line(r: &mut BufReader<TcpStream>) -> Result<String, String> {
+    let mut line = String::new();
+    let n = r.read_line(&mut line).map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Err("connection closed".into());
+    }
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+pub fn read_response(r: &mut BufReader<TcpStream>, head: bool) -> Result<Response, String> {
+    let status_line = read_line(r)?;
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    loop {
+        let line = read_line(r)?;
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.entry(k.trim().to_ascii_lowercase()).or_default().push(v.trim().to_string());
+        }
+    }
+    let mut body = Vec::new();
+    let get = |h: &BTreeMap<String, Vec<String>>, k: &str| h.get(k).and_then(|v| v.first()).cloned();
+    if head || status == 204 || status == 304 || (100..200).contains(&status) {
+        // no body
+    } else if get(&headers, "transfer-encoding").map(|v| v.eq_ignore_ascii_case("chunked")).unwrap_or(false) {
+        loop {
+            let size_line = read_line(r)?;
+            let size = usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16)
+                .map_err(|_| format!("bad chunk size {size_line:?}"))?;
+            if size == 0 {
+                loop {
+                    if read_line(r)?.is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            let mut chunk = vec![0; size];
+            r.read_exact(&mut chunk).map_err(|e| format!("truncated chunk: {e}"))?;
+            body.extend_from_slice(&chunk);
+            read_line(r)?;
+        }
+    } else if let Some(len) = get(&headers, "content-length") {
+        let len: usize = len.parse().map_err(|_| "bad content-length")?;
+        body.resize(len, 0);
+        r.read_exact(&mut body).map_err(|e| format!("truncated body: {e}"))?;
+    } else {
+        r.read_to_end(&mut body).map_err(|e| e.to_string())?;
+    }
+    Ok(Response { status, headers, body })
+}
+
+/// Runs `f` on `threads` threads, `per_thread` times each, with one keep-alive connection
+/// per thread; returns every response.
+pub fn hammer(port: u16, threads: usize, per_thread: usize, path: &str) -> Vec<Response> {
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let path = path.to_string();
+            std::thread::spawn(move || {
+                let mut c = Client::connect(port);
+                let mut out = Vec::with_capacity(per_thread);
+                for _ in 0..per_thread {
+                    out.push(c.send("GET", &path, &[], b"", false));
+                }
+                out
+            })
+        })
+        .collect();
+    handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+}
