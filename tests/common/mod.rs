@@ -44,10 +44,14 @@ pub fn module_path() -> PathBuf {
             let exe = std::env::current_exe().unwrap();
             // target/<profile>/deps/<test> → target/<profile>
             let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-            let release = profile_dir.file_name().map(|n| n == "release").unwrap_or(false);
+            let release = profile_dir
+                .file_name()
+                .map(|n| n == "release")
+                .unwrap_or(false);
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut cmd = Command::new(cargo);
-            cmd.args(["build", "--lib", "--quiet"]).current_dir(env!("CARGO_MANIFEST_DIR"));
+            cmd.args(["build", "--lib", "--quiet"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
             if release {
                 cmd.arg("--release");
             }
@@ -64,7 +68,11 @@ pub fn module_path() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn is_root() -> bool {
@@ -141,7 +149,11 @@ static SEQ: AtomicUsize = AtomicUsize::new(0);
 pub fn scratch_dir(tag: &str) -> PathBuf {
     // Below /tmp: the children run as www-data and must be able to read the scripts.
     let base = std::env::temp_dir().join("mod_lua_rs-tests");
-    let dir = base.join(format!("{tag}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst)));
+    let dir = base.join(format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     for sub in ["htdocs", "logs", "run", "conf"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -162,13 +174,20 @@ impl Server {
             Module::Ours => module_path(),
             Module::DebianModLua => PathBuf::from(DEBIAN_MOD_LUA),
         };
-        let user = if is_root() { "User www-data\nGroup www-data\n" } else { "" };
+        let user = if is_root() {
+            "User www-data\nGroup www-data\n"
+        } else {
+            ""
+        };
         let mut extra_modules = String::new();
         for (name, file) in &cfg.modules {
             extra_modules.push_str(&format!("LoadModule {name} {MODULES}/{file}\n"));
         }
         let r = root.display();
-        let body = cfg.extra.replace("{root}", &r.to_string()).replace("{docroot}", &format!("{r}/htdocs"));
+        let body = cfg
+            .extra
+            .replace("{root}", &r.to_string())
+            .replace("{docroot}", &format!("{r}/htdocs"));
         format!(
             "ServerRoot {r}\nServerName 127.0.0.1\nListen 127.0.0.1:{port}\nPidFile {r}/run/httpd.pid\n\
              DefaultRuntimeDir {r}/run\nMutex file:{r}/run default\nErrorLog {r}/logs/error_log\n\
@@ -199,7 +218,11 @@ impl Server {
             .args(cfg.defines.iter().flat_map(|d| ["-D", d.as_str()]))
             .output()
             .expect("run apache2 -t");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let _ = std::fs::remove_dir_all(&root);
         if out.status.success() {
             Ok(text)
@@ -243,7 +266,12 @@ impl Server {
                 .stderr(Stdio::piped())
                 .spawn()
                 .expect("spawn apache2");
-            let mut server = Server { root, port, child: Some(child), conf };
+            let mut server = Server {
+                root,
+                port,
+                child: Some(child),
+                conf,
+            };
             match server.wait_ready() {
                 Ok(()) => return server,
                 Err(e) => last_err = e,
@@ -297,7 +325,13 @@ impl Server {
         self.request("GET", path, &[], b"")
     }
 
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
         let mut c = self.connect();
         c.send(method, path, headers, body, true)
     }
@@ -353,7 +387,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).and_then(|v| v.first()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .and_then(|v| v.first())
+            .map(String::as_str)
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -369,11 +406,21 @@ impl Client {
     pub fn connect(port: u16) -> Client {
         let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Client { reader: BufReader::new(s) }
+        Client {
+            reader: BufReader::new(s),
+        }
     }
 
-    pub fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8], close: bool) -> Response {
-        self.try_send(method, path, headers, body, close).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    pub fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        close: bool,
+    ) -> Response {
+        self.try_send(method, path, headers, body, close)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
     pub fn try_send(
@@ -387,7 +434,9 @@ impl Client {
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
         let mut has_len = false;
         for (k, v) in headers {
-            if k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding") {
+            if k.eq_ignore_ascii_case("content-length")
+                || k.eq_ignore_ascii_case("transfer-encoding")
+            {
                 has_len = true;
             }
             req.push_str(&format!("{k}: {v}\r\n"));
@@ -429,14 +478,21 @@ pub fn read_response(r: &mut BufReader<TcpStream>, head: bool) -> Result<Respons
             break;
         }
         if let Some((k, v)) = line.split_once(':') {
-            headers.entry(k.trim().to_ascii_lowercase()).or_default().push(v.trim().to_string());
+            headers
+                .entry(k.trim().to_ascii_lowercase())
+                .or_default()
+                .push(v.trim().to_string());
         }
     }
     let mut body = Vec::new();
-    let get = |h: &BTreeMap<String, Vec<String>>, k: &str| h.get(k).and_then(|v| v.first()).cloned();
+    let get =
+        |h: &BTreeMap<String, Vec<String>>, k: &str| h.get(k).and_then(|v| v.first()).cloned();
     if head || status == 204 || status == 304 || (100..200).contains(&status) {
         // no body
-    } else if get(&headers, "transfer-encoding").map(|v| v.eq_ignore_ascii_case("chunked")).unwrap_or(false) {
+    } else if get(&headers, "transfer-encoding")
+        .map(|v| v.eq_ignore_ascii_case("chunked"))
+        .unwrap_or(false)
+    {
         loop {
             let size_line = read_line(r)?;
             let size = usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16)
@@ -450,18 +506,24 @@ pub fn read_response(r: &mut BufReader<TcpStream>, head: bool) -> Result<Respons
                 break;
             }
             let mut chunk = vec![0; size];
-            r.read_exact(&mut chunk).map_err(|e| format!("truncated chunk: {e}"))?;
+            r.read_exact(&mut chunk)
+                .map_err(|e| format!("truncated chunk: {e}"))?;
             body.extend_from_slice(&chunk);
             read_line(r)?;
         }
     } else if let Some(len) = get(&headers, "content-length") {
         let len: usize = len.parse().map_err(|_| "bad content-length")?;
         body.resize(len, 0);
-        r.read_exact(&mut body).map_err(|e| format!("truncated body: {e}"))?;
+        r.read_exact(&mut body)
+            .map_err(|e| format!("truncated body: {e}"))?;
     } else {
         r.read_to_end(&mut body).map_err(|e| e.to_string())?;
     }
-    Ok(Response { status, headers, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Runs `f` on `threads` threads, `per_thread` times each, with one keep-alive connection
@@ -480,5 +542,8 @@ pub fn hammer(port: u16, threads: usize, per_thread: usize, path: &str) -> Vec<R
             })
         })
         .collect();
-    handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect()
 }

@@ -1,0 +1,376 @@
+//! The `lua-script` handler against a real httpd: output, status and header control, return
+//! values, HEAD, and every kind of failure (which must give httpd's 500 page, a log line with
+//! file:line and a traceback, and a child that lives on).
+mod common;
+use common::*;
+
+const SCRIPTS: &[(&str, &str)] = &[
+    ("hello.lua", "function handle(r)\n  r.content_type = 'text/plain'\n  r:puts('Hello Lua World!\\n')\nend\n"),
+    ("multi.lua", "function handle(r) r:puts('a', 1, 2.5, 'b') end"),
+    ("write.lua", "function handle(r) local n = r:write('x\\0y') r:puts(':', n) end"),
+    ("status201.lua", "function handle(r) r.status = 201 end"),
+    ("ret404.lua", "function handle(r) return 404 end"),
+    ("retstr.lua", "function handle(r) return '403' end"),
+    ("retdone.lua", "function handle(r) r:puts('done') return apache2.DONE end"),
+    ("retok.lua", "function handle(r) r:puts('ok') return apache2.OK end"),
+    ("retnil.lua", "function handle(r) r:puts('nil') return nil end"),
+    ("rettable.lua", "function handle(r) r:puts('t') return {} end"),
+    (
+        "redirect.lua",
+        "function handle(r) r.headers_out['Location'] = 'http://example.com/x' return apache2.HTTP_MOVED_TEMPORARILY end",
+    ),
+    (
+        "errhdr.lua",
+        "function handle(r) r.err_headers_out['X-Err'] = 'kept' return 404 end",
+    ),
+    (
+        "fields.lua",
+        "function handle(r)\n r.content_type = 'text/plain'\n r:puts(r.method, '|', r.uri, '|', tostring(r.args), '|', \
+         r.hostname, '|', r.protocol, '|', r.headers_in['X-Test'] or '-', '|', r.headers_in['x-test'] or '-', '|', \
+         r.filename:match('[^/]+$'), '|', tostring(r.unparsed_uri), '|', type(r.status), '|', tostring(r.nonexistent))\nend",
+    ),
+    (
+        "head.lua",
+        "function handle(r) r.headers_out['X-Ran'] = 'yes' r.content_type = 'text/x-lua-test' r:puts('body') end",
+    ),
+    (
+        "setfields.lua",
+        "function handle(r) r.uri = '/changed' r.args = 'q=1' r.user = 'bob' r.handler = 'lua-script' \
+         r:puts(r.uri, r.args, r.user) end",
+    ),
+    ("readonly.lua", "function handle(r) r.method = 'POST' end"),
+    ("replace_table.lua", "function handle(r) r.headers_out = {} end"),
+    (
+        "tables.lua",
+        "function handle(r)\n r.headers_out['X-A'] = 'one'\n r.headers_out['x-a'] = 'two'\n \
+         r.headers_out['X-Gone'] = 'x'\n r.headers_out['X-Gone'] = nil\n r.notes['n'] = 'v'\n \
+         local n = 0 for k, v in pairs(r.headers_in) do n = n + 1 end\n r:puts(r.notes['N'], ',', n > 0 and 'iter' or 'noiter')\nend",
+    ),
+    ("sendfile.lua", "function handle(r) local n = r:sendfile(r.filename) r:puts('|', tostring(n), '|', tostring(r:sendfile('/nonexistent'))) end"),
+    ("flush.lua", "function handle(r) r:puts('a') local ok = r:flush() r:puts(tostring(ok)) end"),
+    ("parseargs.lua", "function handle(r) local s, m = r:parseargs() r:puts(s.a, ',', #m.a, ',', m.a[2], ',', s.b) end"),
+    (
+        "parsebody.lua",
+        "function handle(r) local s, m = r:parsebody() r:puts(tostring(s.x), ',', m.x and #m.x or 0, ',', m.x and m.x[2] or '') end",
+    ),
+    ("declined.lua", "function handle(r) return apache2.DECLINED end"),
+    // Failures.
+    ("rt.lua", "local secret = 'SECRET'\nfunction handle(r)\n  local t = nil\n  return t.field\nend\n"),
+    ("syntax.lua", "function handle(r)\n  r:puts('x'\nend\n"),
+    ("nohandle.lua", "function other(r) end\n"),
+    ("notfunc.lua", "handle = 42\n"),
+    ("toperr.lua", "error('top level failure SECRET')\nfunction handle(r) end\n"),
+    ("badreq.lua", "local m = require 'brokenmod'\nfunction handle(r) r:puts(m) end\n"),
+    ("brokenmod.lua", "local x = 1\nerror('module failed SECRET')\nreturn {}\n"),
+    ("panic.lua", "function handle(r) apache2._test_panic('boom') end\n"),
+    ("late.lua", "function handle(r) r:puts(string.rep('x', 100)) r:flush() error('late failure') end\n"),
+    ("badarg.lua", "function handle(r) r:puts(nil) end\n"),
+    ("dotcall.lua", "function handle(r) r.puts('x') end\n"),
+    ("crlf.lua", "function handle(r) r.headers_out['X-Bad'] = 'a\\r\\nSet-Cookie: evil=1' end\n"),
+    ("lf.lua", "function handle(r) r.headers_out['X-Bad'] = 'a\\nb' end\n"),
+    ("nulval.lua", "function handle(r) r.headers_out['X-Bad'] = 'a\\0b' end\n"),
+    ("crlfkey.lua", "function handle(r) r.err_headers_out['X-Bad\\r\\nX'] = 'v' end\n"),
+    ("stash.lua", "function handle(r) if saved then return saved.uri and 200 end saved = r r:puts('saved') end\n"),
+    ("unreadable.lua", "function handle(r) r:puts('should not run') end\n"),
+];
+
+fn server() -> Option<Server> {
+    if !httpd_available() {
+        return None;
+    }
+    let mut cfg = Config::new();
+    for (name, body) in SCRIPTS {
+        cfg = cfg.file(&format!("htdocs/{name}"), body);
+    }
+    let s = cfg.start();
+    // Readable by nobody but root: the children (www-data) cannot open it.
+    let p = s.docroot().join("unreadable.lua");
+    std::process::Command::new("chmod")
+        .arg("000")
+        .arg(&p)
+        .status()
+        .unwrap();
+    Some(s)
+}
+
+struct Case {
+    path: &'static str,
+    status: u16,
+    body: Option<&'static str>,
+    header: Option<(&'static str, &'static str)>,
+}
+
+const fn case(path: &'static str, status: u16, body: Option<&'static str>) -> Case {
+    Case {
+        path,
+        status,
+        body,
+        header: None,
+    }
+}
+
+#[test]
+fn responses() {
+    let Some(s) = server() else { return };
+    let cases = [
+        Case {
+            header: Some(("content-type", "text/plain")),
+            ..case("/hello.lua", 200, Some("Hello Lua World!\n"))
+        },
+        case("/multi.lua", 200, Some("a12.5b")),
+        case("/write.lua", 200, Some("x\0y:3")),
+        case("/status201.lua", 201, Some("")),
+        case("/ret404.lua", 404, None),
+        case("/retstr.lua", 403, None),
+        case("/retdone.lua", 200, Some("done")),
+        case("/retok.lua", 200, Some("ok")),
+        case("/retnil.lua", 200, Some("nil")),
+        case("/rettable.lua", 200, Some("t")),
+        Case {
+            header: Some(("location", "http://example.com/x")),
+            ..case("/redirect.lua", 302, None)
+        },
+        Case {
+            header: Some(("x-err", "kept")),
+            ..case("/errhdr.lua", 404, None)
+        },
+        case("/setfields.lua", 200, Some("/changedq=1bob")),
+        Case {
+            header: Some(("x-a", "two")),
+            ..case("/tables.lua", 200, Some("v,iter"))
+        },
+        case("/flush.lua", 200, Some("atrue")),
+        case("/parseargs.lua?a=1&b=x%20y&a=2", 200, Some("1,2,2,x y")),
+        case("/no-such-script.lua", 404, None),
+    ];
+    for c in &cases {
+        let r = s.get(c.path);
+        assert_eq!(r.status, c.status, "{}: {}", c.path, r.text());
+        if let Some(b) = c.body {
+            assert_eq!(r.text(), b, "{}", c.path);
+        }
+        if let Some((k, v)) = c.header {
+            assert_eq!(r.header(k), Some(v), "{} header {k}", c.path);
+        }
+    }
+    let r = s.request("GET", "/fields.lua?x=1", &[("X-Test", "hdr")], b"");
+    assert_eq!(
+        r.text(),
+        "GET|/fields.lua|x=1|127.0.0.1|HTTP/1.1|hdr|hdr|fields.lua|/fields.lua?x=1|number|nil"
+    );
+    // sendfile sends the script itself, then false for a missing file.
+    let r = s.get("/sendfile.lua");
+    let src = SCRIPTS
+        .iter()
+        .find(|(n, _)| *n == "sendfile.lua")
+        .unwrap()
+        .1;
+    assert_eq!(r.text(), format!("{src}|{}|false", src.len()));
+    // POST form parsing keeps every value in document order.
+    let r = s.request(
+        "POST",
+        "/parsebody.lua",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"x=1&y=2&x=a+b",
+    );
+    assert_eq!(r.text(), "1,2,a b");
+    s.assert_no_crash();
+}
+
+#[test]
+fn head_runs_the_handler_with_get_headers() {
+    let Some(s) = server() else { return };
+    let get = s.get("/head.lua");
+    let head = s.request("HEAD", "/head.lua", &[], b"");
+    assert_eq!(get.status, 200);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("x-ran"), Some("yes"));
+    assert_eq!(head.header("content-type"), get.header("content-type"));
+    assert!(head.body.is_empty());
+}
+
+#[test]
+fn failures_give_500_without_lua_text_and_log_position_and_traceback() {
+    let Some(s) = server() else { return };
+    // (path, status, what the error log must say)
+    let cases: &[(&str, u16, &[&str])] = &[
+        (
+            "/rt.lua",
+            500,
+            &[
+                "rt.lua:4:",
+                "attempt to index a nil value",
+                "stack traceback",
+            ],
+        ),
+        ("/syntax.lua", 500, &["Error loading", "syntax.lua:3:"]),
+        (
+            "/nohandle.lua",
+            500,
+            &["Unable to find entry function 'handle'", "nohandle.lua"],
+        ),
+        (
+            "/notfunc.lua",
+            500,
+            &["Unable to find entry function 'handle'", "notfunc.lua"],
+        ),
+        ("/toperr.lua", 500, &["toperr.lua:1:", "top level failure"]),
+        ("/badreq.lua", 500, &["brokenmod.lua:2:", "module failed"]),
+        ("/panic.lua", 500, &["panic", "boom"]),
+        (
+            "/badarg.lua",
+            500,
+            &[
+                "bad argument #1 to 'puts' (string expected, got nil)",
+                "badarg.lua:1",
+            ],
+        ),
+        (
+            "/dotcall.lua",
+            500,
+            &["bad argument #1 to 'puts' (Apache2.Request expected, got string)"],
+        ),
+        ("/crlf.lua", 500, &["crlf.lua:1:", "X-Bad", "CR, LF or NUL"]),
+        ("/lf.lua", 500, &["lf.lua:1:", "CR, LF or NUL"]),
+        ("/nulval.lua", 500, &["nulval.lua:1:"]),
+        ("/crlfkey.lua", 500, &["crlfkey.lua:1:", "CR, LF or NUL"]),
+        (
+            "/readonly.lua",
+            500,
+            &["Property [method] may not be set on a request_rec"],
+        ),
+        (
+            "/replace_table.lua",
+            500,
+            &["Property [headers_out] may not be set on a request_rec"],
+        ),
+        (
+            "/unreadable.lua",
+            500,
+            &["Error loading", "unreadable.lua", "cannot open"],
+        ),
+    ];
+    for (path, status, log_parts) in cases {
+        let r = s.get(path);
+        assert_eq!(r.status, *status, "{path}: {}", r.text());
+        let body = r.text();
+        assert!(
+            body.contains("Internal Server Error"),
+            "{path}: httpd's own page expected: {body}"
+        );
+        for leak in [
+            "SECRET",
+            ".lua:",
+            "stack traceback",
+            "attempt to",
+            "bad argument",
+        ] {
+            assert!(
+                !body.contains(leak),
+                "{path}: Lua error text leaked to the client: {body}"
+            );
+        }
+        assert!(
+            r.header("x-bad").is_none() && r.header("set-cookie").is_none(),
+            "{path}: header injected"
+        );
+        let log = s.error_log();
+        for part in *log_parts {
+            assert!(
+                log.contains(part),
+                "{path}: error_log lacks {part:?}:\n{log}"
+            );
+        }
+    }
+    // The server is still serving, and no child died.
+    assert_eq!(s.get("/hello.lua").status, 200);
+    s.assert_no_crash();
+}
+
+#[test]
+fn error_after_output_aborts_the_connection() {
+    let Some(s) = server() else { return };
+    let mut c = s.connect();
+    let r = c.try_send("GET", "/late.lua", &[], b"", false);
+    // The client must not see a complete, successful response.
+    match r {
+        Ok(resp) => panic!("got a complete response: {} {:?}", resp.status, resp.text()),
+        Err(e) => assert!(
+            e.contains("truncated") || e.contains("closed") || e.contains("chunk"),
+            "{e}"
+        ),
+    }
+    assert!(s.error_log().contains("late failure"));
+    assert_eq!(s.get("/hello.lua").status, 200);
+    s.assert_no_crash();
+}
+
+#[test]
+fn stashed_request_object_fails_cleanly_on_a_later_request() {
+    if !httpd_available() {
+        return;
+    }
+    let s = Config::new()
+        .directives("LuaScope thread")
+        .file(
+            "htdocs/stash.lua",
+            SCRIPTS.iter().find(|(n, _)| *n == "stash.lua").unwrap().1,
+        )
+        .file("htdocs/hello.lua", SCRIPTS[0].1)
+        .start();
+    let mut c = s.connect();
+    let first = c.send("GET", "/stash.lua", &[], b"", false);
+    assert_eq!(first.text(), "saved");
+    let mut saw_error = false;
+    for _ in 0..20 {
+        let r = c.send("GET", "/stash.lua", &[], b"", false);
+        if r.status == 500 {
+            saw_error = true;
+            break;
+        }
+    }
+    assert!(
+        saw_error,
+        "using a stashed r on a later request must raise an error"
+    );
+    assert!(s
+        .error_log()
+        .contains("request object used after its request ended"));
+    assert_eq!(s.get("/hello.lua").status, 200);
+    s.assert_no_crash();
+}
+
+#[test]
+fn show_errors_directive_restores_mod_lua_error_page() {
+    if !httpd_available() {
+        return;
+    }
+    let s = Config::new()
+        .directives("LuaShowErrors On")
+        .file(
+            "htdocs/rt.lua",
+            "function handle(r)\n  error('visible <b>')\nend\n",
+        )
+        .start();
+    let r = s.get("/rt.lua");
+    assert_eq!(r.status, 500);
+    assert!(
+        r.text().starts_with("<h3>Error!</h3>\n<pre>"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        r.text().contains("rt.lua:2: visible &lt;b&gt;"),
+        "{}",
+        r.text()
+    );
+}
+
+#[test]
+fn declined_lets_other_handlers_run() {
+    let Some(s) = server() else { return };
+    // As in mod_lua, DECLINED hands the request on; httpd's default handler then serves the file.
+    let r = s.get("/declined.lua");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("apache2.DECLINED"));
+}

@@ -1,0 +1,180 @@
+//! LuaScope under mpm_event (2 children × 25 threads): what each scope shares, and that
+//! server-scope pools honour their bounds and get every VM back on every exit path.
+mod common;
+use common::*;
+use std::collections::{HashMap, HashSet};
+
+const COUNTER: &str = "function handle(r) hits = (hits or 0) + 1 r:puts(hits) end\n";
+const BOTH: &str = "function first(r) marker = 'seen' return apache2.DECLINED end\n\
+                    function handle(r) r:puts(tostring(marker)) marker = nil end\n";
+const IDENT: &str = "local pid = io.open('/proc/self/stat'):read('*l'):match('^(%d+)')\n\
+                     vmid = vmid or tostring({})\n\
+                     function handle(r)\n\
+                       local t = os.clock() + 0.01 while os.clock() < t do end\n\
+                       r:puts(pid, ' ', vmid)\n\
+                     end\n";
+const FLAKY: &str = "served = (served or 0) + 1\n\
+                     function handle(r)\n\
+                       if r.args == 'error' then error('scripted failure') end\n\
+                       if r.args == 'panic' then apache2._test_panic('scripted') end\n\
+                       if r.args == 'status' then return 'not a number' end\n\
+                       r:puts('ok ', served)\n\
+                     end\n";
+
+fn server() -> Option<Server> {
+    if !httpd_available() {
+        return None;
+    }
+    let mut cfg = Config::new().directives(
+        "<Directory {docroot}/once>\n LuaScope once\n</Directory>\n\
+         <Directory {docroot}/request>\n LuaScope request\n</Directory>\n\
+         <Directory {docroot}/thread>\n LuaScope thread\n</Directory>\n\
+         <Directory {docroot}/conn>\n LuaScope conn\n</Directory>\n\
+         <Directory {docroot}/server>\n LuaScope server 1 1\n</Directory>\n\
+         <Directory {docroot}/server2>\n LuaScope server 1 2\n</Directory>\n\
+         LuaMapHandler ^/(\\w+)/both.lua$ {docroot}/$1/both.lua first\n",
+    );
+    for dir in [
+        "default", "once", "request", "thread", "conn", "server", "server2",
+    ] {
+        cfg = cfg
+            .file(&format!("htdocs/{dir}/c.lua"), COUNTER)
+            .file(&format!("htdocs/{dir}/both.lua"), BOTH)
+            .file(&format!("htdocs/{dir}/ident.lua"), IDENT)
+            .file(&format!("htdocs/{dir}/flaky.lua"), FLAKY);
+    }
+    Some(cfg.start())
+}
+
+fn numbers(rs: &[Response]) -> Vec<u64> {
+    rs.iter()
+        .map(|r| {
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.text().trim().parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn default_and_once_never_share_globals() {
+    let Some(s) = server() else { return };
+    for dir in ["default", "once"] {
+        let all = numbers(&hammer(s.port, 10, 30, &format!("/{dir}/c.lua")));
+        assert!(
+            all.iter().all(|&n| n == 1),
+            "{dir}: a global leaked between requests: {all:?}"
+        );
+        // Two entry points of one request do not share globals either.
+        assert_eq!(s.get(&format!("/{dir}/both.lua")).text(), "nil", "{dir}");
+    }
+    s.assert_no_crash();
+}
+
+#[test]
+fn request_scope_shares_within_one_request_only() {
+    let Some(s) = server() else { return };
+    for _ in 0..20 {
+        assert_eq!(s.get("/request/both.lua").text(), "seen");
+    }
+    let all = numbers(&hammer(s.port, 5, 20, "/request/c.lua"));
+    assert!(all.iter().all(|&n| n == 1), "{all:?}");
+}
+
+#[test]
+fn thread_scope_persists_and_survives_load() {
+    let Some(s) = server() else { return };
+    let mut c = s.connect();
+    let seq: Vec<u64> = (0..30)
+        .map(|_| {
+            c.send("GET", "/thread/c.lua", &[], b"", false)
+                .text()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        seq.iter().max().unwrap() > &1,
+        "thread scope must keep globals: {seq:?}"
+    );
+    let all = hammer(s.port, 40, 60, "/thread/c.lua");
+    assert_eq!(all.len(), 2400);
+    assert!(all.iter().all(|r| r.status == 200));
+    s.assert_no_crash();
+}
+
+#[test]
+fn conn_scope_follows_the_connection() {
+    let Some(s) = server() else { return };
+    let mut a = s.connect();
+    let seq: Vec<u64> = (0..10)
+        .map(|_| {
+            a.send("GET", "/conn/c.lua", &[], b"", false)
+                .text()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seq, (1..=10).collect::<Vec<u64>>());
+    let mut b = s.connect();
+    assert_eq!(b.send("GET", "/conn/c.lua", &[], b"", false).text(), "1");
+    assert_eq!(a.send("GET", "/conn/c.lua", &[], b"", false).text(), "11");
+}
+
+#[test]
+fn server_scope_honours_max() {
+    let Some(s) = server() else { return };
+    // max 1: one VM per child, so each count is seen at most once per child (two children).
+    let all = numbers(&hammer(s.port, 8, 40, "/server/c.lua"));
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for n in &all {
+        *seen.entry(*n).or_default() += 1;
+    }
+    assert!(
+        seen.values().all(|&c| c <= 2),
+        "more VMs than LuaScope server 1 1 allows: {seen:?}"
+    );
+    assert!(*all.iter().max().unwrap() >= 160, "{all:?}");
+    // max 2: never more than two distinct VMs in one child, even with 12 concurrent clients.
+    let rs = hammer(s.port, 12, 10, "/server2/ident.lua");
+    let mut per_pid: HashMap<String, HashSet<String>> = HashMap::new();
+    for r in &rs {
+        assert_eq!(r.status, 200);
+        let text = r.text();
+        let (pid, vm) = text.split_once(' ').unwrap();
+        per_pid
+            .entry(pid.to_string())
+            .or_default()
+            .insert(vm.to_string());
+    }
+    assert!(per_pid.values().all(|v| v.len() <= 2), "{per_pid:?}");
+    s.assert_no_crash();
+}
+
+#[test]
+fn server_scope_gets_its_vm_back_on_every_exit_path() {
+    let Some(s) = server() else { return };
+    let mut c = s.connect();
+    // A handler's non-numeric return value means OK.
+    for (arg, status) in [
+        ("error", 500),
+        ("status", 200),
+        ("panic", 500),
+        ("error", 500),
+        ("panic", 500),
+    ] {
+        for _ in 0..10 {
+            let r = c.send("GET", &format!("/server/flaky.lua?{arg}"), &[], b"", false);
+            assert_eq!(r.status, status, "{arg}");
+            c = s.connect();
+        }
+        // With a single-VM pool, a leaked lease would make this wait and answer 503.
+        let t0 = std::time::Instant::now();
+        let r = s.get("/server/flaky.lua");
+        assert_eq!(r.status, 200, "after {arg}: {}", r.text());
+        assert!(
+            t0.elapsed().as_secs() < 5,
+            "the pool was exhausted after {arg}"
+        );
+    }
+    s.assert_no_crash();
+}
