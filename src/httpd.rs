@@ -41,7 +41,7 @@ pub enum Level {
 pub fn module_index() -> c_int {
     // SAFETY: httpd writes module_index once while loading the module, before any hook runs;
     // afterwards it is only read.
-    unsafe { (*(&raw const crate::module::lua_module)).module_index }
+    unsafe { crate::module::lua_module.module_index }
 }
 
 /// Turns arbitrary text into a C string for httpd's logger (NULs become spaces).
@@ -223,11 +223,11 @@ impl<'a> Request<'a> {
     /// The stat httpd already made of `r->filename`, when it made one.
     pub fn finfo_stamp(self) -> Option<FileStamp> {
         let f = &self.rec().finfo;
-        let need = (ffi::APR_FINFO_MTIME | ffi::APR_FINFO_SIZE | ffi::APR_FINFO_INODE) as i32;
+        let need = ffi::APR_FINFO_MTIME | ffi::APR_FINFO_SIZE | ffi::APR_FINFO_INODE;
         if f.filetype == ffi::apr_filetype_e_APR_NOFILE || f.valid & need != need {
             return None;
         }
-        let ctime = if f.valid & ffi::APR_FINFO_CTIME as i32 != 0 {
+        let ctime = if f.valid & ffi::APR_FINFO_CTIME != 0 {
             f.ctime
         } else {
             0
@@ -323,7 +323,7 @@ impl<'a> Request<'a> {
             if ffi::apr_stat(
                 &mut finfo,
                 path.as_ptr(),
-                ffi::APR_FINFO_TYPE as i32 | ffi::APR_FINFO_SIZE as i32,
+                ffi::APR_FINFO_TYPE | ffi::APR_FINFO_SIZE,
                 pool,
             ) != 0
                 || finfo.filetype != ffi::apr_filetype_e_APR_REG
@@ -334,8 +334,8 @@ impl<'a> Request<'a> {
             if ffi::apr_file_open(
                 &mut file,
                 path.as_ptr(),
-                ffi::APR_FOPEN_READ as i32,
-                ffi::APR_OS_DEFAULT as i32,
+                ffi::APR_FOPEN_READ,
+                ffi::APR_OS_DEFAULT,
                 pool,
             ) != 0
             {
@@ -736,7 +736,7 @@ pub fn merge_path(pool: Pool<'_>, root: Option<&str>, file: &str) -> Option<Stri
             &mut out,
             root_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
             file_c.as_ptr(),
-            ffi::APR_FILEPATH_NOTRELATIVE as i32,
+            ffi::APR_FILEPATH_NOTRELATIVE,
             pool.as_ptr(),
         )
     };

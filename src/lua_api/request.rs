@@ -286,10 +286,10 @@ fn form_tables(
 }
 
 /// `self` of a method call, with luaL_checkudata's message when it is not a request.
-fn this<'a>(
+fn this(
     lua: &Lua,
     fname: &'static str,
-    args: &'a MultiValue,
+    args: &MultiValue,
 ) -> mlua::Result<mlua::UserDataRef<RequestHandle>> {
     match args.front() {
         Some(Value::UserData(ud)) if ud.is::<RequestHandle>() => ud.borrow::<RequestHandle>(),

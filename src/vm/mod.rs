@@ -12,6 +12,7 @@ use mlua::chunk::ChunkMode;
 use mlua::{Function, Lua, Table, Value};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 const PRELUDE: &str = include_str!("prelude.lua");
@@ -131,14 +132,22 @@ enum Code {
     /// runs the script's top level in that environment, with a fresh `_ENV` per activation.
     Text(Function),
     /// A precompiled chunk: reloaded from its bytes for each environment.
-    Binary(Arc<[u8]>),
+    Binary(Rc<[u8]>),
 }
 
 struct ChunkEntry {
-    code: Arc<CodeCell>,
+    code: Rc<CodeCell>,
     stamp: Option<FileStamp>,
     generation: u64,
-    profile: Option<(Arc<Vec<String>>, Arc<Vec<String>>, Table)>,
+    profile: Option<Profile>,
+}
+
+/// A module profile (package.path/cpath and loaded table) and the config lists it came from.
+#[derive(Clone)]
+struct Profile {
+    paths: Arc<Vec<String>>,
+    cpaths: Arc<Vec<String>>,
+    table: Table,
 }
 
 struct CodeCell {
@@ -290,7 +299,7 @@ impl Vm {
 
     /// Returns the compiled script, (re)loading it per the code-cache policy, its generation
     /// (bumped on every reload) and its module profile.
-    fn chunk(&self, spec: &ChunkSpec<'_>) -> Result<(Arc<CodeCell>, u64, Table), VmError> {
+    fn chunk(&self, spec: &ChunkSpec<'_>) -> Result<(Rc<CodeCell>, u64, Table), VmError> {
         let path = spec.path;
         // Only `stat` looks at the file again; httpd's own stat is used when we have it.
         let current = match spec.codecache {
@@ -311,14 +320,15 @@ impl Vm {
                 fresh.then(|| (e.code.clone(), e.generation, e.profile.clone()))
             })
         };
-        if let Some((code, generation, Some((p, c, t)))) = &cached {
-            if same_list(p, spec.package_paths) && same_list(c, spec.package_cpaths) {
-                return Ok((code.clone(), *generation, t.clone()));
+        if let Some((code, generation, Some(p))) = &cached {
+            if same_list(&p.paths, spec.package_paths) && same_list(&p.cpaths, spec.package_cpaths)
+            {
+                return Ok((code.clone(), *generation, p.table.clone()));
             }
         }
         let (code, generation) = match cached {
             Some((code, generation, _)) => (code, generation),
-            None => (Arc::new(self.compile(path)?), self.next_generation()),
+            None => (Rc::new(self.compile(path)?), self.next_generation()),
         };
         let dir = parent_dir(std::str::from_utf8(path).unwrap_or("/"));
         let p = munge_path(&self.base_path, "./?.lua", dir, spec.package_paths);
@@ -330,11 +340,11 @@ impl Vm {
                 code: code.clone(),
                 stamp: current,
                 generation,
-                profile: Some((
-                    spec.package_paths.clone(),
-                    spec.package_cpaths.clone(),
-                    profile.clone(),
-                )),
+                profile: Some(Profile {
+                    paths: spec.package_paths.clone(),
+                    cpaths: spec.package_cpaths.clone(),
+                    table: profile.clone(),
+                }),
             },
         );
         Ok((code, generation, profile))

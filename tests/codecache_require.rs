@@ -1,0 +1,125 @@
+//! LuaCodeCache (stat/forever/never), `require` through the script's directory, LuaPackagePath
+//! and LuaPackageCPath (Debian's lua-cjson), and the `apache2` table.
+mod common;
+use common::*;
+
+const V1: &str = "function handle(r) r:puts('version-1') end\n";
+const V2: &str = "function handle(r) r:puts('version-2') end\n"; // same size as V1
+const V3: &str = "function handle(r) r:puts('version-3') end\n";
+
+fn fetch(c: &mut Client, path: &str) -> String {
+    c.send("GET", path, &[], b"", false).text()
+}
+
+#[test]
+fn code_cache_policies() {
+    if !httpd_available() {
+        return;
+    }
+    assert_eq!(V1.len(), V2.len());
+    let s = Config::new()
+        .directives(
+            "LuaScope thread\n\
+             <Directory {docroot}/forever>\n LuaCodeCache forever\n</Directory>\n\
+             <Directory {docroot}/never>\n LuaCodeCache never\n</Directory>\n\
+             <Directory {docroot}/never2>\n LuaCodeCache never\n</Directory>\n",
+        )
+        .file("htdocs/stat/v.lua", V1)
+        .file("htdocs/forever/v.lua", V1)
+        .file("htdocs/never/v.lua", V1)
+        .file(
+            "htdocs/never2/count.lua",
+            "loads = (loads or 0) + 1\nfunction handle(r) r:puts(loads) end\n",
+        )
+        .start();
+    let mut c = s.connect();
+    for dir in ["stat", "forever", "never"] {
+        assert_eq!(fetch(&mut c, &format!("/{dir}/v.lua")), "version-1");
+    }
+    // Rewrite in place with the same size: `stat` must notice it.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    for dir in ["stat", "forever", "never"] {
+        s.write_doc(&format!("{dir}/v.lua"), V2);
+    }
+    assert_eq!(fetch(&mut c, "/stat/v.lua"), "version-2");
+    assert_eq!(fetch(&mut c, "/never/v.lua"), "version-2");
+    assert_eq!(
+        fetch(&mut c, "/forever/v.lua"),
+        "version-1",
+        "forever must keep the first version"
+    );
+    s.write_doc("stat/v.lua", V3);
+    assert_eq!(fetch(&mut c, "/stat/v.lua"), "version-3");
+    // `never` reloads on every use: the top level runs again each time (globals persist in
+    // the long-lived scope, as in mod_lua's reload-in-place).
+    let a: u64 = fetch(&mut c, "/never2/count.lua").parse().unwrap();
+    let b: u64 = fetch(&mut c, "/never2/count.lua").parse().unwrap();
+    assert!(b > a, "{a} then {b}");
+}
+
+#[test]
+fn require_modules() {
+    if !httpd_available() {
+        return;
+    }
+    let s = Config::new()
+        .directives("LuaPackagePath {root}/lib/?.lua\n<Directory {docroot}/other>\n LuaPackagePath {root}/lib2/?.lua\n</Directory>")
+        .file("htdocs/sibling.lua", "return { greet = function() return 'from sibling' end }\n")
+        .file("lib/shared.lua", "local M = {} function M.name() return 'shared lib' end return M\n")
+        .file("lib2/extra.lua", "return 'extra lib'\n")
+        .file(
+            "htdocs/main.lua",
+            "local sib = require 'sibling'\nlocal shared = require 'shared'\n\
+             function handle(r) r:puts(sib.greet(), '|', shared.name()) end\n",
+        )
+        .file("htdocs/other/o.lua", "function handle(r) r:puts(require('extra'), '|', require('shared').name()) end\n")
+        .file("htdocs/nomod.lua", "function handle(r) require 'does.not.exist' end\n")
+        .file(
+            "htdocs/json.lua",
+            "local cjson = require 'cjson'\n\
+             function handle(r)\n r.content_type = 'application/json'\n\
+             local t = cjson.decode('{\"a\":[1,2,3],\"b\":\"x\"}')\n r:puts(cjson.encode({ sum = t.a[1] + t.a[2] + t.a[3], b = t.b }))\nend\n",
+        )
+        .start();
+    assert_eq!(s.get("/main.lua").text(), "from sibling|shared lib");
+    assert_eq!(s.get("/other/o.lua").text(), "extra lib|shared lib");
+    let r = s.get("/nomod.lua");
+    assert_eq!(r.status, 500);
+    assert!(s.error_log().contains("module 'does.not.exist' not found"));
+    let r = s.get("/json.lua");
+    if std::path::Path::new("/usr/lib/x86_64-linux-gnu/lua/5.4/cjson.so").exists()
+        || std::env::var("CI").is_ok()
+    {
+        assert_eq!(r.status, 200, "require 'cjson' failed: {}", s.error_log());
+        let body = r.text();
+        assert!(
+            body.contains("\"sum\":6") && body.contains("\"b\":\"x\""),
+            "{body}"
+        );
+    }
+    s.assert_no_crash();
+}
+
+#[test]
+fn apache2_table() {
+    if !httpd_available() {
+        return;
+    }
+    let s = Config::new()
+        .file(
+            "htdocs/k.lua",
+            "local a = require 'apache2'\n\
+             function handle(r)\n\
+               r:puts(apache2.OK, ',', apache2.DECLINED, ',', apache2.DONE, ',', apache2.HTTP_MOVED_TEMPORARILY, ',',\n\
+                 apache2.PROXYREQ_NONE, apache2.PROXYREQ_PROXY, apache2.PROXYREQ_REVERSE, apache2.PROXYREQ_RESPONSE, ',',\n\
+                 apache2.AUTHZ_DENIED, apache2.AUTHZ_GRANTED, apache2.AUTHZ_NEUTRAL, apache2.AUTHZ_GENERAL_ERROR,\n\
+                 apache2.AUTHZ_DENIED_NO_USER, ',', tostring(a == apache2), ',', a.OK, ',', apache2.version)\n\
+             end\n",
+        )
+        .start();
+    let t = s.get("/k.lua").text();
+    assert!(
+        t.starts_with("0,-1,-2,302,0123,01234,true,0,Apache/2.4"),
+        "{t}"
+    );
+}

@@ -1,0 +1,173 @@
+//! Differential test: the same config and scripts under our module and Debian's mod_lua, in two
+//! separate servers; status, chosen headers and body must match where behaviour is meant to.
+mod common;
+use common::*;
+
+const SCRIPTS: &[(&str, &str)] = &[
+    ("hello.lua", "function handle(r)\n  r.content_type = 'text/plain'\n  r:puts('Hello Lua World!\\n')\nend\n"),
+    ("method.lua", "function handle(r) r:puts(r.method) end"),
+    ("version.lua", "function handle(r) r:puts(apache2.version) end"),
+    ("201.lua", "function handle(r) r.status = 201 end"),
+    ("404.lua", "function handle(r) return 404 end"),
+    ("done.lua", "function handle(r) r:puts('d') return apache2.DONE end"),
+    (
+        "setheaders.lua",
+        "function handle(r) r.headers_out['X-Header'] = 'yes' r.headers_out['X-Host'] = r.headers_in['Host'] end",
+    ),
+    (
+        "headerfromparam.lua",
+        "function handle(r) local GET = r:parseargs() r.headers_out[GET['HeaderName']] = GET['HeaderValue'] r:puts('Header set') end",
+    ),
+    (
+        "redirect.lua",
+        "function handle(r) r.headers_out['Location'] = 'http://example.com/' return apache2.HTTP_MOVED_TEMPORARILY end",
+    ),
+    (
+        "fields.lua",
+        "function handle(r) r:puts(r.uri, '|', tostring(r.args), '|', r.protocol, '|', r.hostname, '|', \
+         tostring(r.path_info), '|', r.unparsed_uri, '|', r.the_request, '|', tostring(r.is_initial_req), '|', \
+         tostring(r.assbackwards), '|', r.proxyreq, '|', tostring(r.user), '|', r.status, '|', tostring(r.handler)) end",
+    ),
+    ("write.lua", "function handle(r) local n = r:write('abc\\0def') r:puts(' ', n) end"),
+    ("numbers.lua", "function handle(r) r:puts(1, 2, 'x', 10) end"),
+    ("sendfile.lua", "function handle(r) r:puts(tostring(r:sendfile(r.filename))) end"),
+    ("flush.lua", "function handle(r) r:puts('a') r:puts(tostring(r:flush())) end"),
+    ("args.lua", "function handle(r) local s = r:parseargs() r:puts(tostring(s.a), tostring(s.b), tostring(s.c)) end"),
+    (
+        "form.lua",
+        "function handle(r) local s = r:parsebody() r:puts(tostring(s.name), '/', tostring(s.city)) end",
+    ),
+    ("noreturn.lua", "function handle(r) r:puts('x') end"),
+    ("returnstr.lua", "function handle(r) r:puts('x') return 'abc' end"),
+    ("ctype.lua", "function handle(r) r.content_type = 'application/x-custom' r:puts('{}') end"),
+    ("notes.lua", "function handle(r) r.notes['k'] = 'v' r:puts(r.notes['K'], tostring(r.notes['none'])) end"),
+    ("tables_nil.lua", "function handle(r) r.headers_out['X-A'] = 'a' r.headers_out['X-A'] = nil r:puts('ok') end"),
+    ("require.lua", "local m = require 'helper' function handle(r) r:puts(m.value) end"),
+    ("helper.lua", "return { value = 'from helper' }"),
+];
+
+const MAP: &str = "LuaMapHandler ^/map/(\\w+)_(\\w+)$ {docroot}/maps/$1.lua handle_$2\n";
+const MAP_SCRIPT: &str = "function handle_quietly(r) r:puts('hello!') end\n\
+                          function handle_declines(r) return apache2.DECLINED end\n\
+                          function handle_status(r) r.status = 202 r:puts('accepted') end\n";
+
+struct Req {
+    method: &'static str,
+    path: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    body: &'static [u8],
+}
+
+const fn get(path: &'static str) -> Req {
+    Req {
+        method: "GET",
+        path,
+        headers: &[],
+        body: b"",
+    }
+}
+
+const REQUESTS: &[Req] = &[
+    get("/hello.lua"),
+    get("/method.lua"),
+    Req {
+        method: "POST",
+        ..get("/method.lua")
+    },
+    get("/version.lua"),
+    get("/201.lua"),
+    get("/404.lua"),
+    get("/done.lua"),
+    get("/setheaders.lua"),
+    get("/headerfromparam.lua?HeaderName=foo&HeaderValue=bar"),
+    get("/redirect.lua"),
+    get("/fields.lua?x=1"),
+    get("/fields.lua"),
+    get("/write.lua"),
+    get("/numbers.lua"),
+    get("/sendfile.lua"),
+    get("/flush.lua"),
+    get("/args.lua?a=1&b=two%20words&c"),
+    Req {
+        method: "POST",
+        path: "/form.lua",
+        headers: &[("Content-Type", "application/x-www-form-urlencoded")],
+        body: b"name=Ann+Lee&city=Z%C3%BCrich",
+    },
+    get("/noreturn.lua"),
+    get("/returnstr.lua"),
+    get("/ctype.lua"),
+    get("/notes.lua"),
+    get("/tables_nil.lua"),
+    get("/require.lua"),
+    get("/map/x_quietly"),
+    get("/map/x_status"),
+    get("/missing.lua"),
+];
+
+const COMPARED_HEADERS: &[&str] = &[
+    "content-type",
+    "location",
+    "x-header",
+    "x-host",
+    "foo",
+    "x-a",
+];
+
+fn start(module: Module) -> Server {
+    let mut cfg = Config::new()
+        .module(module)
+        .directives(MAP)
+        .file("htdocs/maps/x.lua", MAP_SCRIPT);
+    for (name, body) in SCRIPTS {
+        cfg = cfg.file(&format!("htdocs/{name}"), body);
+    }
+    cfg.start()
+}
+
+#[test]
+fn same_responses_as_debian_mod_lua() {
+    if !httpd_available() {
+        return;
+    }
+    if !std::path::Path::new(DEBIAN_MOD_LUA).exists() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{DEBIAN_MOD_LUA} missing under CI"
+        );
+        eprintln!("skipped: Debian's mod_lua is not installed");
+        return;
+    }
+    let ours = start(Module::Ours);
+    let theirs = start(Module::DebianModLua);
+    // Guard against a vacuous pass: both servers really run the scripts.
+    for s in [&ours, &theirs] {
+        let r = s.get("/hello.lua");
+        assert_eq!((r.status, r.text().as_str()), (200, "Hello Lua World!\n"));
+        assert_eq!(s.get("/map/x_quietly").text(), "hello!");
+    }
+    for req in REQUESTS {
+        let a = ours.request(req.method, req.path, req.headers, req.body);
+        let b = theirs.request(req.method, req.path, req.headers, req.body);
+        let what = format!("{} {}", req.method, req.path);
+        assert_eq!(
+            a.status,
+            b.status,
+            "{what}: status (ours {:?}, mod_lua {:?})",
+            a.text(),
+            b.text()
+        );
+        // X-Host carries the port, which differs between the two servers.
+        for h in COMPARED_HEADERS.iter().filter(|h| **h != "x-host") {
+            assert_eq!(a.header(h), b.header(h), "{what}: header {h}");
+        }
+        let (ta, tb) = (a.text(), b.text());
+        let norm = |t: &str, port: u16| t.replace(&port.to_string(), "PORT");
+        assert_eq!(norm(&ta, ours.port), norm(&tb, theirs.port), "{what}: body");
+    }
+    assert_eq!(
+        ours.get("/setheaders.lua").header("x-host"),
+        Some("127.0.0.1")
+    );
+    ours.assert_no_crash();
+}

@@ -1,0 +1,92 @@
+//! The shipped examples, served through the shipped httpd-conf/lua-examples.conf.
+mod common;
+use common::*;
+use std::path::Path;
+
+fn server() -> Option<Server> {
+    if !httpd_available() {
+        return None;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let conf = std::fs::read_to_string(repo.join("httpd-conf/lua-examples.conf")).unwrap();
+    // The examples are copied below the server root, where the children can read them.
+    let mut cfg = Config::new()
+        .load("dir_module", "mod_dir.so")
+        .directives(&format!("Define LUA_EXAMPLES {{root}}/examples\n{conf}"));
+    let src = repo.join("lua-examples");
+    for f in walk(&src) {
+        let rel = f.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+        cfg = cfg.file(
+            &format!("examples/{rel}"),
+            &std::fs::read_to_string(&f).unwrap(),
+        );
+    }
+    Some(cfg.start())
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn hello_and_index() {
+    let Some(s) = server() else { return };
+    let r = s.get("/hello.lua");
+    assert_eq!((r.status, r.text().as_str()), (200, "Hello Lua World!\n"));
+    assert_eq!(r.header("content-type"), Some("text/plain"));
+    let r = s.get("/");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("mod_lua examples"));
+    // Library modules are not served.
+    assert_eq!(s.get("/lib/util.lua").status, 403);
+}
+
+#[test]
+fn form_echo_get_and_post() {
+    let Some(s) = server() else { return };
+    let r = s.get("/form.lua?name=Ada&name=Bob&color=%3Cb%3E");
+    assert_eq!(r.status, 200);
+    let t = r.text();
+    assert!(t.contains("<b>name</b> = Ada, Bob"), "{t}");
+    assert!(t.contains("<b>color</b> = &lt;b&gt;"), "{t}");
+    let r = s.request(
+        "POST",
+        "/form.lua",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"name=Ann+Lee&color=blue",
+    );
+    let t = r.text();
+    assert!(
+        t.contains("Posted fields") && t.contains("<b>name</b> = Ann Lee"),
+        "{t}"
+    );
+}
+
+#[test]
+fn json_api_routes() {
+    let Some(s) = server() else { return };
+    let r = s.get("/api/items");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert!(r.text().contains("\"count\":3"), "{}", r.text());
+    let r = s.get("/api/items/2");
+    assert!(r.text().contains("\"name\":\"bread\""), "{}", r.text());
+    let r = s.get("/api/items/42");
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("no item 42"));
+    assert_eq!(s.get("/api/health").status, 200);
+    assert!(s.get("/api/time").text().contains("epoch"));
+    let r = s.request("POST", "/api/items", &[], b"");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    s.assert_no_crash();
+}
