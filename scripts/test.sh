@@ -9,4 +9,14 @@ scripts/install-deps.sh
 cargo fmt --check
 cargo clippy --release --all-targets -- -D warnings
 cargo build --release
-cargo test --release
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --release 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One total over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' "$log"
+exit "$status"
