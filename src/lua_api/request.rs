@@ -120,7 +120,9 @@ impl UserData for TableHandle {
                 Ok(())
             },
         );
-        // Beyond mod_lua: `pairs(r.headers_in)` iterates a snapshot of every entry in order.
+        // Beyond mod_lua: `pairs(r.headers_in)` iterates a snapshot of every entry in order
+        // (Lua 5.2+; LuaJIT has no __pairs).
+        #[cfg(not(feature = "luajit"))]
         methods.add_meta_method(MetaMethod::Pairs, |lua, this, ()| {
             let r = req(&this.live)?;
             let mut entries: Vec<(Vec<u8>, Vec<u8>)> = this

@@ -291,11 +291,25 @@ fn over_a_million_calls_through_one_vm() {
         codecache: CodeCache::Forever,
         ..spec(&p, CodeCache::Forever, &e)
     };
+    // A fresh userdata per call stands in for `r`, as dispatch creates one per call.
+    struct Arg(i64);
+    impl mlua::UserData for Arg {
+        fn add_methods<M: mlua::UserDataMethods<Self>>(m: &mut M) {
+            m.add_method("get", |_, this, ()| Ok(this.0));
+        }
+    }
+    let p2 = d.write("u.lua", "function handle(r) return r:get() end\n");
+    let s2 = spec(&p2, CodeCache::Forever, &e);
     const CALLS: i64 = 1_100_000;
     for i in 0..CALLS {
         let f = vm.resolve(&s, EnvMode::Persistent, "handle").unwrap();
         let got: i64 = f.call(i).unwrap();
         assert_eq!(got, i);
+        if i % 4 == 0 {
+            let f = vm.resolve(&s2, EnvMode::Once, "handle").unwrap();
+            let ud = vm.lua().create_userdata(Arg(i)).unwrap();
+            assert_eq!(f.call::<i64>(ud).unwrap(), i);
+        }
     }
     let n: i64 = vm.lua().load("return 0").call(()).unwrap();
     assert_eq!(n, 0);

@@ -1,0 +1,89 @@
+//! Process lifecycle: graceful restarts (the module is unloaded and loaded again), full
+//! restarts and child recycling, under load, without a crash.
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+const SCRIPT: &str = "function handle(r) n = (n or 0) + 1 r:puts('v1 ', n) end\n";
+
+fn signal(s: &Server, sig: libc::c_int) {
+    let pid = s.pid().expect("server running") as libc::pid_t;
+    // SAFETY: kill(2) on the PID of the httpd this test started.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+}
+
+fn wait_for_generation(s: &Server, resumes: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if s.error_log().matches("resuming normal operations").count() >= resumes {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no restart seen:\n{}", s.error_log());
+}
+
+fn all_ok(port: u16, threads: usize, per: usize, path: &str, expect: &str) {
+    for r in hammer(port, threads, per, path) {
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.text().starts_with(expect), "{}", r.text());
+    }
+}
+
+#[test]
+fn graceful_and_full_restarts_under_load() {
+    if !httpd_available() {
+        return;
+    }
+    let s = Config::new()
+        .directives("LuaScope thread")
+        .file("htdocs/v.lua", SCRIPT)
+        .start();
+    all_ok(s.port, 10, 20, "/v.lua", "v1 ");
+    // Keep traffic flowing while httpd restarts gracefully (SIGUSR1) and fully (SIGHUP).
+    let port = s.port;
+    let load = std::thread::spawn(move || {
+        let mut ok = 0;
+        let until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < until {
+            if let Ok(r) = Client::connect(port).try_send("GET", "/v.lua", &[], b"", true) {
+                assert!(
+                    r.status == 200 || r.status == 503,
+                    "{} {}",
+                    r.status,
+                    r.text()
+                );
+                ok += 1;
+            }
+        }
+        ok
+    });
+    signal(&s, libc::SIGUSR1);
+    wait_for_generation(&s, 2);
+    s.write_doc("v.lua", &SCRIPT.replace("v1", "v2"));
+    signal(&s, libc::SIGHUP);
+    wait_for_generation(&s, 3);
+    assert!(load.join().unwrap() > 0);
+    all_ok(s.port, 10, 20, "/v.lua", "v2 ");
+    s.assert_no_crash();
+}
+
+#[test]
+fn children_recycled_often_stay_healthy() {
+    if !httpd_available() {
+        return;
+    }
+    let s = Config::new()
+        .directives("MaxConnectionsPerChild 15\nLuaScope server 1 3")
+        .file("htdocs/v.lua", SCRIPT)
+        .start();
+    for _ in 0..5 {
+        let rs: Vec<Response> = (0..40)
+            .map(|_| Client::connect(s.port).send("GET", "/v.lua", &[], b"", true))
+            .collect();
+        assert!(rs
+            .iter()
+            .all(|r| r.status == 200 && r.text().starts_with("v1 ")));
+    }
+    s.assert_no_crash();
+}
