@@ -356,8 +356,24 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// Reads the request body (Content-Length or chunked) up to `max` bytes.
-    pub fn read_body(self, max: usize) -> Result<Vec<u8>, BodyError> {
+    /// Reads the request body (Content-Length or chunked) up to `max` bytes; `Ok(None)` when
+    /// the request has none.
+    pub fn read_body(self, max: u64) -> Result<Option<Vec<u8>>, BodyError> {
+        let mut out = Vec::new();
+        let n = self.read_body_with(max, |chunk| {
+            out.extend_from_slice(chunk);
+            Ok(())
+        })?;
+        Ok(n.map(|_| out))
+    }
+
+    /// Streams the request body (Content-Length or chunked) to `sink`, at most `max` bytes.
+    /// Returns the byte count; `Ok(None)` when the request has no body.
+    pub fn read_body_with(
+        self,
+        max: u64,
+        mut sink: impl FnMut(&[u8]) -> Result<(), BodyError>,
+    ) -> Result<Option<u64>, BodyError> {
         // SAFETY: the client-block API on a live request; `buf` is valid for its length.
         unsafe {
             let rc =
@@ -366,10 +382,10 @@ impl<'a> Request<'a> {
                 return Err(BodyError::Status(rc));
             }
             if ffi::ap_should_client_block(self.as_ptr()) == 0 {
-                return Ok(Vec::new());
+                return Ok(None);
             }
-            let mut out = Vec::new();
-            let mut buf = vec![0u8; 16 * 1024];
+            let mut total: u64 = 0;
+            let mut buf = vec![0u8; 64 * 1024];
             loop {
                 let n = ffi::ap_get_client_block(
                     self.as_ptr(),
@@ -380,14 +396,154 @@ impl<'a> Request<'a> {
                     return Err(BodyError::Read);
                 }
                 if n == 0 {
-                    return Ok(out);
+                    return Ok(Some(total));
                 }
-                if out.len() + n as usize > max {
+                total += n as u64;
+                if total > max {
                     return Err(BodyError::TooLarge);
                 }
-                out.extend_from_slice(&buf[..n as usize]);
+                sink(&buf[..n as usize])?;
             }
         }
+    }
+
+    /// `AllowOverride` bits in effect (OR_* flags).
+    pub fn allow_overrides(self) -> c_int {
+        // SAFETY: live request.
+        unsafe { ffi::ap_allow_overrides(self.as_ptr()) }
+    }
+
+    /// `Options` bits in effect (OPT_* flags).
+    pub fn allow_options(self) -> c_int {
+        // SAFETY: live request.
+        unsafe { ffi::ap_allow_options(self.as_ptr()) }
+    }
+
+    pub fn auth_name(self) -> Option<&'a CStr> {
+        // SAFETY: live request; the name lives in the config.
+        unsafe { opt_cstr(ffi::ap_auth_name(self.as_ptr())) }
+    }
+
+    /// httpd's `ap_get_basic_auth_pw`, with its side effects (sets `r->user` and
+    /// `r->ap_auth_type`, or notes an auth failure).
+    pub fn basic_auth_pw(self) -> Option<&'a CStr> {
+        let mut pw: *const c_char = std::ptr::null();
+        // SAFETY: live request; the password is allocated in the request pool.
+        unsafe {
+            if ffi::ap_get_basic_auth_pw(self.as_ptr(), &mut pw) != OK {
+                return None;
+            }
+            opt_cstr(pw)
+        }
+    }
+
+    pub fn context_document_root(self) -> Option<&'a CStr> {
+        // SAFETY: live request.
+        unsafe { opt_cstr(ffi::ap_context_document_root(self.as_ptr())) }
+    }
+
+    pub fn context_prefix(self) -> Option<&'a CStr> {
+        // SAFETY: live request.
+        unsafe { opt_cstr(ffi::ap_context_prefix(self.as_ptr())) }
+    }
+
+    pub fn is_https(self) -> bool {
+        // SAFETY: live connection.
+        unsafe { ffi::ap_ssl_conn_is_ssl(self.rec().connection) != 0 }
+    }
+
+    pub fn some_auth_required(self) -> bool {
+        // SAFETY: live request.
+        unsafe { ffi::ap_some_auth_required(self.as_ptr()) != 0 }
+    }
+
+    /// `scheme://host[:port]` + `uri` for this request.
+    pub fn construct_url(self, uri: &CStr) -> Option<&'a CStr> {
+        // SAFETY: the result is allocated in the request pool.
+        unsafe {
+            opt_cstr(ffi::ap_construct_url(
+                self.pool().as_ptr(),
+                uri.as_ptr(),
+                self.as_ptr(),
+            ))
+        }
+    }
+
+    pub fn make_etag(self, force_weak: bool) -> Option<&'a CStr> {
+        // SAFETY: live request; uses r->finfo and r->mtime.
+        unsafe { opt_cstr(ffi::ap_make_etag(self.as_ptr(), force_weak as c_int)) }
+    }
+
+    pub fn server_name_for_url(self) -> Option<&'a CStr> {
+        // SAFETY: live request.
+        unsafe { opt_cstr(ffi::ap_get_server_name_for_url(self.as_ptr())) }
+    }
+
+    pub fn set_document_root(self, path: &[u8]) {
+        let p = self.pool().strdup(path);
+        // SAFETY: `p` lives in the request pool.
+        unsafe { ffi::ap_set_document_root(self.as_ptr(), p) }
+    }
+
+    pub fn set_context_info(self, prefix: &[u8], docroot: &[u8]) {
+        let (p, d) = (self.pool().strdup(prefix), self.pool().strdup(docroot));
+        // SAFETY: both strings live in the request pool.
+        unsafe { ffi::ap_set_context_info(self.as_ptr(), p, d) }
+    }
+
+    /// Evaluates an ap_expr boolean expression: `Ok(bool)`, or the parse/run error.
+    pub fn expr(self, expr: &CStr) -> Result<bool, (bool, String)> {
+        let pool = self.pool().as_ptr();
+        // SAFETY: parse and run in the request pool; strings returned live in it.
+        unsafe {
+            let mut info: ffi::ap_expr_info_t = std::mem::zeroed();
+            info.module_index = module_index();
+            let err = ffi::ap_expr_parse(pool, pool, &mut info, expr.as_ptr(), None);
+            if let Some(e) = opt_cstr(err) {
+                return Err((false, e.to_string_lossy().into_owned()));
+            }
+            let mut err: *const c_char = std::ptr::null();
+            let rc = ffi::ap_expr_exec(self.as_ptr(), &info, &mut err);
+            if rc < 0 {
+                let e = opt_cstr(err)
+                    .map(|e| e.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                return Err((true, e));
+            }
+            Ok(rc != 0)
+        }
+    }
+
+    /// httpd's `ap_escape_logitem`.
+    pub fn escape_logitem(self, s: &CStr) -> Option<&'a CStr> {
+        // SAFETY: result allocated in the request pool.
+        unsafe { opt_cstr(ffi::ap_escape_logitem(self.pool().as_ptr(), s.as_ptr())) }
+    }
+
+    /// httpd's `ap_os_escape_path`.
+    pub fn os_escape_path(self, path: &CStr, partial: bool) -> Option<&'a CStr> {
+        // SAFETY: result allocated in the request pool.
+        unsafe {
+            opt_cstr(ffi::ap_os_escape_path(
+                self.pool().as_ptr(),
+                path.as_ptr(),
+                partial as c_int,
+            ))
+        }
+    }
+
+    /// Lowercase hex MD5 of `data` (httpd's `ap_md5_binary`).
+    pub fn md5_hex(self, data: &[u8]) -> String {
+        // SAFETY: `data` is valid for its length; the result lives in the request pool.
+        unsafe {
+            opt_cstr(ffi::ap_md5_binary(
+                self.pool().as_ptr(),
+                data.as_ptr(),
+                data.len() as c_int,
+            ))
+        }
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
     }
 
     /// `LimitRequestBody` in effect (0 = unlimited).
@@ -599,6 +755,59 @@ pub fn server_banner() -> String {
     unsafe { opt_cstr(ffi::ap_get_server_banner()) }
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// The server's build date string.
+pub fn server_built() -> String {
+    // SAFETY: returns a static string.
+    unsafe { opt_cstr(ffi::ap_get_server_built()) }
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// When the server (re)started, in seconds since the epoch (from the scoreboard).
+pub fn server_started() -> i64 {
+    // SAFETY: the scoreboard image and its global part are set up before any child serves;
+    // NULL checks cover processes without one.
+    unsafe {
+        let sb = ffi::ap_scoreboard_image;
+        if sb.is_null() || (*sb).global.is_null() {
+            return 0;
+        }
+        (*(*sb).global).restart_time / 1_000_000
+    }
+}
+
+/// Lowercase hex SHA-1 of `data`.
+pub fn sha1_hex(data: &[u8]) -> String {
+    // SAFETY: the context and digest are local; `data` is fed in slices that fit `c_uint`.
+    let digest = unsafe {
+        let mut ctx: ffi::apr_sha1_ctx_t = std::mem::zeroed();
+        ffi::apr_sha1_init(&mut ctx);
+        for chunk in data.chunks(1 << 30) {
+            ffi::apr_sha1_update_binary(&mut ctx, chunk.as_ptr(), chunk.len() as std::ffi::c_uint);
+        }
+        let mut digest = [0u8; 20];
+        ffi::apr_sha1_final(digest.as_mut_ptr(), &mut ctx);
+        digest
+    };
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// RFC 822 date for `secs` since the epoch (as cookies' `Expires=` want it).
+pub fn rfc822_date(secs: i64) -> Option<String> {
+    let mut buf = [0 as c_char; ffi::APR_RFC822_DATE_LEN as usize + 1];
+    // SAFETY: `buf` has APR_RFC822_DATE_LEN + 1 bytes as apr_rfc822_date requires.
+    let rv = unsafe { ffi::apr_rfc822_date(buf.as_mut_ptr(), secs.saturating_mul(1_000_000)) };
+    if rv != 0 {
+        return None;
+    }
+    // SAFETY: apr_rfc822_date NUL-terminates on success.
+    Some(
+        unsafe { CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 /// `-D NAME` / `Define NAME` present?

@@ -17,4 +17,9 @@
 #include <apr_thread_proc.h>
 #include <apr_file_info.h>
 #include <apr_buckets.h>
+#include <apr_sha1.h>
+#include <apr_base64.h>
+#include <util_md5.h>
+#include <http_ssl.h>
+#include <ap_expr.h>
 #include "shim.h"

@@ -44,15 +44,6 @@ pub fn arg_error(lua: &Lua, n: usize, fname: &str, msg: &str) -> mlua::Error {
     mlua::Error::RuntimeError(format!("{}{text}", caller_where(lua)))
 }
 
-pub fn type_error(lua: &Lua, n: usize, fname: &str, expected: &str, got: &Value) -> mlua::Error {
-    let got = if matches!(got, Value::Nil) && n > 0 {
-        "no value".to_string()
-    } else {
-        got.type_name().to_string()
-    };
-    arg_error(lua, n, fname, &format!("{expected} expected, got {got}"))
-}
-
 /// Positional access to a call's arguments, 1-based as in Lua.
 pub struct Args<'a> {
     pub lua: &'a Lua,
@@ -85,6 +76,27 @@ impl<'a> Args<'a> {
             Value::Number(f) => Ok(crate::lua_api::number_to_string(*f).into_bytes()),
             v => Err(self.missing_or(n, "string", v)),
         }
+    }
+
+    /// luaL_checktype(n, LUA_TSTRING) then the bytes: numbers are refused.
+    pub fn strict_string(&self, n: usize) -> mlua::Result<Vec<u8>> {
+        match self.get(n) {
+            Value::String(s) => Ok(s.as_bytes().to_vec()),
+            v => Err(self.missing_or(n, "string", v)),
+        }
+    }
+
+    /// luaL_optinteger.
+    pub fn opt_integer(&self, n: usize, default: i64) -> mlua::Result<i64> {
+        match self.get(n) {
+            Value::Nil => Ok(default),
+            _ => self.integer(n),
+        }
+    }
+
+    /// lua_toboolean.
+    pub fn truthy(&self, n: usize) -> bool {
+        !matches!(self.get(n), Value::Nil | Value::Boolean(false))
     }
 
     /// luaL_optlstring.

@@ -3,10 +3,11 @@
 //! arguments with Lua's wording. Safe code over `httpd::LiveRequest`.
 #![forbid(unsafe_code)]
 
-use super::args::{arg_error, caller_position, Args};
+use super::args::{arg_error, caller_position, caller_where, Args};
+use super::{encode, form};
 use crate::apr::{has_nul, Table as AprTable};
-use crate::httpd::{Level, LiveRequest, Request};
-use mlua::{Lua, MetaMethod, MultiValue, UserData, UserDataMethods, Value};
+use crate::httpd::{self, BodyError, Level, LiveRequest, Request};
+use mlua::{IntoLuaMulti, Lua, MetaMethod, MultiValue, Table, UserData, UserDataMethods, Value};
 use std::ffi::{CStr, CString};
 
 /// `r` as a Lua userdata.
@@ -31,12 +32,26 @@ fn req(live: &LiveRequest) -> mlua::Result<Request<'_>> {
     live.get().ok_or_else(gone)
 }
 
+fn lua_bytes(lua: &Lua, s: impl AsRef<[u8]>) -> mlua::Result<Value> {
+    lua.create_string(s).map(Value::String)
+}
+
 fn cstr_value(lua: &Lua, s: Option<&CStr>) -> mlua::Result<Value> {
     match s {
-        Some(s) => lua.create_string(s.to_bytes()).map(Value::String),
+        Some(s) => lua_bytes(lua, s.to_bytes()),
         None => Ok(Value::Nil),
     }
 }
+
+/// A C string for httpd, or a Lua error if the bytes hold a NUL.
+fn c_arg(lua: &Lua, what: &str, bytes: Vec<u8>) -> mlua::Result<CString> {
+    CString::new(bytes).map_err(|_| {
+        mlua::Error::RuntimeError(format!("{}{what} contains a NUL byte", caller_where(lua)))
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Apr.Table
 
 /// Which of the request's tables a [`TableHandle`] refers to.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -68,6 +83,11 @@ impl TableKind {
             TableKind::SubprocessEnv => r.subprocess_env(),
         }
     }
+
+    /// Notes never reach the wire, so (as in mod_lua) they may hold line breaks.
+    fn allows_newlines(self) -> bool {
+        self == TableKind::Notes
+    }
 }
 
 /// One of the request's APR tables as a Lua userdata (`r.headers_out` etc.).
@@ -79,12 +99,14 @@ pub struct TableHandle {
 /// Keys and values that would let a script split a response or truncate a value are refused
 /// (mod_lua turns `\n` into a space and lets `\r` through).
 fn checked(lua: &Lua, what: &str, kind: TableKind, bytes: Vec<u8>) -> mlua::Result<CString> {
-    if bytes.iter().any(|&b| b == b'\r' || b == b'\n') || has_nul(&bytes) {
+    let newline = !kind.allows_newlines() && bytes.iter().any(|&b| b == b'\r' || b == b'\n');
+    if newline || has_nul(&bytes) {
         let shown = String::from_utf8_lossy(&bytes).escape_default().to_string();
         return Err(mlua::Error::RuntimeError(format!(
-            "{}{what} '{shown}' for table '{}' contains CR, LF or NUL: refused",
-            super::args::caller_where(lua),
-            kind.name()
+            "{}{what} '{shown}' for table '{}' contains {}: refused",
+            caller_where(lua),
+            kind.name(),
+            if newline { "CR or LF" } else { "a NUL byte" }
         )));
     }
     Ok(CString::new(bytes).expect("NUL checked above"))
@@ -95,11 +117,10 @@ impl UserData for TableHandle {
         methods.add_meta_method(MetaMethod::Index, |lua, this, key: Value| {
             let r = req(&this.live)?;
             let key = Args::new(lua, "get", MultiValue::from_iter([key])).string(1)?;
-            if has_nul(&key) {
-                return Ok(Value::Nil);
+            match CString::new(key) {
+                Ok(key) => cstr_value(lua, this.kind.of(r).get(&key)),
+                Err(_) => Ok(Value::Nil),
             }
-            let key = CString::new(key).expect("NUL checked");
-            cstr_value(lua, this.kind.of(r).get(&key))
         });
         methods.add_meta_method(
             MetaMethod::NewIndex,
@@ -121,7 +142,7 @@ impl UserData for TableHandle {
             },
         );
         // Beyond mod_lua: `pairs(r.headers_in)` iterates a snapshot of every entry in order
-        // (Lua 5.2+; LuaJIT has no __pairs).
+        // (Lua 5.2+; LuaJIT has no __pairs: use r:headers_in_table() there).
         #[cfg(not(feature = "luajit"))]
         methods.add_meta_method(MetaMethod::Pairs, |lua, this, ()| {
             let r = req(&this.live)?;
@@ -134,10 +155,7 @@ impl UserData for TableHandle {
                 .collect();
             entries.reverse();
             let next = lua.create_function_mut(move |lua, _: MultiValue| match entries.pop() {
-                Some((k, v)) => Ok((
-                    Value::String(lua.create_string(k)?),
-                    Value::String(lua.create_string(v)?),
-                )),
+                Some((k, v)) => Ok((lua_bytes(lua, k)?, lua_bytes(lua, v)?)),
                 None => Ok((Value::Nil, Value::Nil)),
             })?;
             Ok((next, Value::Nil, Value::Nil))
@@ -147,6 +165,9 @@ impl UserData for TableHandle {
         });
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fields
 
 /// Field names whose value is a request string (nil when unset).
 fn string_field<'a>(r: Request<'a>, key: &[u8]) -> Option<Option<&'a CStr>> {
@@ -170,6 +191,8 @@ fn string_field<'a>(r: Request<'a>, key: &[u8]) -> Option<Option<&'a CStr>> {
         b"log_id" => r.log_id(),
         b"useragent_ip" => r.useragent_ip(),
         b"document_root" => r.document_root(),
+        b"context_document_root" => r.context_document_root(),
+        b"context_prefix" => r.context_prefix(),
         _ => return None,
     })
 }
@@ -183,6 +206,41 @@ fn table_field(key: &[u8]) -> Option<TableKind> {
         b"subprocess_env" => TableKind::SubprocessEnv,
         _ => return None,
     })
+}
+
+/// mod_lua's `allowoverrides` text: "All", "None", or five slots (empty ones keep their space).
+fn overrides_text(opts: i32) -> String {
+    use crate::ffi::{OR_ALL, OR_AUTHCFG, OR_FILEINFO, OR_INDEXES, OR_LIMIT, OR_OPTIONS};
+    if opts & OR_ALL == OR_ALL {
+        return "All".into();
+    }
+    if opts == 0 {
+        return "None".into();
+    }
+    let slot = |bit: i32, name: &'static str| if opts & bit != 0 { name } else { "" };
+    [
+        slot(OR_LIMIT, "Limit"),
+        slot(OR_OPTIONS, "Options"),
+        slot(OR_FILEINFO, "FileInfo"),
+        slot(OR_AUTHCFG, "AuthCfg"),
+        slot(OR_INDEXES, "Indexes"),
+    ]
+    .join(" ")
+}
+
+/// mod_lua's `options` text: six slots, the last "All" when every OPT_ALL bit is set.
+fn options_text(opts: i32) -> String {
+    use crate::ffi::{OPT_ALL, OPT_EXECCGI, OPT_INCLUDES, OPT_INDEXES, OPT_MULTI, OPT_SYM_LINKS};
+    let slot = |bit: i32, name: &'static str| if opts & bit != 0 { name } else { "" };
+    [
+        slot(OPT_INDEXES, "Indexes"),
+        slot(OPT_INCLUDES, "Includes"),
+        slot(OPT_SYM_LINKS, "FollowSymLinks"),
+        slot(OPT_EXECCGI, "ExecCGI"),
+        slot(OPT_MULTI, "MultiViews"),
+        if opts & OPT_ALL == OPT_ALL { "All" } else { "" },
+    ]
+    .join(" ")
 }
 
 fn index(lua: &Lua, this: &RequestHandle, key: &[u8]) -> mlua::Result<Value> {
@@ -202,12 +260,19 @@ fn index(lua: &Lua, this: &RequestHandle, key: &[u8]) -> mlua::Result<Value> {
         b"status" => Value::Integer(r.status() as i64),
         b"port" => Value::Integer(r.server_port() as i64),
         b"remaining" => Value::Integer(r.remaining()),
-        b"server_name" => {
-            return cstr_value(lua, Some(r.server_name().unwrap_or(c"localhost")));
-        }
+        b"limit_req_body" => Value::Integer(r.limit_req_body() as i32 as i64),
+        b"started" => Value::Integer(httpd::server_started()),
         b"assbackwards" => Value::Boolean(r.assbackwards()),
         b"is_initial_req" => Value::Boolean(r.is_initial_req()),
-        b"header_only" => Value::Boolean(r.header_only()),
+        b"is_https" => Value::Boolean(r.is_https()),
+        b"some_auth_required" => Value::Boolean(r.some_auth_required()),
+        b"server_name" => return cstr_value(lua, Some(r.server_name().unwrap_or(c"localhost"))),
+        b"auth_name" => return cstr_value(lua, Some(r.auth_name().unwrap_or(c""))),
+        b"basic_auth_pw" => return cstr_value(lua, Some(r.basic_auth_pw().unwrap_or(c""))),
+        b"banner" => return lua_bytes(lua, httpd::server_banner()),
+        b"server_built" => return lua_bytes(lua, httpd::server_built()),
+        b"allowoverrides" => return lua_bytes(lua, overrides_text(r.allow_overrides())),
+        b"options" => return lua_bytes(lua, options_text(r.allow_options())),
         b"proxyreq" => {
             let name = match r.proxyreq() {
                 0 => "PROXYREQ_NONE",
@@ -216,40 +281,40 @@ fn index(lua: &Lua, this: &RequestHandle, key: &[u8]) -> mlua::Result<Value> {
                 3 => "PROXYREQ_RESPONSE",
                 _ => return Ok(Value::Nil),
             };
-            Value::String(lua.create_string(name)?)
+            return lua_bytes(lua, name);
         }
         _ => Value::Nil,
     })
 }
 
+/// mod_lua `req_newindex`: eight writable fields; values checked as luaL_check* would.
 fn newindex(lua: &Lua, this: &RequestHandle, key: &[u8], value: Value) -> mlua::Result<()> {
     let r = req(&this.live)?;
-    let fname: &'static str = "newindex";
     let args = Args::new(
         lua,
-        fname,
+        "newindex",
         MultiValue::from_iter([Value::Nil, Value::Nil, value]),
     );
-    let no_nul = |v: Vec<u8>| -> mlua::Result<Vec<u8>> {
+    let text = || -> mlua::Result<Vec<u8>> {
+        let v = args.string(3)?;
         if has_nul(&v) {
-            Err(mlua::Error::RuntimeError(format!(
+            return Err(mlua::Error::RuntimeError(format!(
                 "{}value for request field '{}' contains a NUL byte",
-                super::args::caller_where(lua),
+                caller_where(lua),
                 String::from_utf8_lossy(key)
-            )))
-        } else {
-            Ok(v)
+            )));
         }
+        Ok(v)
     };
     match key {
         b"status" => r.set_status(args.integer(3)? as i32),
-        b"uri" => r.set_uri(&no_nul(args.string(3)?)?),
-        b"args" => r.set_args(Some(&no_nul(args.string(3)?)?)),
-        b"filename" => r.set_filename(&no_nul(args.string(3)?)?),
-        b"handler" => r.set_handler(Some(&no_nul(args.string(3)?)?)),
-        b"user" => r.set_user(Some(&no_nul(args.string(3)?)?)),
-        b"content_type" => r.set_content_type(&no_nul(args.string(3)?)?),
         b"proxyreq" => r.set_proxyreq(args.integer(3)? as i32),
+        b"uri" => r.set_uri(&text()?),
+        b"args" => r.set_args(Some(&text()?)),
+        b"filename" => r.set_filename(&text()?),
+        b"handler" => r.set_handler(Some(&text()?)),
+        b"user" => r.set_user(Some(&text()?)),
+        b"content_type" => r.set_content_type(&text()?),
         _ => {
             return Err(mlua::Error::RuntimeError(format!(
                 "Property [{}] may not be set on a request_rec",
@@ -260,32 +325,8 @@ fn newindex(lua: &Lua, this: &RequestHandle, key: &[u8], value: Value) -> mlua::
     Ok(())
 }
 
-/// mod_lua's default `max` for r:parsebody().
-const DEFAULT_PARSEBODY_MAX: i64 = 8192;
-
-/// Builds parseargs/parsebody's two tables: first value per key, and every value in order.
-fn form_tables(
-    lua: &Lua,
-    pairs: &[(Vec<u8>, Vec<u8>)],
-) -> mlua::Result<(mlua::Table, mlua::Table)> {
-    let simple = lua.create_table()?;
-    let multi = lua.create_table()?;
-    for (k, v) in pairs {
-        let key = lua.create_string(k)?;
-        let val = lua.create_string(v)?;
-        let list = match multi.raw_get::<Option<mlua::Table>>(&key)? {
-            Some(t) => t,
-            None => {
-                simple.raw_set(&key, &val)?;
-                let t = lua.create_table()?;
-                multi.raw_set(&key, &t)?;
-                t
-            }
-        };
-        list.raw_push(val)?;
-    }
-    Ok((simple, multi))
-}
+// ---------------------------------------------------------------------------------------------
+// Methods
 
 /// `self` of a method call, with luaL_checkudata's message when it is not a request.
 fn this(
@@ -307,14 +348,303 @@ fn this(
     }
 }
 
-fn log_method(methods: &mut impl UserDataMethods<RequestHandle>, name: &'static str, level: Level) {
+/// Registers a colon-style method: checks `self`, resolves the live request, hands the
+/// arguments (1-based, `self` at 1) to `f`.
+fn method<M, F, R>(methods: &mut M, name: &'static str, f: F)
+where
+    M: UserDataMethods<RequestHandle>,
+    F: Fn(&Lua, Request<'_>, &Args<'_>) -> mlua::Result<R> + 'static,
+    R: IntoLuaMulti,
+{
     methods.add_function(name, move |lua, args: MultiValue| {
         let h = this(lua, name, &args)?;
         let r = req(&h.live)?;
-        let msg = Args::new(lua, name, args.clone()).string(2)?;
+        f(lua, r, &Args::new(lua, name, args))
+    });
+}
+
+/// mod_lua's default `max` for r:parsebody() (MAX_STRING_LEN).
+const DEFAULT_PARSEBODY_MAX: i64 = 8192;
+/// Most parts r:parsebody() accepts in a multipart body.
+pub const MULTIPART_MAX_PARTS: usize = 1000;
+/// Ceiling on bodies read into memory when neither the caller nor LimitRequestBody sets one.
+const BODY_CEILING: u64 = 1 << 30;
+
+/// Builds parseargs/parsebody's two tables: first value per key, and every value in order.
+fn form_tables<'k>(
+    lua: &Lua,
+    pairs: impl IntoIterator<Item = (&'k [u8], &'k [u8])>,
+) -> mlua::Result<(Table, Table)> {
+    let simple = lua.create_table()?;
+    let multi = lua.create_table()?;
+    for (k, v) in pairs {
+        let key = lua.create_string(k)?;
+        let val = lua.create_string(v)?;
+        let list = match multi.raw_get::<Option<Table>>(&key)? {
+            Some(t) => t,
+            None => {
+                simple.raw_set(&key, &val)?;
+                let t = lua.create_table()?;
+                multi.raw_set(&key, &t)?;
+                t
+            }
+        };
+        list.raw_push(val)?;
+    }
+    Ok((simple, multi))
+}
+
+fn table_snapshot(lua: &Lua, t: AprTable<'_>) -> mlua::Result<(Table, Table)> {
+    let entries = t.entries();
+    form_tables(
+        lua,
+        entries.iter().map(|(k, v)| (k.to_bytes(), v.to_bytes())),
+    )
+}
+
+/// The limit for reading a body: the caller's `max` if positive, else LimitRequestBody, and
+/// never unbounded.
+fn body_limit(r: Request<'_>, max: i64) -> u64 {
+    if max > 0 {
+        return max as u64;
+    }
+    match r.limit_req_body() {
+        n if n > 0 => n as u64,
+        _ => BODY_CEILING,
+    }
+}
+
+fn body_error_text(e: BodyError, limit: u64) -> String {
+    match e {
+        BodyError::TooLarge => {
+            format!("Request body was larger than the permitted size ({limit} bytes).")
+        }
+        BodyError::Status(s) => format!("Request body refused (HTTP {s})."),
+        BodyError::Read => "Request body could not be read.".to_string(),
+    }
+}
+
+/// r:parsebody([max]) → simple, multi[, error].
+fn parsebody(lua: &Lua, r: Request<'_>, a: &Args<'_>) -> mlua::Result<MultiValue> {
+    let max = a.opt_integer(2, DEFAULT_PARSEBODY_MAX)?;
+    let limit = body_limit(r, max);
+    let ctype = r
+        .headers_in()
+        .get(c"Content-Type")
+        .map(|c| c.to_bytes().to_vec())
+        .unwrap_or_default();
+    let lower = ctype.to_ascii_lowercase();
+    let multipart = lower.starts_with(b"multipart/form-data");
+    let fail = |why: String| -> mlua::Result<MultiValue> {
+        let (s, m) = form_tables(lua, [])?;
+        (s, m, why).into_lua_multi(lua)
+    };
+    if !multipart && !lower.starts_with(b"application/x-www-form-urlencoded") {
+        let (s, m) = form_tables(lua, [])?;
+        return (s, m).into_lua_multi(lua);
+    }
+    let body = match r.read_body(limit) {
+        Ok(b) => b.unwrap_or_default(),
+        Err(e) => return fail(body_error_text(e, limit)),
+    };
+    if multipart {
+        match form::parse_multipart(&ctype, &body, MULTIPART_MAX_PARTS) {
+            Ok(parts) => {
+                let (s, m) = form_tables(
+                    lua,
+                    parts
+                        .iter()
+                        .map(|p| (p.name.as_slice(), p.value.as_slice())),
+                )?;
+                (s, m).into_lua_multi(lua)
+            }
+            Err(e) => fail(e.to_string()),
+        }
+    } else {
+        let pairs = form::parse_urlencoded(&body);
+        let (s, m) = form_tables(lua, pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))?;
+        (s, m).into_lua_multi(lua)
+    }
+}
+
+/// r:requestbody([filename [, maxsize]]).
+fn requestbody(lua: &Lua, r: Request<'_>, a: &Args<'_>) -> mlua::Result<MultiValue> {
+    let filename = a.opt_string(2)?;
+    let max = a.opt_integer(3, 0)?;
+    let limit = body_limit(r, max);
+    let too_large = |e: BodyError| -> mlua::Result<MultiValue> {
+        let msg = match e {
+            BodyError::TooLarge => "Request body was larger than the permitted size.".to_string(),
+            e => body_error_text(e, limit),
+        };
+        (Value::Nil, msg).into_lua_multi(lua)
+    };
+    match filename {
+        None => match r.read_body(limit) {
+            Ok(Some(body)) => {
+                let n = body.len() as i64;
+                (lua.create_string(body)?, n).into_lua_multi(lua)
+            }
+            Ok(None) => ().into_lua_multi(lua),
+            Err(e) => too_large(e),
+        },
+        Some(path) => {
+            use std::io::Write;
+            use std::os::unix::ffi::OsStrExt;
+            let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&path)).to_path_buf();
+            // Unlike mod_lua, an existing file is truncated first.
+            let mut file = match std::fs::File::create(&path) {
+                Ok(f) => f,
+                Err(e) => {
+                    return (false, format!("cannot open {}: {e}", path.display()))
+                        .into_lua_multi(lua)
+                }
+            };
+            let mut io_error = None;
+            let result = r.read_body_with(limit, |chunk| {
+                file.write_all(chunk).map_err(|e| {
+                    io_error = Some(e);
+                    BodyError::Read
+                })
+            });
+            match (result, io_error) {
+                (_, Some(e)) => {
+                    (false, format!("cannot write {}: {e}", path.display())).into_lua_multi(lua)
+                }
+                (Ok(Some(n)), None) => (n as i64).into_lua_multi(lua),
+                (Ok(None), None) => (false, "the request has no body").into_lua_multi(lua),
+                (Err(e), None) => (false, body_error_text(e, limit)).into_lua_multi(lua),
+            }
+        }
+    }
+}
+
+/// r:setcookie{key=, value=, expires=, secure=, httponly=, path=, domain=} or the legacy
+/// r:setcookie(key, value [, secure [, expires]]) — mod_lua's header layout, exactly.
+fn setcookie(lua: &Lua, r: Request<'_>, a: &Args<'_>) -> mlua::Result<()> {
+    let (key, value, secure, expires, httponly, path, domain);
+    if let Value::Table(t) = a.get(2) {
+        let field = |name: &'static str| -> mlua::Result<Value> { t.get::<Value>(name) };
+        let one = |name: &'static str, v: Value| {
+            Args::new(lua, "setcookie", MultiValue::from_iter([v]))
+                .string(1)
+                .map_err(|_| {
+                    arg_error(
+                        lua,
+                        2,
+                        "setcookie",
+                        &format!("field '{name}' must be a string"),
+                    )
+                })
+        };
+        key = one("key", field("key")?)?;
+        value = one("value", field("value")?)?;
+        expires = match field("expires")? {
+            Value::Nil => 0,
+            v => Args::new(lua, "setcookie", MultiValue::from_iter([v])).integer(1)?,
+        };
+        secure = matches!(field("secure")?, Value::Boolean(true));
+        httponly = matches!(field("httponly")?, Value::Boolean(true));
+        path = match field("path")? {
+            Value::Nil => b"/".to_vec(),
+            v => one("path", v)?,
+        };
+        domain = match field("domain")? {
+            Value::Nil => Vec::new(),
+            v => one("domain", v)?,
+        };
+    } else {
+        key = a.string(2)?;
+        value = a.string(3)?;
+        secure = matches!(a.get(4), Value::Boolean(true));
+        expires = a.opt_integer(5, 0)?;
+        httponly = false;
+        path = Vec::new();
+        domain = Vec::new();
+    }
+    for (what, v) in [("path", &path), ("domain", &domain)] {
+        if v.iter()
+            .any(|&b| b == b'\r' || b == b'\n' || b == 0 || b == b';')
+        {
+            return Err(mlua::Error::RuntimeError(format!(
+                "{}cookie {what} contains CR, LF, NUL or ';': refused",
+                caller_where(lua)
+            )));
+        }
+    }
+    let expires_s = if expires > 0 {
+        httpd::rfc822_date(expires)
+            .map(|d| format!("Expires={d};"))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let seg = |name: &str, v: &[u8]| {
+        if v.is_empty() {
+            String::new()
+        } else {
+            format!("{name}={};", String::from_utf8_lossy(v))
+        }
+    };
+    let header = format!(
+        "{}={}; {} {} {} {} {}",
+        String::from_utf8_lossy(&encode::escape_urlencoded(&key)),
+        String::from_utf8_lossy(&encode::escape_urlencoded(&value)),
+        if secure { "Secure;" } else { "" },
+        expires_s,
+        if httponly { "HttpOnly;" } else { "" },
+        seg("Domain", &domain),
+        seg("Path", &path),
+    );
+    let header = CString::new(header).expect("escaped text has no NUL");
+    r.err_headers_out().add(c"Set-Cookie", &header);
+    Ok(())
+}
+
+fn getcookie(lua: &Lua, r: Request<'_>, a: &Args<'_>) -> mlua::Result<Value> {
+    let name = a.string(2)?;
+    let entries = r.headers_in().entries();
+    let lines = entries
+        .iter()
+        .filter(|(k, _)| {
+            k.to_bytes().eq_ignore_ascii_case(b"Cookie")
+                || k.to_bytes().eq_ignore_ascii_case(b"Cookie2")
+        })
+        .map(|(_, v)| v.to_bytes());
+    match form::cookie_value(lines, &name) {
+        Ok(Some(v)) => lua_bytes(lua, v),
+        Ok(None) => Ok(Value::Nil),
+        Err(form::DuplicateCookie) => {
+            r.log(
+                Level::Err,
+                &format!(
+                    "client submitted cookie '{}' more than once",
+                    String::from_utf8_lossy(&name)
+                ),
+            );
+            Ok(Value::Nil)
+        }
+    }
+}
+
+fn log_method<M: UserDataMethods<RequestHandle>>(
+    methods: &mut M,
+    name: &'static str,
+    level: Level,
+) {
+    method(methods, name, move |lua, r, a| {
+        let msg = a.string(2)?;
         let (file, line) = caller_position(lua);
+        let text = String::from_utf8_lossy(&msg);
+        // httpd's default ErrorLogFormat shows a message's source position only at debug
+        // level and above, so more severe messages carry the script position in their text.
+        let text = if (level as i32) < (Level::Debug as i32) && !file.is_empty() {
+            format!("{file}:{line}: {text}")
+        } else {
+            text.into_owned()
+        };
         let file = CString::new(file.replace('\0', " ")).unwrap_or_default();
-        r.log_at(level, &file, line, &String::from_utf8_lossy(&msg));
+        r.log_at(level, &file, line, &text);
         Ok(())
     });
 }
@@ -328,118 +658,127 @@ impl UserData for RequestHandle {
         methods.add_meta_method(
             MetaMethod::NewIndex,
             |lua, this, (key, value): (Value, Value)| {
-                let key = match &key {
-                    Value::String(s) => s.as_bytes().to_vec(),
-                    other => other.to_string()?.into_bytes(),
-                };
+                let key = Args::new(lua, "newindex", MultiValue::from_iter([Value::Nil, key]))
+                    .string(2)?;
                 newindex(lua, this, &key, value)
             },
         );
         methods.add_meta_method(MetaMethod::ToString, |_, _, ()| Ok("Apache2.Request"));
 
-        // M01: r:puts(s, ...) — every argument must be a string or a number.
-        methods.add_function("puts", |lua, args: MultiValue| {
-            let h = this(lua, "puts", &args)?;
-            let r = req(&h.live)?;
-            let a = Args::new(lua, "puts", args.clone());
+        // §5a Output.
+        method(methods, "puts", |_, r, a| {
             for n in 2..=a.len().max(2) {
-                let s = a.string(n)?;
-                r.write(&s);
+                r.write(&a.string(n)?);
             }
             Ok(())
         });
-        // M02: r:write(s) → bytes written (binary-safe).
-        methods.add_function("write", |lua, args: MultiValue| {
-            let h = this(lua, "write", &args)?;
-            let r = req(&h.live)?;
-            let s = Args::new(lua, "write", args.clone()).string(2)?;
-            Ok(r.write(&s))
-        });
-        // M03: r:flush() → true on success.
-        methods.add_function("flush", |lua, args: MultiValue| {
-            let h = this(lua, "flush", &args)?;
-            Ok(req(&h.live)?.flush())
-        });
-        // M04: r:sendfile(path) → bytes sent, or false.
-        methods.add_function("sendfile", |lua, args: MultiValue| {
-            let h = this(lua, "sendfile", &args)?;
-            let r = req(&h.live)?;
-            let path = match args.get(1) {
-                Some(Value::String(s)) => s.as_bytes().to_vec(),
-                other => {
-                    let got = other.map(|v| v.type_name()).unwrap_or("no value");
-                    return Err(arg_error(
-                        lua,
-                        2,
-                        "sendfile",
-                        &format!("string expected, got {got}"),
-                    ));
-                }
-            };
-            if has_nul(&path) {
+        method(methods, "write", |_, r, a| Ok(r.write(&a.string(2)?)));
+        method(methods, "flush", |_, r, _| Ok(r.flush()));
+        method(methods, "sendfile", |lua, r, a| {
+            let path = a.strict_string(2)?;
+            let Ok(path) = CString::new(path) else {
                 return Ok(Value::Boolean(false));
-            }
-            let path = CString::new(path).expect("NUL checked");
+            };
+            let _ = lua;
             Ok(match r.sendfile(&path) {
                 Some(n) => Value::Integer(n),
                 None => Value::Boolean(false),
             })
         });
 
-        // M15: r:parseargs() → simple (first value of each key), multi (every value, in order).
-        methods.add_function("parseargs", |lua, args: MultiValue| {
-            let h = this(lua, "parseargs", &args)?;
-            let r = req(&h.live)?;
-            let pairs = super::form::parse_args(r.args().map(|a| a.to_bytes()).unwrap_or(b""));
-            form_tables(lua, &pairs)
+        // §5b Request data.
+        method(methods, "headers_in_table", |lua, r, _| {
+            table_snapshot(lua, r.headers_in())
         });
-        // M16: r:parsebody([max=8192]) → simple, multi (urlencoded bodies). On a failure both
-        // tables are empty, as in mod_lua, and a third value says why.
-        methods.add_function("parsebody", |lua, args: MultiValue| {
-            let h = this(lua, "parsebody", &args)?;
-            let r = req(&h.live)?;
-            let a = Args::new(lua, "parsebody", args.clone());
-            let max = match a.get(2) {
-                Value::Nil => DEFAULT_PARSEBODY_MAX,
-                _ => a.integer(2)?,
-            };
-            let limit = if max <= 0 { r.limit_req_body() } else { max };
-            let limit = if limit <= 0 {
-                usize::MAX
-            } else {
-                limit as usize
-            };
-            let ctype = r
-                .headers_in()
-                .get(c"Content-Type")
-                .map(|c| c.to_bytes().to_ascii_lowercase())
-                .unwrap_or_default();
-            let (simple, multi) = form_tables(lua, &[])?;
-            if !ctype.starts_with(b"application/x-www-form-urlencoded") {
-                return Ok((simple, multi, Value::Nil));
+        method(methods, "headers_out_table", |lua, r, _| {
+            table_snapshot(lua, r.headers_out())
+        });
+        method(methods, "err_headers_out_table", |lua, r, _| {
+            table_snapshot(lua, r.err_headers_out())
+        });
+        method(methods, "notes_table", |lua, r, _| {
+            table_snapshot(lua, r.notes())
+        });
+        method(methods, "subprocess_env_table", |lua, r, _| {
+            table_snapshot(lua, r.subprocess_env())
+        });
+        method(methods, "parseargs", |lua, r, _| {
+            let pairs = form::parse_args(r.args().map(|a| a.to_bytes()).unwrap_or(b""));
+            form_tables(lua, pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+        });
+        method(methods, "parsebody", parsebody);
+        method(methods, "requestbody", requestbody);
+        method(methods, "getcookie", getcookie);
+        method(methods, "setcookie", setcookie);
+        method(methods, "construct_url", |lua, r, a| {
+            let uri = c_arg(lua, "uri", a.string(2)?)?;
+            cstr_value(lua, r.construct_url(&uri))
+        });
+        method(methods, "get_server_name_for_url", |lua, r, _| {
+            cstr_value(lua, r.server_name_for_url())
+        });
+        method(methods, "set_document_root", |lua, r, a| {
+            let p = c_arg(lua, "document root", a.string(2)?)?;
+            r.set_document_root(p.as_bytes());
+            Ok(())
+        });
+        method(methods, "set_context_info", |lua, r, a| {
+            let (prefix, root) = (
+                c_arg(lua, "prefix", a.string(2)?)?,
+                c_arg(lua, "document root", a.string(3)?)?,
+            );
+            r.set_context_info(prefix.as_bytes(), root.as_bytes());
+            Ok(())
+        });
+        method(methods, "expr", |lua, r, a| {
+            let e = c_arg(lua, "expression", a.strict_string(2)?)?;
+            match r.expr(&e) {
+                Ok(b) => b.into_lua_multi(lua),
+                Err((b, msg)) => (b, msg).into_lua_multi(lua),
             }
-            match r.read_body(limit) {
-                Ok(body) => {
-                    let (simple, multi) = form_tables(lua, &super::form::parse_urlencoded(&body))?;
-                    Ok((simple, multi, Value::Nil))
-                }
-                Err(e) => {
-                    let why = match e {
-                        crate::httpd::BodyError::TooLarge => {
-                            format!("request body is larger than {limit} bytes")
-                        }
-                        crate::httpd::BodyError::Status(s) => {
-                            format!("request body refused (HTTP {s})")
-                        }
-                        crate::httpd::BodyError::Read => {
-                            "request body could not be read".to_string()
-                        }
-                    };
-                    Ok((simple, multi, Value::String(lua.create_string(why)?)))
-                }
-            }
+        });
+        // Works as mod_lua's manual documents (mod_lua's own always raises a type error).
+        method(methods, "make_etag", |lua, r, a| {
+            cstr_value(lua, r.make_etag(a.truthy(2)))
         });
 
+        // §5c Encoding.
+        method(methods, "escape", |lua, _, a| {
+            lua_bytes(lua, encode::escape_urlencoded(&a.strict_string(2)?))
+        });
+        method(
+            methods,
+            "unescape",
+            |lua, _, a| match encode::unescape_urlencoded(&a.strict_string(2)?) {
+                Some(v) => lua_bytes(lua, v),
+                None => Ok(Value::Nil),
+            },
+        );
+        method(methods, "escape_html", |lua, _, a| {
+            lua_bytes(lua, encode::escape_html(&a.string(2)?))
+        });
+        method(methods, "escape_logitem", |lua, r, a| {
+            let s = c_arg(lua, "string", a.string(2)?)?;
+            cstr_value(lua, r.escape_logitem(&s))
+        });
+        method(methods, "os_escape_path", |lua, r, a| {
+            let s = c_arg(lua, "path", a.string(2)?)?;
+            cstr_value(lua, r.os_escape_path(&s, a.truthy(3)))
+        });
+        method(methods, "base64_encode", |lua, _, a| {
+            lua_bytes(lua, encode::base64_encode(&a.strict_string(2)?))
+        });
+        method(methods, "base64_decode", |lua, _, a| {
+            lua_bytes(lua, encode::base64_decode(&a.strict_string(2)?))
+        });
+        method(methods, "md5", |lua, r, a| {
+            lua_bytes(lua, r.md5_hex(&a.strict_string(2)?))
+        });
+        method(methods, "sha1", |lua, _, a| {
+            lua_bytes(lua, httpd::sha1_hex(&a.strict_string(2)?))
+        });
+
+        // §5i Logging.
         for (name, level) in [
             ("emerg", Level::Emerg),
             ("alert", Level::Alert),
@@ -460,5 +799,26 @@ impl UserData for RequestHandle {
         ] {
             log_method(methods, name, level);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn override_and_option_texts() {
+        use crate::ffi::{OPT_ALL, OPT_INDEXES, OPT_SYM_LINKS, OR_ALL, OR_AUTHCFG, OR_LIMIT};
+        assert_eq!(overrides_text(OR_ALL), "All");
+        assert_eq!(overrides_text(0), "None");
+        assert_eq!(overrides_text(OR_LIMIT | OR_AUTHCFG), "Limit   AuthCfg ");
+        assert_eq!(
+            options_text(OPT_INDEXES | OPT_SYM_LINKS),
+            "Indexes  FollowSymLinks   "
+        );
+        assert_eq!(
+            options_text(OPT_ALL),
+            "Indexes Includes FollowSymLinks ExecCGI  All"
+        );
     }
 }

@@ -423,6 +423,26 @@ impl Client {
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
+    /// A keep-alive GET as browsers do it: if the server closed the idle connection before
+    /// answering (mpm_event does that to busy workers' keep-alive connections), reconnect and
+    /// send it again.
+    pub fn send_retrying(&mut self, port: u16, path: &str) -> Response {
+        for _ in 0..3 {
+            match self.try_send("GET", path, &[], b"", false) {
+                Ok(r) => return r,
+                Err(e)
+                    if e == "connection closed"
+                        || e.contains("reset")
+                        || e.contains("Broken pipe") =>
+                {
+                    *self = Client::connect(port);
+                }
+                Err(e) => panic!("GET {path}: {e}"),
+            }
+        }
+        self.send("GET", path, &[], b"", false)
+    }
+
     pub fn try_send(
         &mut self,
         method: &str,
@@ -536,7 +556,7 @@ pub fn hammer(port: u16, threads: usize, per_thread: usize, path: &str) -> Vec<R
                 let mut c = Client::connect(port);
                 let mut out = Vec::with_capacity(per_thread);
                 for _ in 0..per_thread {
-                    out.push(c.send("GET", &path, &[], b"", false));
+                    out.push(c.send_retrying(port, &path));
                 }
                 out
             })
