@@ -4,9 +4,13 @@
 
 use mlua::{Lua, MultiValue, Value};
 
-/// `file:line: ` of the Lua code that called the running function (luaL_where(L, 1)).
+/// Stack level of the script code that called an API function: the Rust function runs at
+/// level 0, the Lua trampoline or metamethod that called it at level 1 (see api.lua).
+const SCRIPT_LEVEL: usize = 2;
+
+/// `file:line: ` of the script code that called the API function (luaL_where in mod_lua).
 pub fn caller_where(lua: &Lua) -> String {
-    lua.inspect_stack(1, |d| {
+    lua.inspect_stack(SCRIPT_LEVEL, |d| {
         let line = d.current_line();
         let src = d.source().short_src.map(|s| s.into_owned());
         match (src, line) {
@@ -19,7 +23,7 @@ pub fn caller_where(lua: &Lua) -> String {
 
 /// The calling script's chunk source (without `@`) and line, for log attribution.
 pub fn caller_position(lua: &Lua) -> (String, i32) {
-    lua.inspect_stack(1, |d| {
+    lua.inspect_stack(SCRIPT_LEVEL, |d| {
         let src = d
             .source()
             .source
@@ -30,10 +34,18 @@ pub fn caller_position(lua: &Lua) -> (String, i32) {
     .unwrap_or_default()
 }
 
+/// The type name Lua's auxiliary library prints (integers and floats are both "number").
+pub fn lua_type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Integer(_) | Value::Number(_) => "number",
+        other => other.type_name(),
+    }
+}
+
 /// luaL_argerror: numbers arguments as the caller sees them (a `:` call hides `self`).
 pub fn arg_error(lua: &Lua, n: usize, fname: &str, msg: &str) -> mlua::Error {
     let method = lua
-        .inspect_stack(0, |d| d.names().name_what == Some("method"))
+        .inspect_stack(SCRIPT_LEVEL - 1, |d| d.names().name_what == Some("method"))
         .unwrap_or(false);
     let text = if method && n == 1 {
         format!("calling '{fname}' on bad self ({msg})")
@@ -139,7 +151,7 @@ impl<'a> Args<'a> {
                 self.lua,
                 n,
                 self.fname,
-                &format!("{expected} expected, got {}", v.type_name()),
+                &format!("{expected} expected, got {}", lua_type_name(v)),
             )
         }
     }

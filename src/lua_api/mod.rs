@@ -29,6 +29,7 @@ const TEST_DEFINE: &std::ffi::CStr = c"MOD_LUA_RS_TESTING";
 
 /// Installs the module's API into a new Lua state (the `VmSetup::install` of every VM).
 pub fn install(lua: &Lua) -> mlua::Result<()> {
+    request::install(lua)?;
     let apache2 = lua.create_table()?;
     apache2.set("version", crate::httpd::server_banner())?;
     for (k, v) in CONSTANTS {

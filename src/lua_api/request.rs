@@ -3,11 +3,14 @@
 //! arguments with Lua's wording. Safe code over `httpd::LiveRequest`.
 #![forbid(unsafe_code)]
 
-use super::args::{arg_error, caller_position, caller_where, Args};
+use super::args::{arg_error, caller_position, caller_where, lua_type_name, Args};
 use super::{encode, form};
 use crate::apr::{has_nul, Table as AprTable};
 use crate::httpd::{self, BodyError, Level, LiveRequest, Request};
-use mlua::{IntoLuaMulti, Lua, MetaMethod, MultiValue, Table, UserData, UserDataMethods, Value};
+use mlua::{
+    AnyUserData, FromLuaMulti, Function, IntoLuaMulti, LightUserData, Lua, MetaMethod, MultiValue,
+    Table, UserData, UserDataFields, UserDataMethods, UserDataRegistry, Value,
+};
 use std::ffi::{CStr, CString};
 
 /// `r` as a Lua userdata.
@@ -112,55 +115,65 @@ fn checked(lua: &Lua, what: &str, kind: TableKind, bytes: Vec<u8>) -> mlua::Resu
     Ok(CString::new(bytes).expect("NUL checked above"))
 }
 
+fn table_handle(ud: &AnyUserData) -> mlua::Result<mlua::UserDataRef<TableHandle>> {
+    ud.borrow::<TableHandle>()
+}
+
+fn table_get(lua: &Lua, (ud, key): (AnyUserData, Value)) -> mlua::Result<Value> {
+    let this = table_handle(&ud)?;
+    let r = req(&this.live)?;
+    let key = Args::new(lua, "get", MultiValue::from_iter([key])).string(1)?;
+    match CString::new(key) {
+        Ok(key) => cstr_value(lua, this.kind.of(r).get(&key)),
+        Err(_) => Ok(Value::Nil),
+    }
+}
+
+fn table_set(lua: &Lua, (ud, key, value): (AnyUserData, Value, Value)) -> mlua::Result<()> {
+    let this = table_handle(&ud)?;
+    let r = req(&this.live)?;
+    let args = Args::new(lua, "set", MultiValue::from_iter([key, value]));
+    let key = args.string(1)?;
+    let name = String::from_utf8_lossy(&key).into_owned();
+    let key = checked(lua, "key", this.kind, key)?;
+    let table = this.kind.of(r);
+    match args.opt_string(2)? {
+        None => table.unset(&key),
+        Some(v) => {
+            let v = checked(lua, &format!("value of '{name}'"), this.kind, v)?;
+            table.set(&key, &v);
+        }
+    }
+    Ok(())
+}
+
+/// Beyond mod_lua: `pairs(r.headers_in)` iterates a snapshot of every entry in order
+/// (Lua 5.2+; LuaJIT has no __pairs: use r:headers_in_table() there).
+fn table_pairs(lua: &Lua, ud: AnyUserData) -> mlua::Result<(Function, Value, Value)> {
+    let this = table_handle(&ud)?;
+    let r = req(&this.live)?;
+    let mut entries: Vec<(Vec<u8>, Vec<u8>)> = this
+        .kind
+        .of(r)
+        .entries()
+        .into_iter()
+        .map(|(k, v)| (k.to_bytes().to_vec(), v.to_bytes().to_vec()))
+        .collect();
+    entries.reverse();
+    let next = lua.create_function_mut(move |lua, _: MultiValue| match entries.pop() {
+        Some((k, v)) => Ok((lua_bytes(lua, k)?, lua_bytes(lua, v)?)),
+        None => Ok((Value::Nil, Value::Nil)),
+    })?;
+    Ok((next, Value::Nil, Value::Nil))
+}
+
 impl UserData for TableHandle {
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_meta_method(MetaMethod::Index, |lua, this, key: Value| {
-            let r = req(&this.live)?;
-            let key = Args::new(lua, "get", MultiValue::from_iter([key])).string(1)?;
-            match CString::new(key) {
-                Ok(key) => cstr_value(lua, this.kind.of(r).get(&key)),
-                Err(_) => Ok(Value::Nil),
-            }
-        });
-        methods.add_meta_method(
-            MetaMethod::NewIndex,
-            |lua, this, (key, value): (Value, Value)| {
-                let r = req(&this.live)?;
-                let args = Args::new(lua, "set", MultiValue::from_iter([key, value]));
-                let key = args.string(1)?;
-                let name = String::from_utf8_lossy(&key).into_owned();
-                let key = checked(lua, "key", this.kind, key)?;
-                let table = this.kind.of(r);
-                match args.opt_string(2)? {
-                    None => table.unset(&key),
-                    Some(v) => {
-                        let v = checked(lua, &format!("value of '{name}'"), this.kind, v)?;
-                        table.set(&key, &v);
-                    }
-                }
-                Ok(())
-            },
-        );
-        // Beyond mod_lua: `pairs(r.headers_in)` iterates a snapshot of every entry in order
-        // (Lua 5.2+; LuaJIT has no __pairs: use r:headers_in_table() there).
+    fn register(registry: &mut UserDataRegistry<Self>) {
+        registry.add_meta_field_with(MetaMethod::Index, |lua| api_entry(lua, "table_index"));
+        registry.add_meta_field_with(MetaMethod::NewIndex, |lua| api_entry(lua, "table_newindex"));
         #[cfg(not(feature = "luajit"))]
-        methods.add_meta_method(MetaMethod::Pairs, |lua, this, ()| {
-            let r = req(&this.live)?;
-            let mut entries: Vec<(Vec<u8>, Vec<u8>)> = this
-                .kind
-                .of(r)
-                .entries()
-                .into_iter()
-                .map(|(k, v)| (k.to_bytes().to_vec(), v.to_bytes().to_vec()))
-                .collect();
-            entries.reverse();
-            let next = lua.create_function_mut(move |lua, _: MultiValue| match entries.pop() {
-                Some((k, v)) => Ok((lua_bytes(lua, k)?, lua_bytes(lua, v)?)),
-                None => Ok((Value::Nil, Value::Nil)),
-            })?;
-            Ok((next, Value::Nil, Value::Nil))
-        });
-        methods.add_meta_method(MetaMethod::ToString, |_, this, ()| {
+        registry.add_meta_field_with(MetaMethod::Pairs, |lua| api_entry(lua, "table_pairs"));
+        registry.add_meta_method(MetaMethod::ToString, |_, this, ()| {
             Ok(format!("Apr.Table({})", this.kind.name()))
         });
     }
@@ -337,7 +350,7 @@ fn this(
     match args.front() {
         Some(Value::UserData(ud)) if ud.is::<RequestHandle>() => ud.borrow::<RequestHandle>(),
         other => {
-            let got = other.map(|v| v.type_name()).unwrap_or("no value");
+            let got = other.map(lua_type_name).unwrap_or("no value");
             Err(arg_error(
                 lua,
                 1,
@@ -348,19 +361,57 @@ fn this(
     }
 }
 
-/// Registers a colon-style method: checks `self`, resolves the live request, hands the
-/// arguments (1-based, `self` at 1) to `f`.
-fn method<M, F, R>(methods: &mut M, name: &'static str, f: F)
+/// The tag an API function returns (followed by the message) instead of raising; api.lua's
+/// `check` turns it into a plain string error.
+static FAIL_TAG: u8 = 0;
+
+fn fail_tag() -> Value {
+    Value::LightUserData(LightUserData((&raw const FAIL_TAG).cast_mut().cast()))
+}
+
+/// The text a failed call raises: our messages as they are, anything else as mlua prints it.
+fn error_text(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::RuntimeError(s) => s.clone(),
+        mlua::Error::CallbackError { cause, .. } => error_text(cause),
+        other => other.to_string(),
+    }
+}
+
+/// A Rust function for api.lua: returns its results, or FAIL and the message.
+fn api_fn<A, R, F>(lua: &Lua, f: F) -> mlua::Result<Function>
 where
-    M: UserDataMethods<RequestHandle>,
+    A: FromLuaMulti,
+    R: IntoLuaMulti,
+    F: Fn(&Lua, A) -> mlua::Result<R> + 'static,
+{
+    lua.create_function(move |lua, args: MultiValue| {
+        match A::from_lua_multi(args, lua).and_then(|a| f(lua, a)) {
+            Ok(r) => r.into_lua_multi(lua),
+            Err(e) => (fail_tag(), error_text(&e)).into_lua_multi(lua),
+        }
+    })
+}
+
+/// Adds a colon-style method: checks `self`, resolves the live request, hands the arguments
+/// (1-based, `self` at 1) to `f`.
+fn method<F, R>(lua: &Lua, methods: &Table, name: &'static str, f: F) -> mlua::Result<()>
+where
     F: Fn(&Lua, Request<'_>, &Args<'_>) -> mlua::Result<R> + 'static,
     R: IntoLuaMulti,
 {
-    methods.add_function(name, move |lua, args: MultiValue| {
+    let func = api_fn(lua, move |lua, args: MultiValue| {
         let h = this(lua, name, &args)?;
         let r = req(&h.live)?;
         f(lua, r, &Args::new(lua, name, args))
-    });
+    })?;
+    methods.raw_set(name, func)
+}
+
+const API_KEY: &str = "mod_lua_rs.request_api";
+
+fn api_entry(lua: &Lua, key: &str) -> mlua::Result<Value> {
+    lua.named_registry_value::<Table>(API_KEY)?.get(key)
 }
 
 /// mod_lua's default `max` for r:parsebody() (MAX_STRING_LEN).
@@ -601,7 +652,8 @@ fn setcookie(lua: &Lua, r: Request<'_>, a: &Args<'_>) -> mlua::Result<()> {
     Ok(())
 }
 
-fn getcookie(lua: &Lua, r: Request<'_>, a: &Args<'_>) -> mlua::Result<Value> {
+/// The cookie's raw value, or nothing (not even nil) as mod_lua.
+fn getcookie(lua: &Lua, r: Request<'_>, a: &Args<'_>) -> mlua::Result<MultiValue> {
     let name = a.string(2)?;
     let entries = r.headers_in().entries();
     let lines = entries
@@ -612,8 +664,8 @@ fn getcookie(lua: &Lua, r: Request<'_>, a: &Args<'_>) -> mlua::Result<Value> {
         })
         .map(|(_, v)| v.to_bytes());
     match form::cookie_value(lines, &name) {
-        Ok(Some(v)) => lua_bytes(lua, v),
-        Ok(None) => Ok(Value::Nil),
+        Ok(Some(v)) => lua_bytes(lua, v)?.into_lua_multi(lua),
+        Ok(None) => Ok(MultiValue::new()),
         Err(form::DuplicateCookie) => {
             r.log(
                 Level::Err,
@@ -622,17 +674,13 @@ fn getcookie(lua: &Lua, r: Request<'_>, a: &Args<'_>) -> mlua::Result<Value> {
                     String::from_utf8_lossy(&name)
                 ),
             );
-            Ok(Value::Nil)
+            Ok(MultiValue::new())
         }
     }
 }
 
-fn log_method<M: UserDataMethods<RequestHandle>>(
-    methods: &mut M,
-    name: &'static str,
-    level: Level,
-) {
-    method(methods, name, move |lua, r, a| {
+fn log_method(lua: &Lua, methods: &Table, name: &'static str, level: Level) -> mlua::Result<()> {
+    method(lua, methods, name, move |lua, r, a| {
         let msg = a.string(2)?;
         let (file, line) = caller_position(lua);
         let text = String::from_utf8_lossy(&msg);
@@ -646,160 +694,183 @@ fn log_method<M: UserDataMethods<RequestHandle>>(
         let file = CString::new(file.replace('\0', " ")).unwrap_or_default();
         r.log_at(level, &file, line, &text);
         Ok(())
-    });
+    })
 }
 
 impl UserData for RequestHandle {
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_meta_method(MetaMethod::Index, |lua, this, key: Value| match key {
-            Value::String(s) => index(lua, this, &s.as_bytes()),
-            _ => Ok(Value::Nil),
+    fn register(registry: &mut UserDataRegistry<Self>) {
+        registry.add_meta_field_with(MetaMethod::Index, |lua| api_entry(lua, "request_index"));
+        registry.add_meta_field_with(MetaMethod::NewIndex, |lua| {
+            api_entry(lua, "request_newindex")
         });
-        methods.add_meta_method(
-            MetaMethod::NewIndex,
-            |lua, this, (key, value): (Value, Value)| {
-                let key = Args::new(lua, "newindex", MultiValue::from_iter([Value::Nil, key]))
-                    .string(2)?;
-                newindex(lua, this, &key, value)
-            },
-        );
-        methods.add_meta_method(MetaMethod::ToString, |_, _, ()| Ok("Apache2.Request"));
-
-        // §5a Output.
-        method(methods, "puts", |_, r, a| {
-            for n in 2..=a.len().max(2) {
-                r.write(&a.string(n)?);
-            }
-            Ok(())
-        });
-        method(methods, "write", |_, r, a| Ok(r.write(&a.string(2)?)));
-        method(methods, "flush", |_, r, _| Ok(r.flush()));
-        method(methods, "sendfile", |lua, r, a| {
-            let path = a.strict_string(2)?;
-            let Ok(path) = CString::new(path) else {
-                return Ok(Value::Boolean(false));
-            };
-            let _ = lua;
-            Ok(match r.sendfile(&path) {
-                Some(n) => Value::Integer(n),
-                None => Value::Boolean(false),
-            })
-        });
-
-        // §5b Request data.
-        method(methods, "headers_in_table", |lua, r, _| {
-            table_snapshot(lua, r.headers_in())
-        });
-        method(methods, "headers_out_table", |lua, r, _| {
-            table_snapshot(lua, r.headers_out())
-        });
-        method(methods, "err_headers_out_table", |lua, r, _| {
-            table_snapshot(lua, r.err_headers_out())
-        });
-        method(methods, "notes_table", |lua, r, _| {
-            table_snapshot(lua, r.notes())
-        });
-        method(methods, "subprocess_env_table", |lua, r, _| {
-            table_snapshot(lua, r.subprocess_env())
-        });
-        method(methods, "parseargs", |lua, r, _| {
-            let pairs = form::parse_args(r.args().map(|a| a.to_bytes()).unwrap_or(b""));
-            form_tables(lua, pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
-        });
-        method(methods, "parsebody", parsebody);
-        method(methods, "requestbody", requestbody);
-        method(methods, "getcookie", getcookie);
-        method(methods, "setcookie", setcookie);
-        method(methods, "construct_url", |lua, r, a| {
-            let uri = c_arg(lua, "uri", a.string(2)?)?;
-            cstr_value(lua, r.construct_url(&uri))
-        });
-        method(methods, "get_server_name_for_url", |lua, r, _| {
-            cstr_value(lua, r.server_name_for_url())
-        });
-        method(methods, "set_document_root", |lua, r, a| {
-            let p = c_arg(lua, "document root", a.string(2)?)?;
-            r.set_document_root(p.as_bytes());
-            Ok(())
-        });
-        method(methods, "set_context_info", |lua, r, a| {
-            let (prefix, root) = (
-                c_arg(lua, "prefix", a.string(2)?)?,
-                c_arg(lua, "document root", a.string(3)?)?,
-            );
-            r.set_context_info(prefix.as_bytes(), root.as_bytes());
-            Ok(())
-        });
-        method(methods, "expr", |lua, r, a| {
-            let e = c_arg(lua, "expression", a.strict_string(2)?)?;
-            match r.expr(&e) {
-                Ok(b) => b.into_lua_multi(lua),
-                Err((b, msg)) => (b, msg).into_lua_multi(lua),
-            }
-        });
-        // Works as mod_lua's manual documents (mod_lua's own always raises a type error).
-        method(methods, "make_etag", |lua, r, a| {
-            cstr_value(lua, r.make_etag(a.truthy(2)))
-        });
-
-        // §5c Encoding.
-        method(methods, "escape", |lua, _, a| {
-            lua_bytes(lua, encode::escape_urlencoded(&a.strict_string(2)?))
-        });
-        method(
-            methods,
-            "unescape",
-            |lua, _, a| match encode::unescape_urlencoded(&a.strict_string(2)?) {
-                Some(v) => lua_bytes(lua, v),
-                None => Ok(Value::Nil),
-            },
-        );
-        method(methods, "escape_html", |lua, _, a| {
-            lua_bytes(lua, encode::escape_html(&a.string(2)?))
-        });
-        method(methods, "escape_logitem", |lua, r, a| {
-            let s = c_arg(lua, "string", a.string(2)?)?;
-            cstr_value(lua, r.escape_logitem(&s))
-        });
-        method(methods, "os_escape_path", |lua, r, a| {
-            let s = c_arg(lua, "path", a.string(2)?)?;
-            cstr_value(lua, r.os_escape_path(&s, a.truthy(3)))
-        });
-        method(methods, "base64_encode", |lua, _, a| {
-            lua_bytes(lua, encode::base64_encode(&a.strict_string(2)?))
-        });
-        method(methods, "base64_decode", |lua, _, a| {
-            lua_bytes(lua, encode::base64_decode(&a.strict_string(2)?))
-        });
-        method(methods, "md5", |lua, r, a| {
-            lua_bytes(lua, r.md5_hex(&a.strict_string(2)?))
-        });
-        method(methods, "sha1", |lua, _, a| {
-            lua_bytes(lua, httpd::sha1_hex(&a.strict_string(2)?))
-        });
-
-        // §5i Logging.
-        for (name, level) in [
-            ("emerg", Level::Emerg),
-            ("alert", Level::Alert),
-            ("crit", Level::Crit),
-            ("err", Level::Err),
-            ("warn", Level::Warn),
-            ("notice", Level::Notice),
-            ("info", Level::Info),
-            ("debug", Level::Debug),
-            ("trace1", Level::Trace1),
-            ("trace2", Level::Trace2),
-            ("trace3", Level::Trace3),
-            ("trace4", Level::Trace4),
-            ("trace5", Level::Trace5),
-            ("trace6", Level::Trace6),
-            ("trace7", Level::Trace7),
-            ("trace8", Level::Trace8),
-        ] {
-            log_method(methods, name, level);
-        }
+        registry.add_meta_method(MetaMethod::ToString, |_, _, ()| Ok("Apache2.Request"));
     }
+}
+
+/// Builds the request API of a new VM (methods, field access, table access; see api.lua).
+pub fn install(lua: &Lua) -> mlua::Result<()> {
+    let m = lua.create_table()?;
+    // §5a Output.
+    method(lua, &m, "puts", |_, r, a| {
+        for n in 2..=a.len().max(2) {
+            r.write(&a.string(n)?);
+        }
+        Ok(())
+    })?;
+    method(lua, &m, "write", |_, r, a| Ok(r.write(&a.string(2)?)))?;
+    method(lua, &m, "flush", |_, r, _| Ok(r.flush()))?;
+    method(lua, &m, "sendfile", |lua, r, a| {
+        let path = a.strict_string(2)?;
+        let Ok(path) = CString::new(path) else {
+            return Ok(Value::Boolean(false));
+        };
+        let _ = lua;
+        Ok(match r.sendfile(&path) {
+            Some(n) => Value::Integer(n),
+            None => Value::Boolean(false),
+        })
+    })?;
+
+    // §5b Request data.
+    method(lua, &m, "headers_in_table", |lua, r, _| {
+        table_snapshot(lua, r.headers_in())
+    })?;
+    method(lua, &m, "headers_out_table", |lua, r, _| {
+        table_snapshot(lua, r.headers_out())
+    })?;
+    method(lua, &m, "err_headers_out_table", |lua, r, _| {
+        table_snapshot(lua, r.err_headers_out())
+    })?;
+    method(lua, &m, "notes_table", |lua, r, _| {
+        table_snapshot(lua, r.notes())
+    })?;
+    method(lua, &m, "subprocess_env_table", |lua, r, _| {
+        table_snapshot(lua, r.subprocess_env())
+    })?;
+    method(lua, &m, "parseargs", |lua, r, _| {
+        let pairs = form::parse_args(r.args().map(|a| a.to_bytes()).unwrap_or(b""));
+        form_tables(lua, pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+    })?;
+    method(lua, &m, "parsebody", parsebody)?;
+    method(lua, &m, "requestbody", requestbody)?;
+    method(lua, &m, "getcookie", getcookie)?;
+    method(lua, &m, "setcookie", setcookie)?;
+    method(lua, &m, "construct_url", |lua, r, a| {
+        let uri = c_arg(lua, "uri", a.string(2)?)?;
+        cstr_value(lua, r.construct_url(&uri))
+    })?;
+    method(lua, &m, "get_server_name_for_url", |lua, r, _| {
+        cstr_value(lua, r.server_name_for_url())
+    })?;
+    method(lua, &m, "set_document_root", |lua, r, a| {
+        let p = c_arg(lua, "document root", a.string(2)?)?;
+        r.set_document_root(p.as_bytes());
+        Ok(())
+    })?;
+    method(lua, &m, "set_context_info", |lua, r, a| {
+        let (prefix, root) = (
+            c_arg(lua, "prefix", a.string(2)?)?,
+            c_arg(lua, "document root", a.string(3)?)?,
+        );
+        r.set_context_info(prefix.as_bytes(), root.as_bytes());
+        Ok(())
+    })?;
+    method(lua, &m, "expr", |lua, r, a| {
+        let e = c_arg(lua, "expression", a.strict_string(2)?)?;
+        match r.expr(&e) {
+            Ok(b) => b.into_lua_multi(lua),
+            Err((b, msg)) => (b, msg).into_lua_multi(lua),
+        }
+    })?;
+    // Works as mod_lua's manual documents (mod_lua's own always raises a type error).
+    method(lua, &m, "make_etag", |lua, r, a| {
+        cstr_value(lua, r.make_etag(a.truthy(2)))
+    })?;
+
+    // §5c Encoding.
+    method(lua, &m, "escape", |lua, _, a| {
+        lua_bytes(lua, encode::escape_urlencoded(&a.strict_string(2)?))
+    })?;
+    method(
+        lua,
+        &m,
+        "unescape",
+        // Nothing (not even nil) on a malformed escape, as mod_lua.
+        |lua, _, a| match encode::unescape_urlencoded(&a.strict_string(2)?) {
+            Some(v) => lua_bytes(lua, v)?.into_lua_multi(lua),
+            None => Ok(MultiValue::new()),
+        },
+    )?;
+    method(lua, &m, "escape_html", |lua, _, a| {
+        lua_bytes(lua, encode::escape_html(&a.string(2)?))
+    })?;
+    method(lua, &m, "escape_logitem", |lua, r, a| {
+        let s = c_arg(lua, "string", a.string(2)?)?;
+        cstr_value(lua, r.escape_logitem(&s))
+    })?;
+    method(lua, &m, "os_escape_path", |lua, r, a| {
+        let s = c_arg(lua, "path", a.string(2)?)?;
+        cstr_value(lua, r.os_escape_path(&s, a.truthy(3)))
+    })?;
+    method(lua, &m, "base64_encode", |lua, _, a| {
+        lua_bytes(lua, encode::base64_encode(&a.strict_string(2)?))
+    })?;
+    method(lua, &m, "base64_decode", |lua, _, a| {
+        lua_bytes(lua, encode::base64_decode(&a.strict_string(2)?))
+    })?;
+    method(lua, &m, "md5", |lua, r, a| {
+        lua_bytes(lua, r.md5_hex(&a.strict_string(2)?))
+    })?;
+    method(lua, &m, "sha1", |lua, _, a| {
+        lua_bytes(lua, httpd::sha1_hex(&a.strict_string(2)?))
+    })?;
+
+    // §5i Logging.
+    for (name, level) in [
+        ("emerg", Level::Emerg),
+        ("alert", Level::Alert),
+        ("crit", Level::Crit),
+        ("err", Level::Err),
+        ("warn", Level::Warn),
+        ("notice", Level::Notice),
+        ("info", Level::Info),
+        ("debug", Level::Debug),
+        ("trace1", Level::Trace1),
+        ("trace2", Level::Trace2),
+        ("trace3", Level::Trace3),
+        ("trace4", Level::Trace4),
+        ("trace5", Level::Trace5),
+        ("trace6", Level::Trace6),
+        ("trace7", Level::Trace7),
+        ("trace8", Level::Trace8),
+    ] {
+        log_method(lua, &m, name, level)?;
+    }
+    let getfield = api_fn(lua, |lua, (ud, key): (AnyUserData, Value)| {
+        let this = ud.borrow::<RequestHandle>()?;
+        match key {
+            Value::String(s) => index(lua, &this, &s.as_bytes()),
+            _ => Ok(Value::Nil),
+        }
+    })?;
+    let setfield = api_fn(lua, |lua, (ud, key, value): (AnyUserData, Value, Value)| {
+        let this = ud.borrow::<RequestHandle>()?;
+        let key = Args::new(lua, "newindex", MultiValue::from_iter([Value::Nil, key])).string(2)?;
+        newindex(lua, &this, &key, value)
+    })?;
+    let api: Table = lua
+        .load(include_str!("api.lua"))
+        .set_name("=mod_lua_rs api")
+        .call((
+            fail_tag(),
+            m,
+            getfield,
+            setfield,
+            api_fn(lua, table_get)?,
+            api_fn(lua, table_set)?,
+            api_fn(lua, table_pairs)?,
+        ))?;
+    lua.set_named_registry_value(API_KEY, api)
 }
 
 #[cfg(test)]
