@@ -85,4 +85,6 @@ fn main() {
         }
     }
     build.compile("lua_shim");
+    // crypt_r for r:htpassword(..., 3).
+    println!("cargo:rustc-link-lib=crypt");
 }

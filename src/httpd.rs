@@ -780,8 +780,13 @@ pub fn server_started() -> i64 {
 
 /// Lowercase hex SHA-1 of `data`.
 pub fn sha1_hex(data: &[u8]) -> String {
+    sha1_raw(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The 20-byte SHA-1 digest of `data`.
+pub fn sha1_raw(data: &[u8]) -> [u8; 20] {
     // SAFETY: the context and digest are local; `data` is fed in slices that fit `c_uint`.
-    let digest = unsafe {
+    unsafe {
         let mut ctx: ffi::apr_sha1_ctx_t = std::mem::zeroed();
         ffi::apr_sha1_init(&mut ctx);
         for chunk in data.chunks(1 << 30) {
@@ -790,8 +795,102 @@ pub fn sha1_hex(data: &[u8]) -> String {
         let mut digest = [0u8; 20];
         ffi::apr_sha1_final(digest.as_mut_ptr(), &mut ctx);
         digest
+    }
+}
+
+/// Password hashes as `htpasswd` makes them (mod_lua's `mk_password_hash`): algorithm 0 APR-MD5
+/// (`$apr1$`), 1 SHA (`{SHA}`), 2 bcrypt (`cost` 4–31, 0 = 5), 3 crypt(3).
+pub fn htpassword(pw: &CStr, alg: i64, cost: i64) -> Result<String, String> {
+    const ITOA64: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let random = |n: usize| -> Result<Vec<u8>, String> {
+        let mut b = vec![0u8; n];
+        // SAFETY: `b` has room for `n` bytes.
+        let rv = unsafe { ffi::apr_generate_random_bytes(b.as_mut_ptr(), n as ffi::apr_size_t) };
+        if rv != 0 {
+            return Err("Unable to generate random bytes".into());
+        }
+        Ok(b)
     };
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let salt8 = || -> Result<CString, String> {
+        let s: Vec<u8> = random(8)?
+            .iter()
+            .map(|b| ITOA64[(*b & 63) as usize])
+            .collect();
+        Ok(CString::new(s).expect("salt alphabet has no NUL"))
+    };
+    let mut out = vec![0 as c_char; 256];
+    let finish = |out: &[c_char]| -> String {
+        // SAFETY: the encoders NUL-terminate within `out`.
+        unsafe { CStr::from_ptr(out.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    match alg {
+        0 => {
+            let salt = salt8()?;
+            // SAFETY: NUL-terminated inputs; `out` has room for the result.
+            let rv = unsafe {
+                ffi::apr_md5_encode(
+                    pw.as_ptr(),
+                    salt.as_ptr(),
+                    out.as_mut_ptr(),
+                    out.len() as ffi::apr_size_t,
+                )
+            };
+            if rv != 0 {
+                return Err("could not encode password".into());
+            }
+            Ok(finish(&out))
+        }
+        1 => {
+            let digest = sha1_raw(pw.to_bytes());
+            Ok(format!(
+                "{{SHA}}{}",
+                String::from_utf8_lossy(&crate::lua_api::encode::base64_encode(&digest))
+            ))
+        }
+        2 => {
+            let cost = if cost == 0 { 5 } else { cost };
+            if !(4..=31).contains(&cost) {
+                return Err(format!(
+                    "Unable to encode with bcrypt: cost {cost} out of range (4-31)"
+                ));
+            }
+            let salt = random(16)?;
+            // SAFETY: NUL-terminated password, 16 salt bytes, `out` sized as given.
+            let rv = unsafe {
+                ffi::apr_bcrypt_encode(
+                    pw.as_ptr(),
+                    cost as std::ffi::c_uint,
+                    salt.as_ptr(),
+                    16,
+                    out.as_mut_ptr(),
+                    out.len() as ffi::apr_size_t,
+                )
+            };
+            if rv != 0 {
+                return Err("Unable to encode with bcrypt".into());
+            }
+            Ok(finish(&out))
+        }
+        3 => {
+            let salt = salt8()?;
+            // SAFETY: NUL-terminated inputs; the shim writes at most `out.len()` bytes.
+            let rv = unsafe {
+                ffi::lua_shim_crypt(
+                    pw.as_ptr(),
+                    salt.as_ptr(),
+                    out.as_mut_ptr(),
+                    out.len() as std::ffi::c_ulong,
+                )
+            };
+            if rv != 0 {
+                return Err("crypt() failed".into());
+            }
+            Ok(finish(&out))
+        }
+        other => Err(format!("mk_password_hash(): unsupported algorithm {other}")),
+    }
 }
 
 /// RFC 822 date for `secs` since the epoch (as cookies' `Expires=` want it).

@@ -59,7 +59,7 @@ fn server() -> Option<Server> {
 }
 
 /// One script, many operations, chosen by `?op=`.
-const REQ: &str = r#"
+const REQ: &str = r##"
 local ops = {}
 function ops.tables(r)
   r.headers_out["X-One"] = "1"
@@ -116,7 +116,8 @@ function ops.tofile(r)
   r:puts(tostring(n), ":", tostring(err), ":", content)
 end
 function ops.cookies(r)
-  r:puts(tostring(r:getcookie("session")), "|", tostring(r:getcookie("missing")), "|", tostring(r:getcookie("dup")))
+  r:puts(tostring(r:getcookie("session")), "|", tostring((r:getcookie("missing"))), "|", tostring((r:getcookie("dup"))), "|",
+    select("#", r:getcookie("missing")))
   r:setcookie{ key = "k 1", value = "v;1", expires = 1700000000, secure = true, httponly = true, domain = "example.com" }
   r:setcookie{ key = "plain", value = "x" }
   r:setcookie("legacy", "y", true, 1700000000)
@@ -142,8 +143,8 @@ function ops.etag(r)
 end
 function ops.encode(r)
   local bin = "\0\1\255ab\0"
-  r:puts(r:escape("a b&c=d/é"), "|", r:unescape("a+b%26c"), "|", tostring(r:unescape("bad%zz")), "|",
-    tostring(r:unescape("nul%00")), "|", r:escape_html("<a href=\"x\">&</a>"), "|",
+  r:puts(r:escape("a b&c=d/é"), "|", r:unescape("a+b%26c"), "|", tostring((r:unescape("bad%zz"))), "|",
+    select("#", r:unescape("nul%00")), "|", r:escape_html("<a href=\"x\">&</a>"), "|",
     r:escape_logitem("tab\there\"q"), "|", r:os_escape_path("/a b/c?d", true), "|", r:os_escape_path("a b"), "|",
     r:base64_encode("hello"), "|", r:base64_decode("aGVsbG8="), "|",
     tostring(r:base64_decode(r:base64_encode(bin)) == bin), "|", #r:base64_decode(r:base64_encode(bin)), "|",
@@ -178,11 +179,16 @@ function ops.dotcall(r)
   local ok3, err3 = pcall(r.puts, r, {})
   r:puts(tostring(err), "\n", tostring(err2), "\n", tostring(err3))
 end
+function ops.htpassword(r)
+  for alg = 0, 3 do r:puts(r:htpassword("s3cret", alg), "\n") end
+  local ok, err = r:htpassword("x", 9)
+  r:puts(tostring(ok), "|", err, "\n", r:htpassword("x", 2, 6):sub(1, 7))
+end
 function handle(r)
   local op = r:parseargs().op
   return ops[op](r)
 end
-"#;
+"##;
 
 #[test]
 fn all_fields_have_mod_lua_types() {
@@ -458,7 +464,7 @@ fn cookies() {
         &[("Cookie", "a=1; session=abc%20d; dup=1, dup=2")],
         b"",
     );
-    assert_eq!(r.text(), "abc%20d|nil|nil");
+    assert_eq!(r.text(), "abc%20d|nil|nil|0");
     let set = &r.headers["set-cookie"];
     assert_eq!(set.len(), 4, "{set:?}");
     assert_eq!(set[0], "k+1=v%3b1; Secure; Expires=Tue, 14 Nov 2023 22:13:20 GMT; HttpOnly; Domain=example.com; Path=/;");
@@ -507,7 +513,7 @@ fn encoders_match_httpd() {
             "a+b%26c%3dd%2f%c3%a9",
             "a b&c",
             "nil",
-            "nil",
+            "0",
             "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;",
             "tab\\there\\\"q",
             "/a%20b/c%3fd",
@@ -604,4 +610,44 @@ fn calling_conventions() {
         lines[2].contains("bad argument #2 to 'puts' (string expected, got table)"),
         "{t}"
     );
+}
+
+#[test]
+fn htpassword_hashes_verify_with_htpasswd() {
+    let Some(s) = server() else { return };
+    let t = op(&s, "htpassword", &[], b"").text();
+    let lines: Vec<&str> = t.lines().collect();
+    assert!(lines[0].starts_with("$apr1$"), "{t}");
+    assert!(lines[1].starts_with("{SHA}"), "{t}");
+    assert!(lines[2].starts_with("$2y$05$"), "{t}");
+    assert_eq!(
+        lines[4],
+        "false|mk_password_hash(): unsupported algorithm 9"
+    );
+    assert_eq!(lines[5], "$2y$06$");
+    if !std::path::Path::new("/usr/bin/htpasswd").exists() {
+        return;
+    }
+    for (alg, hash) in lines[..4].iter().enumerate() {
+        let file = s.root.join(format!("passwd{alg}"));
+        std::fs::write(&file, format!("user:{hash}\n")).unwrap();
+        let ok = std::process::Command::new("htpasswd")
+            .arg("-vb")
+            .arg(&file)
+            .args(["user", "s3cret"])
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "alg {alg}: {hash}: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let bad = std::process::Command::new("htpasswd")
+            .arg("-vb")
+            .arg(&file)
+            .args(["user", "wrong"])
+            .output()
+            .unwrap();
+        assert!(!bad.status.success(), "alg {alg} accepted a wrong password");
+    }
 }

@@ -18,6 +18,7 @@
 #include <apr_file_info.h>
 #include <apr_buckets.h>
 #include <apr_sha1.h>
+#include <apr_md5.h>
 #include <apr_base64.h>
 #include <util_md5.h>
 #include <http_ssl.h>

@@ -825,6 +825,15 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         lua_bytes(lua, httpd::sha1_hex(&a.strict_string(2)?))
     })?;
 
+    // M36: r:htpassword(pw [, alg [, cost]]) → hash | false, error.
+    method(lua, &m, "htpassword", |lua, _, a| {
+        let pw = c_arg(lua, "password", a.strict_string(2)?)?;
+        match httpd::htpassword(&pw, a.opt_integer(3, 0)?, a.opt_integer(4, 0)?) {
+            Ok(h) => lua_bytes(lua, h)?.into_lua_multi(lua),
+            Err(e) => (false, e).into_lua_multi(lua),
+        }
+    })?;
+
     // §5i Logging.
     for (name, level) in [
         ("emerg", Level::Emerg),
