@@ -48,7 +48,7 @@ fn main() {
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
         .default_macro_constant_type(bindgen::MacroTypeVariation::Signed)
         .allowlist_function("ap_.*|apr_.*|lua_shim_.*")
-        .allowlist_type("request_rec|conn_rec|server_rec|module|command_rec|cmd_parms|ap_.*|apr_.*")
+        .allowlist_type("request_rec|conn_rec|server_rec|module|command_rec|cmd_parms|ap_.*|apr_.*|authz_provider|authz_status")
         .allowlist_var(
             "MODULE_MAGIC_.*|OK|DECLINED|DONE|SUSPENDED|HTTP_.*|M_.*|APR_.*|AP_.*|APLOG_.*|\
              OR_.*|ACCESS_CONF|RSRC_CONF|EXEC_ON_READ|NOT_IN_.*|GLOBAL_ONLY|PROXYREQ_.*|\

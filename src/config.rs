@@ -95,6 +95,158 @@ pub fn parse_inherit(arg: &str) -> Result<Inherit, String> {
     }
 }
 
+/// The request phases a Lua hook can run in (H01–H09, H14).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    Quick,
+    PreTranslateName,
+    TranslateName,
+    MapToStorage,
+    CheckUserId,
+    AccessChecker,
+    AuthChecker,
+    TypeChecker,
+    Fixups,
+    Log,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 10] = [
+        Phase::Quick,
+        Phase::PreTranslateName,
+        Phase::TranslateName,
+        Phase::MapToStorage,
+        Phase::CheckUserId,
+        Phase::AccessChecker,
+        Phase::AuthChecker,
+        Phase::TypeChecker,
+        Phase::Fixups,
+        Phase::Log,
+    ];
+
+    /// mod_lua's phase name (used in its log lines).
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Quick => "quick",
+            Phase::PreTranslateName => "pre_translate_name",
+            Phase::TranslateName => "translate_name",
+            Phase::MapToStorage => "map_to_storage",
+            Phase::CheckUserId => "check_user_id",
+            Phase::AccessChecker => "access_checker",
+            Phase::AuthChecker => "auth_checker",
+            Phase::TypeChecker => "type_checker",
+            Phase::Fixups => "fixups",
+            Phase::Log => "log_transaction",
+        }
+    }
+
+    /// Phases with mod_lua "early" and "late" harnesses besides the middle one.
+    pub fn has_slots(self) -> bool {
+        matches!(
+            self,
+            Phase::TranslateName | Phase::AccessChecker | Phase::AuthChecker
+        )
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Where in httpd's hook order a Lua hook runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// Before the other modules of the phase (APR_HOOK_FIRST - 1).
+    Early,
+    Middle,
+    /// After them (APR_HOOK_LAST + 1).
+    Late,
+}
+
+impl Slot {
+    /// The optional third argument: `early` or `late`, case-insensitive.
+    pub fn parse(arg: Option<&str>) -> Result<Slot, String> {
+        match arg.map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(Slot::Middle),
+            Some("early") => Ok(Slot::Early),
+            Some("late") => Ok(Slot::Late),
+            Some(_) => Err("Third argument must be 'early' or 'late'".to_string()),
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Lua code given inline in the configuration (`<LuaHookFixups> … </LuaHookFixups>`).
+#[derive(Debug)]
+pub struct InlineChunk {
+    /// Identity of the block in VM caches (`<config file>:<line>`).
+    pub key: String,
+    /// The configuration file it came from.
+    pub file: String,
+    /// The body, preceded by blank lines so that Lua's line numbers are the config file's.
+    pub source: String,
+}
+
+/// What a hook runs.
+#[derive(Debug, Clone)]
+pub enum HookCode {
+    /// A script file, resolved against LuaRoot per request.
+    File(String),
+    Inline(Arc<InlineChunk>),
+}
+
+/// One Lua hook: its code and the global function to call (`None`: an inline block's body is
+/// the hook itself, run with `r` in scope).
+#[derive(Debug)]
+pub struct HookSpec {
+    pub code: HookCode,
+    pub function: Option<String>,
+}
+
+const HOOK_LISTS: usize = 30;
+
+/// Lua hooks per phase and slot.
+#[derive(Clone, Default)]
+pub struct HookTable {
+    lists: [Arc<Vec<Arc<HookSpec>>>; HOOK_LISTS],
+}
+
+impl HookTable {
+    fn at(phase: Phase, slot: Slot) -> usize {
+        phase.index() * 3 + slot.index()
+    }
+
+    pub fn get(&self, phase: Phase, slot: Slot) -> &[Arc<HookSpec>] {
+        &self.lists[Self::at(phase, slot)]
+    }
+
+    pub fn push(&mut self, phase: Phase, slot: Slot, spec: HookSpec) {
+        Arc::make_mut(&mut self.lists[Self::at(phase, slot)]).push(Arc::new(spec));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lists.iter().all(|l| l.is_empty())
+    }
+
+    /// mod_lua `overlay_hook_specs`: per phase and slot, lists combine as LuaInherit says.
+    pub fn merge(mode: Inherit, base: &Arc<HookTable>, add: &Arc<HookTable>) -> Arc<HookTable> {
+        match mode {
+            Inherit::None => return add.clone(),
+            _ if add.is_empty() => return base.clone(),
+            _ if base.is_empty() => return add.clone(),
+            _ => {}
+        }
+        let mut out = HookTable::default();
+        for i in 0..HOOK_LISTS {
+            out.lists[i] = inherit_list(mode, &base.lists[i], &add.lists[i]);
+        }
+        Arc::new(out)
+    }
+}
+
 /// One `LuaMapHandler` line.
 pub struct MapHandler {
     pub pattern: String,
@@ -118,6 +270,8 @@ pub struct DirConfig {
     pub show_errors: Option<bool>,
     /// `LuaRoot` in effect here: base for relative script paths of mod_lua directives.
     pub root: Option<Arc<str>>,
+    /// `LuaHook*` and `LuaQuickHandler` lines and blocks.
+    pub hooks: Arc<HookTable>,
 }
 
 impl DirConfig {
@@ -148,6 +302,7 @@ impl DirConfig {
             map_handlers: inherit_list(mode, &base.map_handlers, &add.map_handlers),
             show_errors: add.show_errors.or(base.show_errors),
             root: add.root.clone().or_else(|| base.root.clone()),
+            hooks: HookTable::merge(mode, &base.hooks, &add.hooks),
         }
     }
 }
@@ -320,6 +475,46 @@ mod tests {
             &inherit_list(Inherit::ParentFirst, &p, &empty),
             &p
         ));
+    }
+
+    #[test]
+    fn hook_lists_merge_per_phase_and_slot() {
+        let spec = |f: &str| HookSpec {
+            code: HookCode::File(f.into()),
+            function: Some("h".into()),
+        };
+        let mut parent = HookTable::default();
+        parent.push(Phase::TranslateName, Slot::Middle, spec("p"));
+        parent.push(Phase::Fixups, Slot::Middle, spec("pf"));
+        let mut child = HookTable::default();
+        child.push(Phase::TranslateName, Slot::Middle, spec("c"));
+        child.push(Phase::TranslateName, Slot::Early, spec("ce"));
+        let (p, c) = (Arc::new(parent), Arc::new(child));
+        let names = |t: &HookTable, ph, sl| -> Vec<String> {
+            t.get(ph, sl)
+                .iter()
+                .map(|s| match &s.code {
+                    HookCode::File(f) => f.clone(),
+                    HookCode::Inline(_) => "inline".into(),
+                })
+                .collect()
+        };
+        let first = HookTable::merge(Inherit::ParentFirst, &p, &c);
+        assert_eq!(
+            names(&first, Phase::TranslateName, Slot::Middle),
+            ["p", "c"]
+        );
+        assert_eq!(names(&first, Phase::TranslateName, Slot::Early), ["ce"]);
+        assert_eq!(names(&first, Phase::Fixups, Slot::Middle), ["pf"]);
+        let last = HookTable::merge(Inherit::ParentLast, &p, &c);
+        assert_eq!(names(&last, Phase::TranslateName, Slot::Middle), ["c", "p"]);
+        let none = HookTable::merge(Inherit::None, &p, &c);
+        assert!(none.get(Phase::Fixups, Slot::Middle).is_empty());
+        assert_eq!(Slot::parse(Some("LATE")), Ok(Slot::Late));
+        assert_eq!(
+            Slot::parse(Some("x")),
+            Err("Third argument must be 'early' or 'late'".into())
+        );
     }
 
     #[test]

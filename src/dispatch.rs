@@ -2,13 +2,13 @@
 //! the function (code cache, scope environment), calls it with `r`, and reads the result.
 //! A panic inside a call poisons that VM and becomes an ordinary failure.
 
-use crate::config::{DirConfig, Scope};
+use crate::config::{DirConfig, InlineChunk, Scope};
 use crate::httpd::{FileStamp, LiveRequest, Request};
 use crate::lua_api::request::RequestHandle;
 use crate::lua_api::returned_number;
 use crate::vm::pool::{self, PoolError, SendVm};
 use crate::vm::{ChunkSpec, EnvMode, ErrorText, Vm, VmError, VmSetup};
-use mlua::Value;
+use mlua::{MultiValue, Value};
 use once_cell::unsync::OnceCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
@@ -45,10 +45,33 @@ pub struct ConnState {
 
 /// The script and function to call.
 pub struct Entry<'a> {
+    /// The script's path, or an inline block's key.
     pub path: &'a [u8],
-    pub function: &'a str,
+    /// The global function to call; `None` runs an inline block's body with `r` in scope.
+    pub function: Option<&'a str>,
     /// httpd's stat of `path`, when it made one (the handler's `r->finfo`).
     pub stamp: Option<FileStamp>,
+    pub inline: Option<&'a InlineChunk>,
+    /// Arguments after `r` (an authz provider's `Require` arguments).
+    pub args: &'a [String],
+}
+
+impl<'a> Entry<'a> {
+    /// A file's global function, called with `r` alone.
+    pub fn file(path: &'a [u8], function: &'a str) -> Self {
+        Entry {
+            path,
+            function: Some(function),
+            stamp: None,
+            inline: None,
+            args: &[],
+        }
+    }
+
+    /// How log lines name the entry point.
+    pub fn function_name(&self) -> &str {
+        self.function.unwrap_or("(inline block)")
+    }
 }
 
 /// What the function returned, as mod_lua reads it.
@@ -101,18 +124,13 @@ pub fn call(r: Request<'_>, cfg: &DirConfig, entry: &Entry<'_>) -> Result<Outcom
         codecache: cfg.codecache(),
         package_paths: &cfg.package_paths,
         package_cpaths: &cfg.package_cpaths,
+        inline: entry.inline,
     };
     match cfg.scope() {
-        Scope::Once => run(request_vm(r)?, r, &spec, EnvMode::Once, entry.function),
-        Scope::Request => run(request_vm(r)?, r, &spec, EnvMode::Request, entry.function),
-        Scope::Thread => run(
-            request_vm(r)?,
-            r,
-            &spec,
-            EnvMode::Persistent,
-            entry.function,
-        ),
-        Scope::Conn => run(conn_vm(r)?, r, &spec, EnvMode::Persistent, entry.function),
+        Scope::Once => run(request_vm(r)?, r, &spec, EnvMode::Once, entry),
+        Scope::Request => run(request_vm(r)?, r, &spec, EnvMode::Request, entry),
+        Scope::Thread => run(request_vm(r)?, r, &spec, EnvMode::Persistent, entry),
+        Scope::Conn => run(conn_vm(r)?, r, &spec, EnvMode::Persistent, entry),
         Scope::Server { min, max } => {
             let pool = pool::server_pool(entry.path, min, max, &SETUP);
             let lease = pool.lease(&SETUP, SERVER_POOL_WAIT).map_err(|e| match e {
@@ -122,7 +140,7 @@ pub fn call(r: Request<'_>, cfg: &DirConfig, entry: &Entry<'_>) -> Result<Outcom
                 )),
                 PoolError::Create(e) => lua_failure(e),
             })?;
-            run(lease.vm(), r, &spec, EnvMode::Persistent, entry.function)
+            run(lease.vm(), r, &spec, EnvMode::Persistent, entry)
         }
     }
 }
@@ -132,21 +150,37 @@ fn run(
     r: Request<'_>,
     spec: &ChunkSpec<'_>,
     mode: EnvMode,
-    function: &str,
+    entry: &Entry<'_>,
 ) -> Result<Outcome, Failure> {
     let (live, guard) = LiveRequest::new(r);
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<Value, Failure> {
-        let f = vm.resolve(spec, mode, function).map_err(|e| match e {
+        let load_failure = |e| match e {
             VmError::Load(m) => Failure::Load(m),
             VmError::NotAFunction => Failure::NotAFunction,
             VmError::Lua(m) => Failure::Internal(m),
-        })?;
+        };
         let ud = vm
             .lua()
             .create_userdata(RequestHandle::new(live))
             .map_err(lua_failure)?;
-        f.call::<Value>(ud)
-            .map_err(|e| Failure::Runtime(ErrorText::of(&e)))
+        let runtime = |e: mlua::Error| Failure::Runtime(ErrorText::of(&e));
+        match entry.function {
+            Some(name) => {
+                let f = vm.resolve(spec, mode, name).map_err(load_failure)?;
+                let mut args = MultiValue::with_capacity(1 + entry.args.len());
+                args.push_back(Value::UserData(ud));
+                for a in entry.args {
+                    args.push_back(Value::String(
+                        vm.lua().create_string(a).map_err(lua_failure)?,
+                    ));
+                }
+                f.call::<Value>(args).map_err(runtime)
+            }
+            None => {
+                let (code, env) = vm.resolve_body(spec, mode).map_err(load_failure)?;
+                vm.call_body(&code, &env, ud).map_err(runtime)
+            }
+        }
     }));
     drop(guard);
     match result {

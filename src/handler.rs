@@ -11,7 +11,7 @@ const MAP_HANDLER_NAME: &[u8] = b"lua-map-handler";
 
 /// An entry function's number as a hook status (out-of-range values make httpd answer 500,
 /// as they do for mod_lua).
-fn status(n: i64) -> c_int {
+pub fn status(n: i64) -> c_int {
     n.clamp(c_int::MIN as i64, c_int::MAX as i64) as c_int
 }
 
@@ -29,9 +29,8 @@ pub fn lua_script(r: Request<'_>) -> c_int {
     // Unlike mod_lua, HEAD runs the script too: httpd drops the body, and the headers and
     // status are the ones GET would give.
     let entry = Entry {
-        path: path.to_bytes(),
-        function: "handle",
         stamp: r.finfo_stamp(),
+        ..Entry::file(path.to_bytes(), "handle")
     };
     match dispatch::call(r, cfg, &entry) {
         Ok(Outcome::Number(n)) => status(n),
@@ -68,11 +67,7 @@ pub fn map_handler(r: Request<'_>) -> c_int {
         let file = String::from_utf8_lossy(&interpolate(&mh.file, &caps)).into_owned();
         let function = String::from_utf8_lossy(&interpolate(&mh.function, &caps)).into_owned();
         let path = httpd::merge_path(r.pool(), cfg.root.as_deref(), &file).unwrap_or(file);
-        let entry = Entry {
-            path: path.as_bytes(),
-            function: &function,
-            stamp: None,
-        };
+        let entry = Entry::file(path.as_bytes(), &function);
         match dispatch::call(r, cfg, &entry) {
             Ok(Outcome::Number(n)) if n == DECLINED as i64 => continue,
             Ok(Outcome::Number(n)) => return status(n),
@@ -109,17 +104,12 @@ pub fn map_handler_fixups(r: Request<'_>) -> c_int {
     DECLINED
 }
 
-/// Logs a failed call with the script's position and a traceback, and picks the response:
-/// httpd's own error page (no Lua text reaches the client unless `LuaShowErrors On`).
-pub fn failed(
-    r: Request<'_>,
-    cfg: &DirConfig,
-    entry: &Entry<'_>,
-    what: &str,
-    failure: Failure,
-) -> c_int {
+/// Logs a failed call with the script's position and a traceback; returns the status it
+/// calls for (500, or 503 when no VM could be had).
+pub fn log_failure(r: Request<'_>, entry: &Entry<'_>, what: &str, failure: &Failure) -> c_int {
     let path = String::from_utf8_lossy(entry.path);
-    let (level, status, text) = match &failure {
+    let function = entry.function_name();
+    let (level, status, text) = match failure {
         Failure::Load(m) => (
             Level::Err,
             httpd::HTTP_INTERNAL_SERVER_ERROR,
@@ -129,16 +119,14 @@ pub fn failed(
             Level::Crit,
             httpd::HTTP_INTERNAL_SERVER_ERROR,
             format!(
-                "lua: Unable to find entry function '{}' in {path} (not a valid function)",
-                entry.function
+                "lua: Unable to find entry function '{function}' in {path} (not a valid function)"
             ),
         ),
         Failure::Runtime(e) => (
             Level::Err,
             httpd::HTTP_INTERNAL_SERVER_ERROR,
             format!(
-                "lua: Lua error in {what} {path} ({}): {}",
-                entry.function,
+                "lua: Lua error in {what} {path} ({function}): {}",
                 e.one_line()
             ),
         ),
@@ -150,13 +138,23 @@ pub fn failed(
         Failure::Internal(m) => (
             Level::Crit,
             httpd::HTTP_INTERNAL_SERVER_ERROR,
-            format!(
-                "lua: internal error running {path} ({}): {m}",
-                entry.function
-            ),
+            format!("lua: internal error running {path} ({function}): {m}"),
         ),
     };
     r.log(level, &text);
+    status
+}
+
+/// A failed handler call: logged, then httpd's own error page (no Lua text reaches the client
+/// unless `LuaShowErrors On`).
+pub fn failed(
+    r: Request<'_>,
+    cfg: &DirConfig,
+    entry: &Entry<'_>,
+    what: &str,
+    failure: Failure,
+) -> c_int {
+    let status = log_failure(r, entry, what, &failure);
     if r.response_started() {
         // Part of the response is on the wire: an error page can no longer be sent. Close the
         // connection so the client sees a broken response rather than a complete-looking one.

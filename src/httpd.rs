@@ -1016,6 +1016,123 @@ impl<'a> CmdParms<'a> {
         }
     }
 
+    /// The `cmd_data` of the directive's table entry (the module stores a small tag there).
+    pub fn cmd_data(self) -> usize {
+        // SAFETY: `cmd` points at our static command table entry.
+        unsafe { (*self.rec().cmd).cmd_data as usize }
+    }
+
+    /// The directive's name as written in the command table (e.g. `<LuaHookFixups`).
+    pub fn cmd_name(self) -> String {
+        // SAFETY: the name is a static C string of our command table.
+        unsafe { opt_cstr((*self.rec().cmd).name) }
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The configuration file being read and the current line number in it.
+    pub fn config_position(self) -> (String, u32) {
+        let cf = self.rec().config_file;
+        if cf.is_null() {
+            return (String::new(), 0);
+        }
+        // SAFETY: config_file is live while the directive is read.
+        unsafe {
+            (
+                opt_cstr((*cf).name)
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                (*cf).line_number,
+            )
+        }
+    }
+
+    /// Reads the next raw line of the configuration file (with its newline, untrimmed and not
+    /// joined with the next, so line numbers stay exact), as mod_lua's block reader does.
+    pub fn read_raw_config_line(self) -> Option<Vec<u8>> {
+        let cf = self.rec().config_file;
+        if cf.is_null() {
+            return None;
+        }
+        const MAX: usize = 8192;
+        let mut buf = vec![0u8; MAX];
+        // SAFETY: the config file's reader functions are called as httpd's own
+        // ap_cfg_getline would call them, with a buffer of `MAX` bytes.
+        unsafe {
+            let cf = &mut *cf;
+            let mut len = 0usize;
+            if let Some(getstr) = cf.getstr {
+                if getstr(buf.as_mut_ptr().cast(), MAX as ffi::apr_size_t, cf.param) != 0 {
+                    return None;
+                }
+                len = buf.iter().position(|&b| b == 0).unwrap_or(MAX);
+            } else if let Some(getch) = cf.getch {
+                while len < MAX {
+                    let mut ch: c_char = 0;
+                    if getch(&mut ch, cf.param) != 0 {
+                        break;
+                    }
+                    buf[len] = ch as u8;
+                    len += 1;
+                    if ch as u8 == b'\n' {
+                        break;
+                    }
+                }
+                if len == 0 {
+                    return None;
+                }
+            }
+            buf.truncate(len);
+            if buf.last() == Some(&b'\n') {
+                cf.line_number += 1;
+            }
+            Some(buf)
+        }
+    }
+
+    /// For an EXEC_ON_READ directive (whose `mconfig` is the config tree slot being built):
+    /// turns that node into a `directive` node carrying `data`, which httpd then runs as an
+    /// ordinary directive in its section (mod_lua's `Lua_____ByteCodeHack`).
+    pub fn replace_tree_node<T: 'static>(self, mconfig: *mut c_void, directive: &CStr, data: T) {
+        let pool = self.pool();
+        let data = pool.attach(data);
+        let (file, line) = self.config_position();
+        // SAFETY: for EXEC_ON_READ commands httpd passes `ap_directive_t **` as mconfig; the
+        // node is allocated in the config pool like httpd's own.
+        unsafe {
+            let slot = mconfig as *mut *mut ffi::ap_directive_t;
+            if (*slot).is_null() {
+                *slot = ffi::apr_palloc(pool.as_ptr(), std::mem::size_of::<ffi::ap_directive_t>())
+                    .cast();
+                std::ptr::write_bytes(*slot, 0, 1);
+            }
+            let node = &mut **slot;
+            node.directive = pool.strdup(directive.to_bytes());
+            node.args = std::ptr::null();
+            node.data = data.cast();
+            node.filename = pool.strdup(file.as_bytes());
+            node.line_num = line as c_int;
+        }
+    }
+
+    /// The `data` a [`CmdParms::replace_tree_node`] node carries, if this directive is one.
+    pub fn node_data<T>(self) -> Option<&'a T> {
+        let d = self.rec().directive;
+        // SAFETY: only nodes made by replace_tree_node with a `T` carry data for our
+        // internal directive; anything else has NULL data.
+        unsafe { d.as_ref().and_then(|d| (d.data as *const T).as_ref()) }
+    }
+
+    /// The value of a pool note (`apr_pool_userdata_get`) on the command's temporary pool.
+    pub fn temp_pool_note(self, key: &CStr) -> Option<String> {
+        let mut v: *mut c_void = std::ptr::null_mut();
+        // SAFETY: reads a pointer stored by mod_authz_core as a C string.
+        unsafe {
+            ffi::apr_pool_userdata_get(&mut v, key.as_ptr(), self.rec().temp_pool);
+            opt_cstr(v as *const c_char).map(|s| s.to_string_lossy().into_owned())
+        }
+    }
+
     /// Runs core's context check; `Err` carries core's message.
     pub fn check_context(self, forbidden: u32) -> Result<(), String> {
         // SAFETY: valid cmd_parms; the returned message (if any) is pool-allocated.
@@ -1031,6 +1148,29 @@ impl<'a> CmdParms<'a> {
     pub fn merge_path(self, root: Option<&str>, file: &str) -> Option<String> {
         merge_path(self.pool(), root, file)
     }
+}
+
+/// Splits a configuration line into words as httpd's `ap_getword_conf` does (quotes group
+/// words, backslash escapes inside quotes).
+pub fn conf_words(pool: Pool<'_>, line: &str) -> Vec<String> {
+    let Ok(c) = CString::new(line) else {
+        return Vec::new();
+    };
+    let copy = pool.strdup(c.as_bytes());
+    let mut cursor: *const c_char = copy;
+    let mut words = Vec::new();
+    // SAFETY: ap_getword_conf walks a NUL-terminated pool string, advancing `cursor` and
+    // returning pool-allocated words.
+    unsafe {
+        while *cursor != 0 {
+            let w = ffi::ap_getword_conf(pool.as_ptr(), &mut cursor);
+            match opt_cstr(w) {
+                Some(w) if !w.to_bytes().is_empty() => words.push(w.to_string_lossy().into_owned()),
+                _ => {}
+            }
+        }
+    }
+    words
 }
 
 /// `apr_filepath_merge(root, file, APR_FILEPATH_NOTRELATIVE)`; NULL root = working directory.

@@ -3,10 +3,12 @@
 //! Layers: `ffi` (raw bindings) ← `apr`, `httpd` (safe handles) ← `module` (what httpd calls)
 //! ← `handler`, `dispatch`, `lua_api`. `config` and `vm` are pure and hold no FFI.
 pub mod apr;
+pub mod authz;
 pub mod config;
 pub mod dispatch;
 pub mod ffi;
 pub mod handler;
+pub mod hooks;
 pub mod httpd;
 pub mod lua_api;
 pub mod module;

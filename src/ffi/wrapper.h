@@ -23,4 +23,5 @@
 #include <util_md5.h>
 #include <http_ssl.h>
 #include <ap_expr.h>
+#include <mod_auth.h>
 #include "shim.h"

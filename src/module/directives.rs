@@ -4,7 +4,8 @@
 use super::guard::guard;
 use crate::apr::opt_cstr;
 use crate::config::{
-    parse_codecache, parse_inherit, parse_scope, DirConfig, MapHandler, ServerConfig,
+    parse_codecache, parse_inherit, parse_scope, DirConfig, HookCode, HookSpec, InlineChunk,
+    MapHandler, Phase, ServerConfig, Slot,
 };
 use crate::ffi::{self, cmd_func, cmd_parms, command_rec};
 use crate::httpd::{CmdParms, Regex, NOT_IN_DIR_FILES_HTACCESS};
@@ -14,7 +15,7 @@ use std::sync::Arc;
 
 /// The command table httpd reads; terminated by an all-NULL entry.
 #[repr(transparent)]
-pub struct Commands(pub [command_rec; 9]);
+pub struct Commands(pub [command_rec; 30]);
 
 // SAFETY: the table is immutable static data (string literals and function pointers).
 unsafe impl Sync for Commands {}
@@ -32,6 +33,54 @@ const fn cmd(
         req_override: ffi::OR_ALL,
         args_how: how,
         errmsg: help.as_ptr(),
+    }
+}
+
+/// A hook directive: its phase travels in `cmd_data` (index + 1).
+const fn hook(
+    name: &'static std::ffi::CStr,
+    phase: Phase,
+    slots: bool,
+    help: &'static std::ffi::CStr,
+) -> command_rec {
+    let (func, how) = if slots {
+        (
+            cmd_func {
+                take3: Some(lua_hook_file3),
+            },
+            ffi::cmd_how_TAKE23,
+        )
+    } else {
+        (
+            cmd_func {
+                take2: Some(lua_hook_file2),
+            },
+            ffi::cmd_how_TAKE2,
+        )
+    };
+    command_rec {
+        cmd_data: (phase as usize + 1) as *mut c_void,
+        ..cmd(name, func, how, help)
+    }
+}
+
+/// An inline block `<LuaHook… [function] [early|late]> … </LuaHook…>` (read at config time).
+const fn block(
+    name: &'static std::ffi::CStr,
+    phase: Phase,
+    help: &'static std::ffi::CStr,
+) -> command_rec {
+    command_rec {
+        cmd_data: (phase as usize + 1) as *mut c_void,
+        req_override: ffi::EXEC_ON_READ | ffi::OR_ALL,
+        ..cmd(
+            name,
+            cmd_func {
+                raw_args: Some(lua_hook_block),
+            },
+            ffi::cmd_how_RAW_ARGS,
+            help,
+        )
     }
 }
 
@@ -84,6 +133,103 @@ pub static COMMANDS: Commands = Commands([
         ffi::cmd_how_FLAG,
         c"On: send Lua error messages to the client as mod_lua does (default Off: httpd's error page, details in the error log)",
     ),
+    hook(c"LuaQuickHandler", Phase::Quick, false, c"Provide a hook for the quick handler of request processing"),
+    hook(
+        c"LuaHookPreTranslateName",
+        Phase::PreTranslateName,
+        false,
+        c"Provide a hook for the pre_translate name phase of request processing",
+    ),
+    hook(
+        c"LuaHookTranslateName",
+        Phase::TranslateName,
+        true,
+        c"Provide a hook for the translate name phase of request processing",
+    ),
+    hook(
+        c"LuaHookMapToStorage",
+        Phase::MapToStorage,
+        false,
+        c"Provide a hook for the map_to_storage phase of request processing",
+    ),
+    hook(
+        c"LuaHookCheckUserID",
+        Phase::CheckUserId,
+        true,
+        c"Provide a hook for the check_user_id phase of request processing",
+    ),
+    hook(
+        c"LuaHookAccessChecker",
+        Phase::AccessChecker,
+        true,
+        c"Provide a hook for the access_checker phase of request processing",
+    ),
+    hook(
+        c"LuaHookAuthChecker",
+        Phase::AuthChecker,
+        true,
+        c"Provide a hook for the auth_checker phase of request processing",
+    ),
+    hook(
+        c"LuaHookTypeChecker",
+        Phase::TypeChecker,
+        false,
+        c"Provide a hook for the type_checker phase of request processing",
+    ),
+    hook(c"LuaHookFixups", Phase::Fixups, false, c"Provide a hook for the fixups phase of request processing"),
+    hook(c"LuaHookLog", Phase::Log, false, c"Provide a hook for the logging phase of request processing"),
+    block(c"<LuaQuickHandler", Phase::Quick, c"Provide a hook for the quick handler of request processing"),
+    block(
+        c"<LuaHookPreTranslateName",
+        Phase::PreTranslateName,
+        c"Provide a hook for the pre_translate name phase of request processing",
+    ),
+    block(
+        c"<LuaHookTranslateName",
+        Phase::TranslateName,
+        c"Provide a hook for the translate name phase of request processing",
+    ),
+    block(
+        c"<LuaHookMapToStorage",
+        Phase::MapToStorage,
+        c"Provide a hook for the map_to_storage phase of request processing",
+    ),
+    block(
+        c"<LuaHookCheckUserID",
+        Phase::CheckUserId,
+        c"Provide a hook for the check_user_id phase of request processing",
+    ),
+    block(
+        c"<LuaHookAccessChecker",
+        Phase::AccessChecker,
+        c"Provide a hook for the access_checker phase of request processing",
+    ),
+    block(
+        c"<LuaHookAuthChecker",
+        Phase::AuthChecker,
+        c"Provide a hook for the auth_checker phase of request processing",
+    ),
+    block(
+        c"<LuaHookTypeChecker",
+        Phase::TypeChecker,
+        c"Provide a hook for the type_checker phase of request processing",
+    ),
+    block(c"<LuaHookFixups", Phase::Fixups, c"Provide a inline hook for the fixups phase of request processing"),
+    cmd(
+        BYTECODE_HACK,
+        cmd_func { raw_args: Some(lua_bytecode_hack) },
+        ffi::cmd_how_RAW_ARGS,
+        c"(internal) Byte code handler",
+    ),
+    command_rec {
+        req_override: ffi::RSRC_CONF | ffi::EXEC_ON_READ,
+        ..cmd(
+            c"LuaAuthzProvider",
+            cmd_func { take3: Some(lua_authz_provider) },
+            ffi::cmd_how_TAKE3,
+            c"Provide an authorization provider",
+        )
+    },
     command_rec {
         name: null(),
         func: cmd_func { no_args: None },
@@ -251,4 +397,229 @@ unsafe extern "C" fn lua_show_errors(
         cfg.show_errors = Some(on != 0);
         Ok(())
     })
+}
+
+/// The internal directive an inline block becomes once read (mod_lua's name).
+const BYTECODE_HACK: &std::ffi::CStr = c"Lua_____ByteCodeHack";
+
+fn phase_of(cmd: CmdParms<'_>) -> Result<Phase, String> {
+    Phase::ALL
+        .get(cmd.cmd_data().wrapping_sub(1))
+        .copied()
+        .ok_or_else(|| "mod_lua_rs: unknown hook directive".into())
+}
+
+unsafe extern "C" fn lua_hook_file2(
+    parms: *mut cmd_parms,
+    mconfig: *mut c_void,
+    file: *const c_char,
+    function: *const c_char,
+) -> *const c_char {
+    directive(parms, mconfig, |cmd, cfg| {
+        add_file_hook(cmd, cfg, arg(file), arg(function), None)
+    })
+}
+
+unsafe extern "C" fn lua_hook_file3(
+    parms: *mut cmd_parms,
+    mconfig: *mut c_void,
+    file: *const c_char,
+    function: *const c_char,
+    when: *const c_char,
+) -> *const c_char {
+    directive(parms, mconfig, |cmd, cfg| {
+        add_file_hook(cmd, cfg, arg(file), arg(function), arg(when))
+    })
+}
+
+/// `LuaHook* file function [early|late]` (mod_lua `register_named_file_function_hook`).
+fn add_file_hook(
+    cmd: CmdParms<'_>,
+    cfg: &mut DirConfig,
+    file: Option<String>,
+    function: Option<String>,
+    when: Option<String>,
+) -> Result<(), String> {
+    let phase = phase_of(cmd)?;
+    if matches!(phase, Phase::Quick | Phase::TranslateName) {
+        cmd.check_context(NOT_IN_DIR_FILES_HTACCESS)?;
+    }
+    let slot = match (&when, phase.has_slots()) {
+        (None, _) => Slot::Middle,
+        (Some(w), true) => Slot::parse(Some(w))?,
+        // mod_lua accepts and silently ignores it for LuaHookCheckUserID.
+        (Some(_), false) => {
+            return Err(format!(
+                "{} has no early or late slot: httpd runs only one Lua {} hook position",
+                cmd.cmd_name(),
+                phase.name()
+            ))
+        }
+    };
+    let spec = HookSpec {
+        code: HookCode::File(file.unwrap_or_default()),
+        function: function.filter(|f| !f.is_empty()),
+    };
+    Arc::make_mut(&mut cfg.hooks).push(phase, slot, spec);
+    Ok(())
+}
+
+/// What an inline block leaves in the config tree for [`lua_bytecode_hack`].
+struct BlockDef {
+    phase: Phase,
+    slot: Slot,
+    function: Option<String>,
+    chunk: Arc<InlineChunk>,
+}
+
+/// `<LuaHookX [function] [early|late]>` (EXEC_ON_READ: `mconfig` is the config tree slot).
+unsafe extern "C" fn lua_hook_block(
+    parms: *mut cmd_parms,
+    mconfig: *mut c_void,
+    line: *const c_char,
+) -> *const c_char {
+    guard(
+        "inline Lua block",
+        c"mod_lua_rs: internal error while reading this block".as_ptr(),
+        || {
+            // SAFETY: httpd passes the cmd_parms of the running directive.
+            let cmd = unsafe { CmdParms::from_raw(parms) }.expect("cmd_parms");
+            match read_block(cmd, mconfig, arg(line).unwrap_or_default()) {
+                Ok(()) => null(),
+                Err(msg) => cmd.pool().strdup(msg.as_bytes()),
+            }
+        },
+    )
+}
+
+fn read_block(cmd: CmdParms<'_>, mconfig: *mut c_void, line: String) -> Result<(), String> {
+    let name = cmd.cmd_name();
+    let phase = phase_of(cmd)?;
+    let end = line
+        .rfind('>')
+        .ok_or_else(|| format!("{name}> directive missing closing '>'"))?;
+    let words: Vec<&str> = line[..end].split_whitespace().collect();
+    let function = words.first().map(|w| w.to_string());
+    let slot =
+        match words.get(1) {
+            None => Slot::Middle,
+            Some(w) => match Slot::parse(Some(w)) {
+                Err(_) => return Err(format!("{name}> 2nd argument must be 'early' or 'late'")),
+                // mod_lua accepts this and then never runs the block.
+                Ok(_) if !phase.has_slots() => return Err(format!(
+                    "{name}> has no early or late slot: httpd runs only one Lua {} hook position",
+                    phase.name()
+                )),
+                Ok(s) => s,
+            },
+        };
+    if words.len() > 2 {
+        return Err(format!(
+            "{name}> takes at most a function name and 'early' or 'late'"
+        ));
+    }
+    let (file, start) = cmd.config_position();
+    let end_tag = format!("</{}", &name[1..]).to_ascii_lowercase();
+    // Blank lines first, so that Lua's line numbers are the config file's.
+    let mut source = "\n".repeat(start as usize);
+    loop {
+        let Some(raw) = cmd.read_raw_config_line() else {
+            return Err(format!(
+                "{name}> block at {file}:{start} has no closing {end_tag}>"
+            ));
+        };
+        let text = String::from_utf8_lossy(&raw);
+        if text.trim_start().to_ascii_lowercase().starts_with(&end_tag) {
+            break;
+        }
+        source.push_str(&text);
+        if !text.ends_with('\n') {
+            source.push('\n');
+        }
+    }
+    // Compile now, so that a syntax error fails the configuration with its file and line.
+    syntax_check(&file, &source).map_err(|e| format!("Lua Error:{e}"))?;
+    let chunk = Arc::new(InlineChunk {
+        key: format!("{file}:{start}"),
+        file,
+        source,
+    });
+    cmd.replace_tree_node(
+        mconfig,
+        BYTECODE_HACK,
+        BlockDef {
+            phase,
+            slot,
+            function,
+            chunk,
+        },
+    );
+    Ok(())
+}
+
+/// Compiles an inline block in a throw-away state (no libraries) to report syntax errors.
+fn syntax_check(file: &str, source: &str) -> Result<(), String> {
+    // SAFETY (of the mlua call): a bare state with no libraries that only compiles text.
+    #[allow(unsafe_code)]
+    let lua =
+        unsafe { mlua::Lua::unsafe_new_with(mlua::StdLib::NONE, mlua::LuaOptions::default()) };
+    lua.load(&crate::vm::wrap_inline(source.as_bytes())[..])
+        .set_name(format!("@{file}"))
+        .set_mode(mlua::chunk::ChunkMode::Text)
+        .into_function()
+        .map(|_| ())
+        .map_err(|e| crate::vm::ErrorText::of(&e).message)
+}
+
+/// `Lua_____ByteCodeHack`: adds an inline block's hook to the section it was written in.
+unsafe extern "C" fn lua_bytecode_hack(
+    parms: *mut cmd_parms,
+    mconfig: *mut c_void,
+    _args: *const c_char,
+) -> *const c_char {
+    directive(parms, mconfig, |cmd, cfg| {
+        let def = cmd
+            .node_data::<BlockDef>()
+            .ok_or_else(|| format!("{} is internal to mod_lua", BYTECODE_HACK.to_string_lossy()))?;
+        let spec = HookSpec {
+            code: HookCode::Inline(def.chunk.clone()),
+            function: def.function.clone(),
+        };
+        Arc::make_mut(&mut cfg.hooks).push(def.phase, def.slot, spec);
+        Ok(())
+    })
+}
+
+/// `LuaAuthzProvider name file function` (main server config only, before its `Require`s).
+unsafe extern "C" fn lua_authz_provider(
+    parms: *mut cmd_parms,
+    _mconfig: *mut c_void,
+    name: *const c_char,
+    file: *const c_char,
+    function: *const c_char,
+) -> *const c_char {
+    guard(
+        "LuaAuthzProvider",
+        c"mod_lua_rs: internal error in LuaAuthzProvider".as_ptr(),
+        || {
+            // SAFETY: httpd passes the cmd_parms of the running directive.
+            let cmd = unsafe { CmdParms::from_raw(parms) }.expect("cmd_parms");
+            let result = (|| -> Result<(), String> {
+                cmd.check_context(crate::ffi::GLOBAL_ONLY as u32)?;
+                let name = arg(name).unwrap_or_default();
+                let registration = crate::authz::register(crate::authz::ProviderSpec {
+                    name: name.clone(),
+                    file: arg(file).unwrap_or_default(),
+                    function: arg(function).unwrap_or_default(),
+                });
+                cmd.pool().attach(registration);
+                super::register_authz_provider(cmd, &name);
+                Ok(())
+            })();
+            match result {
+                Ok(()) => null(),
+                Err(msg) => cmd.pool().strdup(msg.as_bytes()),
+            }
+        },
+    )
 }

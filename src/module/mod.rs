@@ -5,7 +5,7 @@ pub mod guard;
 
 mod directives;
 
-use crate::config::{DirConfig, ServerConfig};
+use crate::config::{DirConfig, Phase, ServerConfig, Slot};
 use crate::ffi;
 use crate::httpd::{Request, DECLINED, HTTP_INTERNAL_SERVER_ERROR};
 use guard::guard;
@@ -119,8 +119,142 @@ request_hook!(
     crate::handler::map_handler_fixups
 );
 
+/// One harness per phase and slot (mod_lua's `lua_*_harness` functions).
+macro_rules! phase_hook {
+    ($name:ident, $phase:ident, $slot:ident) => {
+        unsafe extern "C" fn $name(r: *mut ffi::request_rec) -> c_int {
+            guard(
+                concat!("Lua hook ", stringify!($name)),
+                HTTP_INTERNAL_SERVER_ERROR,
+                || {
+                    // SAFETY: httpd passes the request being processed, owned by this thread.
+                    match unsafe { Request::from_raw(r) } {
+                        Some(r) => crate::hooks::run(r, Phase::$phase, Slot::$slot),
+                        None => DECLINED,
+                    }
+                },
+            )
+        }
+    };
+}
+
+phase_hook!(pre_translate_name, PreTranslateName, Middle);
+phase_hook!(translate_name_early, TranslateName, Early);
+phase_hook!(translate_name, TranslateName, Middle);
+phase_hook!(translate_name_late, TranslateName, Late);
+phase_hook!(map_to_storage, MapToStorage, Middle);
+phase_hook!(check_user_id, CheckUserId, Middle);
+phase_hook!(access_checker_early, AccessChecker, Early);
+phase_hook!(access_checker, AccessChecker, Middle);
+phase_hook!(access_checker_late, AccessChecker, Late);
+phase_hook!(auth_checker_early, AuthChecker, Early);
+phase_hook!(auth_checker, AuthChecker, Middle);
+phase_hook!(auth_checker_late, AuthChecker, Late);
+phase_hook!(type_checker, TypeChecker, Middle);
+phase_hook!(fixups, Fixups, Middle);
+phase_hook!(log_transaction, Log, Middle);
+
+/// H01: the quick handler never runs for lookup subrequests.
+unsafe extern "C" fn quick_handler(r: *mut ffi::request_rec, lookup: c_int) -> c_int {
+    guard("Lua quick handler", HTTP_INTERNAL_SERVER_ERROR, || {
+        // SAFETY: httpd passes the request being processed, owned by this thread.
+        match unsafe { Request::from_raw(r) } {
+            Some(r) if lookup == 0 => crate::hooks::run(r, Phase::Quick, Slot::Middle),
+            _ => DECLINED,
+        }
+    })
+}
+
+/// The authz provider callbacks shared by every LuaAuthzProvider name.
+static AUTHZ_PROVIDER: ffi::authz_provider = ffi::authz_provider {
+    check_authorization: Some(authz_check),
+    parse_require_line: Some(authz_parse),
+};
+
+pub(crate) fn register_authz_provider(cmd: crate::httpd::CmdParms<'_>, name: &str) {
+    let name = cmd.pool().strdup(name.as_bytes());
+    // SAFETY: registers a static provider struct under a pool-allocated name; httpd keeps the
+    // registration for the configuration pool's lifetime.
+    unsafe {
+        ffi::ap_register_auth_provider(
+            cmd.pool().as_ptr(),
+            c"authz".as_ptr(),
+            name,
+            c"0".as_ptr(),
+            (&raw const AUTHZ_PROVIDER).cast(),
+            ffi::AP_AUTH_INTERNAL_PER_CONF as c_int,
+        );
+    }
+}
+
+/// Parses one `Require <lua provider> args…` line (config time, once per line).
+unsafe extern "C" fn authz_parse(
+    cmd: *mut ffi::cmd_parms,
+    require_line: *const c_char,
+    parsed: *mut *const c_void,
+) -> *const c_char {
+    guard(
+        "authz provider parse",
+        c"mod_lua_rs: internal error parsing Require".as_ptr(),
+        || {
+            // SAFETY: httpd passes the running directive's cmd_parms, the line and an out pointer.
+            let (cmd, line) = unsafe {
+                (
+                    crate::httpd::CmdParms::from_raw(cmd).expect("cmd"),
+                    crate::apr::opt_cstr(require_line),
+                )
+            };
+            let line = line
+                .map(|l| l.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let name = cmd
+                .temp_pool_note(c"authz_provider_name")
+                .unwrap_or_default();
+            let Some(spec) = crate::authz::lookup(&name) else {
+                return cmd
+                    .pool()
+                    .strdup(format!("no LuaAuthzProvider named '{name}'").as_bytes())
+                    as *const c_char;
+            };
+            let args = crate::httpd::conf_words(cmd.pool(), &line);
+            let p = cmd
+                .pool()
+                .attach(crate::authz::ParsedRequire { spec, args });
+            // SAFETY: `parsed` is the out pointer httpd handed us.
+            unsafe { *parsed = p as *const c_void };
+            null()
+        },
+    )
+}
+
+unsafe extern "C" fn authz_check(
+    r: *mut ffi::request_rec,
+    _require_line: *const c_char,
+    parsed: *const c_void,
+) -> ffi::authz_status {
+    guard(
+        "authz provider",
+        crate::authz::AUTHZ_GENERAL_ERROR as ffi::authz_status,
+        || {
+            // SAFETY: httpd passes the request and the ParsedRequire our parse function made.
+            let (r, parsed) = unsafe {
+                (
+                    Request::from_raw(r),
+                    (parsed as *const crate::authz::ParsedRequire).as_ref(),
+                )
+            };
+            match (r, parsed) {
+                (Some(r), Some(p)) => crate::authz::check(r, p) as ffi::authz_status,
+                _ => crate::authz::AUTHZ_GENERAL_ERROR as ffi::authz_status,
+            }
+        },
+    )
+}
+
 /// mod_lua's "early" slot: APR_HOOK_FIRST - 1.
 const HOOK_EARLY: c_int = ffi::APR_HOOK_FIRST - 1;
+/// mod_lua's "late" slot: APR_HOOK_LAST + 1.
+const HOOK_LATE: c_int = ffi::APR_HOOK_LAST + 1;
 
 unsafe extern "C" fn register_hooks(_p: *mut ffi::apr_pool_t) {
     guard("register_hooks", (), || {
@@ -134,6 +268,28 @@ unsafe extern "C" fn register_hooks(_p: *mut ffi::apr_pool_t) {
                 null(),
                 null(),
                 ffi::APR_HOOK_LAST + 1 - 2,
+            );
+            let (early, middle, late) = (HOOK_EARLY, ffi::APR_HOOK_MIDDLE, HOOK_LATE);
+            ffi::ap_hook_quick_handler(Some(quick_handler), null(), null(), ffi::APR_HOOK_FIRST);
+            ffi::ap_hook_pre_translate_name(Some(pre_translate_name), null(), null(), middle);
+            ffi::ap_hook_translate_name(Some(translate_name_early), null(), null(), early);
+            ffi::ap_hook_translate_name(Some(translate_name), null(), null(), middle);
+            ffi::ap_hook_translate_name(Some(translate_name_late), null(), null(), late);
+            ffi::ap_hook_map_to_storage(Some(map_to_storage), null(), null(), middle);
+            ffi::ap_hook_check_user_id(Some(check_user_id), null(), null(), middle);
+            ffi::ap_hook_access_checker(Some(access_checker_early), null(), null(), early);
+            ffi::ap_hook_access_checker(Some(access_checker), null(), null(), middle);
+            ffi::ap_hook_access_checker(Some(access_checker_late), null(), null(), late);
+            ffi::ap_hook_auth_checker(Some(auth_checker_early), null(), null(), early);
+            ffi::ap_hook_auth_checker(Some(auth_checker), null(), null(), middle);
+            ffi::ap_hook_auth_checker(Some(auth_checker_late), null(), null(), late);
+            ffi::ap_hook_type_checker(Some(type_checker), null(), null(), middle);
+            ffi::ap_hook_fixups(Some(fixups), null(), null(), middle);
+            ffi::ap_hook_log_transaction(
+                Some(log_transaction),
+                null(),
+                null(),
+                ffi::APR_HOOK_FIRST,
             );
         }
     })

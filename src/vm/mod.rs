@@ -6,7 +6,7 @@
 
 pub mod pool;
 
-use crate::config::{munge_path, parent_dir, CodeCache};
+use crate::config::{munge_path, parent_dir, CodeCache, InlineChunk};
 use crate::httpd::FileStamp;
 use mlua::chunk::ChunkMode;
 use mlua::{Function, Lua, Table, Value};
@@ -38,6 +38,8 @@ pub struct ChunkSpec<'a> {
     /// `LuaPackagePath` / `LuaPackageCPath` entries in effect.
     pub package_paths: &'a Arc<Vec<String>>,
     pub package_cpaths: &'a Arc<Vec<String>>,
+    /// Code given in the configuration instead of a file (`path` is then its key).
+    pub inline: Option<&'a InlineChunk>,
 }
 
 /// Why an entry function could not be called.
@@ -150,7 +152,7 @@ struct Profile {
     table: Table,
 }
 
-struct CodeCell {
+pub struct CodeCell {
     code: Code,
     name: String,
 }
@@ -251,6 +253,68 @@ impl Vm {
         }
     }
 
+    /// For an inline block without a function name: the block's body (to be called with
+    /// the environment and `r`, see [`Vm::call_body`]) and the environment for `mode`.
+    pub fn resolve_body(
+        &self,
+        spec: &ChunkSpec<'_>,
+        mode: EnvMode,
+    ) -> Result<(Rc<CodeCell>, Table), VmError> {
+        let (code, generation, profile) = self.chunk(spec)?;
+        let env = match mode {
+            EnvMode::Once => self.new_env.call(&profile)?,
+            EnvMode::Request => {
+                self.env_only(&self.request_envs, spec.path, generation, &profile)?
+            }
+            EnvMode::Persistent => {
+                self.env_only(&self.persistent_envs, spec.path, generation, &profile)?
+            }
+        };
+        Ok((code, env))
+    }
+
+    /// Runs a nameless block's body in `env` with `arg` as `r`; returns its first result.
+    pub fn call_body(
+        &self,
+        code: &CodeCell,
+        env: &Table,
+        arg: impl mlua::IntoLua,
+    ) -> mlua::Result<Value> {
+        match &code.code {
+            #[cfg(not(feature = "luajit"))]
+            Code::Text(f) => f.call::<Value>((env, arg)),
+            #[cfg(feature = "luajit")]
+            Code::Text(f) => {
+                f.set_environment(env.clone())?;
+                f.call::<Value>(arg)
+            }
+            Code::Binary(_) => Err(mlua::Error::RuntimeError(
+                "inline blocks are never precompiled".into(),
+            )),
+        }
+    }
+
+    fn env_only(
+        &self,
+        map: &RefCell<HashMap<Vec<u8>, EnvEntry>>,
+        key: &[u8],
+        generation: u64,
+        profile: &Table,
+    ) -> Result<Table, VmError> {
+        if let Some(e) = map.borrow().get(key) {
+            return Ok(e.env.clone());
+        }
+        let env: Table = self.new_env.call(profile)?;
+        map.borrow_mut().insert(
+            key.to_vec(),
+            EnvEntry {
+                env: env.clone(),
+                generation,
+            },
+        );
+        Ok(env)
+    }
+
     fn cached_env(
         &self,
         map: &RefCell<HashMap<Vec<u8>, EnvEntry>>,
@@ -302,7 +366,13 @@ impl Vm {
     fn chunk(&self, spec: &ChunkSpec<'_>) -> Result<(Rc<CodeCell>, u64, Table), VmError> {
         let path = spec.path;
         // Only `stat` looks at the file again; httpd's own stat is used when we have it.
-        let current = match spec.codecache {
+        // Inline code never changes while the configuration lives.
+        let codecache = if spec.inline.is_some() {
+            CodeCache::Forever
+        } else {
+            spec.codecache
+        };
+        let current = match codecache {
             CodeCache::Stat => match spec.stamp {
                 Some(s) => Some(s),
                 None => FileStamp::of_path(&String::from_utf8_lossy(path)).ok(),
@@ -312,7 +382,7 @@ impl Vm {
         let cached = {
             let chunks = self.chunks.borrow();
             chunks.get(path).and_then(|e| {
-                let fresh = match spec.codecache {
+                let fresh = match codecache {
                     CodeCache::Forever => true,
                     CodeCache::Never => false,
                     CodeCache::Stat => current.is_some() && current == e.stamp,
@@ -328,9 +398,11 @@ impl Vm {
         }
         let (code, generation) = match cached {
             Some((code, generation, _)) => (code, generation),
-            None => (Rc::new(self.compile(path)?), self.next_generation()),
+            None => (Rc::new(self.compile(spec)?), self.next_generation()),
         };
-        let dir = parent_dir(std::str::from_utf8(path).unwrap_or("/"));
+        // Scripts find modules next to themselves; inline blocks next to their config file.
+        let origin = spec.inline.map(|i| i.file.as_bytes()).unwrap_or(path);
+        let dir = parent_dir(std::str::from_utf8(origin).unwrap_or("/"));
         let p = munge_path(&self.base_path, "./?.lua", dir, spec.package_paths);
         let c = munge_path(&self.base_cpath, "./?.so", dir, spec.package_cpaths);
         let profile = self.new_profile.call::<Table>((p, c))?;
@@ -355,8 +427,23 @@ impl Vm {
         self.generation.get()
     }
 
-    fn compile(&self, path: &[u8]) -> Result<CodeCell, VmError> {
-        let shown = String::from_utf8_lossy(path).into_owned();
+    fn compile(&self, spec: &ChunkSpec<'_>) -> Result<CodeCell, VmError> {
+        if let Some(inline) = spec.inline {
+            let name = format!("@{}", inline.file);
+            let source = wrap_inline(inline.source.as_bytes());
+            let f = self
+                .lua
+                .load(&source[..])
+                .set_name(name.clone())
+                .set_mode(ChunkMode::Text)
+                .into_function()
+                .map_err(|e| VmError::Load(ErrorText::of(&e).one_line()))?;
+            return Ok(CodeCell {
+                code: Code::Text(f),
+                name,
+            });
+        }
+        let shown = String::from_utf8_lossy(spec.path).into_owned();
         let bytes = std::fs::read(&shown)
             .map_err(|e| VmError::Load(format!("cannot open {shown}: {e}")))?;
         let name = format!("@{shown}");
@@ -398,6 +485,20 @@ pub fn wrap_source(bytes: &[u8]) -> Vec<u8> {
         b""
     } else {
         b"local _ENV = ...; "
+    };
+    let mut out = Vec::with_capacity(prefix.len() + body.len());
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(body);
+    out
+}
+
+/// An inline block's text: it takes its environment and, for nameless blocks, `r`:
+/// `local _ENV, r = ...;` on the (blank) first line keeps the config file's line numbers.
+pub fn wrap_inline(body: &[u8]) -> Vec<u8> {
+    let prefix: &[u8] = if cfg!(feature = "luajit") {
+        b"local r = ...; "
+    } else {
+        b"local _ENV, r = ...; "
     };
     let mut out = Vec::with_capacity(prefix.len() + body.len());
     out.extend_from_slice(prefix);

@@ -45,6 +45,7 @@ fn spec<'a>(path: &'a Path, cc: CodeCache, paths: &'a Arc<Vec<String>>) -> Chunk
         codecache: cc,
         package_paths: paths,
         package_cpaths: paths,
+        inline: None,
     }
 }
 
@@ -236,6 +237,7 @@ fn require_uses_script_dir_and_package_path_and_isolates_edits() {
         codecache: CodeCache::Stat,
         package_paths: &paths,
         package_cpaths: &paths,
+        inline: None,
     };
     let a: String = vm
         .resolve(&s, EnvMode::Once, "handle")

@@ -1,0 +1,78 @@
+//! Runs the Lua hooks of one phase and slot (mod_lua `lua_request_rec_hook_harness`, HN01–HN03):
+//! hooks run in list order; DECLINED moves on, any other number ends the phase's Lua hooks
+//! and goes back to httpd; a non-number or a failure is a 500 with mod_lua's log line.
+
+use crate::config::{DirConfig, HookCode, Phase, Slot};
+use crate::dispatch::{self, Entry, Outcome};
+use crate::handler::{log_failure, status};
+use crate::httpd::{self, Level, Request, DECLINED, HTTP_INTERNAL_SERVER_ERROR};
+use std::ffi::c_int;
+
+/// What a failed hook returns: 500, except in the log phase, where a broken log script must
+/// not also suppress httpd's access log line (mod_lua returns 500 there, which does).
+fn on_failure(phase: Phase) -> c_int {
+    if phase == Phase::Log {
+        DECLINED
+    } else {
+        HTTP_INTERNAL_SERVER_ERROR
+    }
+}
+
+pub fn run(r: Request<'_>, phase: Phase, slot: Slot) -> c_int {
+    let Some(cfg) = r.dir_config::<DirConfig>() else {
+        return DECLINED;
+    };
+    let specs = cfg.hooks.get(phase, slot);
+    if specs.is_empty() {
+        return DECLINED;
+    }
+    for spec in specs {
+        let (path, inline) = match &spec.code {
+            HookCode::File(f) => (
+                httpd::merge_path(r.pool(), cfg.root.as_deref(), f).unwrap_or_else(|| f.clone()),
+                None,
+            ),
+            HookCode::Inline(chunk) => (chunk.key.clone(), Some(&**chunk)),
+        };
+        let entry = Entry {
+            path: path.as_bytes(),
+            function: spec.function.as_deref(),
+            stamp: None,
+            inline,
+            args: &[],
+        };
+        match dispatch::call(r, cfg, &entry) {
+            Ok(Outcome::Number(n)) => {
+                if r.is_level(Level::Trace4) {
+                    r.log(
+                        Level::Trace4,
+                        &format!(
+                            "Lua hook {path}:{} for phase {} returned {n}",
+                            entry.function_name(),
+                            phase.name()
+                        ),
+                    );
+                }
+                if n != DECLINED as i64 {
+                    return status(n);
+                }
+            }
+            Ok(Outcome::NotNumber) => {
+                r.log(
+                    Level::Crit,
+                    &format!(
+                        "Lua hook {path}:{} for phase {} did not return a numeric value",
+                        entry.function_name(),
+                        phase.name()
+                    ),
+                );
+                return on_failure(phase);
+            }
+            Err(f) => {
+                log_failure(r, &entry, &format!("{} hook", phase.name()), &f);
+                return on_failure(phase);
+            }
+        }
+    }
+    DECLINED
+}
