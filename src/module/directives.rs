@@ -500,19 +500,20 @@ fn read_block(cmd: CmdParms<'_>, mconfig: *mut c_void, line: String) -> Result<(
         .ok_or_else(|| format!("{name}> directive missing closing '>'"))?;
     let words: Vec<&str> = line[..end].split_whitespace().collect();
     let function = words.first().map(|w| w.to_string());
-    let slot =
-        match words.get(1) {
-            None => Slot::Middle,
-            Some(w) => match Slot::parse(Some(w)) {
-                Err(_) => return Err(format!("{name}> 2nd argument must be 'early' or 'late'")),
-                // mod_lua accepts this and then never runs the block.
-                Ok(_) if !phase.has_slots() => return Err(format!(
+    let slot = match words.get(1) {
+        None => Slot::Middle,
+        Some(w) => match Slot::parse(Some(w)) {
+            Err(_) => return Err(format!("{name}> 2nd argument must be 'early' or 'late'")),
+            // mod_lua accepts this and then never runs the block.
+            Ok(_) if !phase.has_slots() => {
+                return Err(format!(
                     "{name}> has no early or late slot: httpd runs only one Lua {} hook position",
                     phase.name()
-                )),
-                Ok(s) => s,
-            },
-        };
+                ))
+            }
+            Ok(s) => s,
+        },
+    };
     if words.len() > 2 {
         return Err(format!(
             "{name}> takes at most a function name and 'early' or 'late'"
