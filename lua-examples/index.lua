@@ -6,6 +6,9 @@ local pages = {
     { "api/items/2", "JSON API: one item" },
     { "api/health", "JSON API: health" },
     { "request.lua?a=1&a=2&b=x", "What r tells a script about a request" },
+    { "blog/hello-world", "URL rewriting in a translate_name hook" },
+    { "admin/", "Access checker: loopback or X-Api-Token" },
+    { "private/", "Basic authentication by a Lua check_user_id hook (alice / wonderland)" },
 }
 
 function handle(r)

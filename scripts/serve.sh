@@ -10,6 +10,7 @@ cargo build --release --manifest-path "$ROOT/Cargo.toml"
 
 RUN=$ROOT/target/serve
 mkdir -p "$RUN/run" "$RUN/logs"
+chmod 1777 "$RUN/logs"   # the children (www-data) append the examples' JSON request log
 EXAMPLES=$ROOT/lua-examples
 USER_LINES=""
 if [ "$(id -u)" -eq 0 ]; then

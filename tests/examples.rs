@@ -12,7 +12,10 @@ fn server() -> Option<Server> {
     // The examples are copied below the server root, where the children can read them.
     let mut cfg = Config::new()
         .load("dir_module", "mod_dir.so")
-        .directives(&format!("Define LUA_EXAMPLES {{root}}/examples\n{conf}"));
+        .load("authn_core_module", "mod_authn_core.so")
+        .load("authz_user_module", "mod_authz_user.so")
+        .load("env_module", "mod_env.so")
+        .directives(&format!("Define LUA_EXAMPLES {{root}}/examples\nSetEnv LUA_JSON_LOG {{root}}/logs/requests.jsonl\n{conf}"));
     let src = repo.join("lua-examples");
     for f in walk(&src) {
         let rel = f.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
@@ -88,5 +91,42 @@ fn json_api_routes() {
     let r = s.request("POST", "/api/items", &[], b"");
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    s.assert_no_crash();
+}
+
+#[test]
+fn hook_examples() {
+    let Some(s) = server() else { return };
+    // The children (www-data) append the JSON request log, as under scripts/serve.sh.
+    std::process::Command::new("chmod").arg("1777").arg(s.root.join("logs")).status().unwrap();
+    // translate_name rewriter
+    assert_eq!(s.get("/blog/hello-world").text(), "blog post: hello-world\n");
+    // authz provider: Require method-is GET HEAD
+    assert_eq!(s.request("POST", "/blog.lua", &[], b"x").status, 403);
+    // access checker: loopback passes
+    assert_eq!(s.get("/admin/").text(), "admin area\n");
+    // security headers, also on error pages
+    let r = s.get("/no-such-page");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    assert_eq!(s.get("/hello.lua").header("x-content-type-options"), Some("nosniff"));
+    // basic authentication against hooks/users.txt
+    assert_eq!(s.get("/private/").status, 401);
+    let bad = ("Authorization", "Basic YWxpY2U6d3Jvbmc="); // alice:wrong
+    assert_eq!(s.request("GET", "/private/", &[bad], b"").status, 401);
+    let good = ("Authorization", "Basic YWxpY2U6d29uZGVybGFuZA=="); // alice:wonderland
+    assert_eq!(s.request("GET", "/private/", &[good], b"").text(), "hello alice\n");
+    // hook code is not served
+    assert_eq!(s.get("/hooks/rewrite.lua").status, 403);
+    // JSON request log
+    let mut log = String::new();
+    for _ in 0..50 {
+        log = std::fs::read_to_string(s.root.join("logs/requests.jsonl")).unwrap_or_default();
+        if log.contains("\"user\":\"alice\"") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(log.lines().any(|l| l.contains("\"uri\":\"/private/") && l.contains("\"user\":\"alice\"")), "{log}");
     s.assert_no_crash();
 }
