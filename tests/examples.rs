@@ -98,9 +98,16 @@ fn json_api_routes() {
 fn hook_examples() {
     let Some(s) = server() else { return };
     // The children (www-data) append the JSON request log, as under scripts/serve.sh.
-    std::process::Command::new("chmod").arg("1777").arg(s.root.join("logs")).status().unwrap();
+    std::process::Command::new("chmod")
+        .arg("1777")
+        .arg(s.root.join("logs"))
+        .status()
+        .unwrap();
     // translate_name rewriter
-    assert_eq!(s.get("/blog/hello-world").text(), "blog post: hello-world\n");
+    assert_eq!(
+        s.get("/blog/hello-world").text(),
+        "blog post: hello-world\n"
+    );
     // authz provider: Require method-is GET HEAD
     assert_eq!(s.request("POST", "/blog.lua", &[], b"x").status, 403);
     // access checker: loopback passes
@@ -109,13 +116,19 @@ fn hook_examples() {
     let r = s.get("/no-such-page");
     assert_eq!(r.status, 404);
     assert_eq!(r.header("x-frame-options"), Some("DENY"));
-    assert_eq!(s.get("/hello.lua").header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(
+        s.get("/hello.lua").header("x-content-type-options"),
+        Some("nosniff")
+    );
     // basic authentication against hooks/users.txt
     assert_eq!(s.get("/private/").status, 401);
     let bad = ("Authorization", "Basic YWxpY2U6d3Jvbmc="); // alice:wrong
     assert_eq!(s.request("GET", "/private/", &[bad], b"").status, 401);
     let good = ("Authorization", "Basic YWxpY2U6d29uZGVybGFuZA=="); // alice:wonderland
-    assert_eq!(s.request("GET", "/private/", &[good], b"").text(), "hello alice\n");
+    assert_eq!(
+        s.request("GET", "/private/", &[good], b"").text(),
+        "hello alice\n"
+    );
     // hook code is not served
     assert_eq!(s.get("/hooks/rewrite.lua").status, 403);
     // JSON request log
@@ -127,6 +140,10 @@ fn hook_examples() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert!(log.lines().any(|l| l.contains("\"uri\":\"/private/") && l.contains("\"user\":\"alice\"")), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"uri\":\"/private/") && l.contains("\"user\":\"alice\"")),
+        "{log}"
+    );
     s.assert_no_crash();
 }

@@ -427,3 +427,69 @@ fn lua_t_inherit_cases_match_mod_lua() {
         }
     }
 }
+
+#[test]
+fn subrequests_and_internal_redirects() {
+    if !httpd_available() {
+        return;
+    }
+    let s = Config::new()
+        .load("dir_module", "mod_dir.so")
+        .directives(
+            "LuaRoot {root}\n\
+             LuaScope thread\n\
+             LuaQuickHandler sub.lua quick\n\
+             LuaHookFixups sub.lua fixups\n\
+             ErrorDocument 404 /err.lua\n\
+             <Directory {docroot}/qs>\n DirectoryIndex index.html\n</Directory>\n",
+        )
+        .file(
+            "sub.lua",
+            "function quick(r)\n\
+               local f = io.open(r.document_root .. '/../logs/quick.log', 'a') f:write(r.uri, '\\n') f:close()\n\
+               if r.uri == '/qs/index.html' then r:puts('quick:', tostring(r.is_initial_req)) return apache2.OK end\n\
+               return apache2.DECLINED\n\
+             end\n\
+             function fixups(r)\n\
+               if r.uri == '/stash' then kept = r end\n\
+               if r.uri == '/use' then return kept.uri and apache2.DECLINED end\n\
+               r.err_headers_out['X-Fixups'] = r.uri\n\
+               return apache2.DECLINED\n\
+             end\n",
+        )
+        .file("htdocs/qs/index.html", "static index")
+        .file("htdocs/err.lua", "function handle(r) r:puts('error page for ', r.uri, ' initial=', tostring(r.is_initial_req)) end")
+        .file("htdocs/stash", "s")
+        .file("htdocs/use", "u")
+        .start();
+    std::process::Command::new("chmod")
+        .arg("1777")
+        .arg(s.root.join("logs"))
+        .status()
+        .unwrap();
+    // mod_dir looks index.html up with a lookup subrequest and fast-redirects to it: the
+    // quick handler runs for the main request only, never for the lookup.
+    assert_eq!(s.get("/qs/").text(), "static index");
+    let calls = std::fs::read_to_string(s.root.join("logs/quick.log")).unwrap();
+    assert_eq!(calls.lines().collect::<Vec<_>>(), vec!["/qs/"], "{calls}");
+    // ErrorDocument: an internal redirect runs the hooks and the handler for the error page.
+    let r = s.get("/missing");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.text(), "error page for /err.lua initial=false");
+    assert_eq!(r.header("x-fixups"), Some("/err.lua"));
+    // A hook that keeps `r` and uses it on a later request gets an error, not a dangling pointer.
+    let mut c = s.connect();
+    assert_eq!(c.send("GET", "/stash", &[], b"", false).status, 200);
+    let mut failed = false;
+    for _ in 0..10 {
+        if c.send("GET", "/use", &[], b"", false).status == 500 {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed);
+    assert!(s
+        .error_log()
+        .contains("request object used after its request ended"));
+    s.assert_no_crash();
+}
