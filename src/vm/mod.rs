@@ -481,27 +481,33 @@ pub fn wrap_source(bytes: &[u8]) -> Vec<u8> {
         let nl = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
         body = &body[nl..];
     }
-    let prefix: &[u8] = if cfg!(feature = "luajit") {
-        b""
-    } else {
-        b"local _ENV = ...; "
-    };
-    let mut out = Vec::with_capacity(prefix.len() + body.len());
-    out.extend_from_slice(prefix);
-    out.extend_from_slice(body);
-    out
+    prefixed(
+        if cfg!(feature = "luajit") {
+            ""
+        } else {
+            "local _ENV = ...; "
+        },
+        body,
+    )
 }
 
 /// An inline block's text: it takes its environment and, for nameless blocks, `r`:
 /// `local _ENV, r = ...;` on the (blank) first line keeps the config file's line numbers.
 pub fn wrap_inline(body: &[u8]) -> Vec<u8> {
-    let prefix: &[u8] = if cfg!(feature = "luajit") {
-        b"local r = ...; "
-    } else {
-        b"local _ENV, r = ...; "
-    };
+    prefixed(
+        if cfg!(feature = "luajit") {
+            "local r = ...; "
+        } else {
+            "local _ENV, r = ...; "
+        },
+        body,
+    )
+}
+
+/// `prefix` on the same line as the start of `body` (no line is added).
+fn prefixed(prefix: &str, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(prefix.len() + body.len());
-    out.extend_from_slice(prefix);
+    out.extend_from_slice(prefix.as_bytes());
     out.extend_from_slice(body);
     out
 }
