@@ -108,10 +108,11 @@ pub enum Phase {
     TypeChecker,
     Fixups,
     Log,
+    InsertFilter,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 10] = [
+    pub const ALL: [Phase; 11] = [
         Phase::Quick,
         Phase::PreTranslateName,
         Phase::TranslateName,
@@ -122,6 +123,7 @@ impl Phase {
         Phase::TypeChecker,
         Phase::Fixups,
         Phase::Log,
+        Phase::InsertFilter,
     ];
 
     /// mod_lua's phase name (used in its log lines).
@@ -137,6 +139,7 @@ impl Phase {
             Phase::TypeChecker => "type_checker",
             Phase::Fixups => "fixups",
             Phase::Log => "log_transaction",
+            Phase::InsertFilter => "insert_filter",
         }
     }
 
@@ -206,12 +209,20 @@ pub struct HookSpec {
     pub function: Option<String>,
 }
 
-const HOOK_LISTS: usize = 30;
+const HOOK_LISTS: usize = Phase::ALL.len() * 3;
 
 /// Lua hooks per phase and slot.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct HookTable {
     lists: [Arc<Vec<Arc<HookSpec>>>; HOOK_LISTS],
+}
+
+impl Default for HookTable {
+    fn default() -> Self {
+        HookTable {
+            lists: std::array::from_fn(|_| Arc::default()),
+        }
+    }
 }
 
 impl HookTable {
@@ -247,6 +258,22 @@ impl HookTable {
     }
 }
 
+/// Which way a Lua filter works.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterKind {
+    Input,
+    Output,
+}
+
+/// One `LuaInputFilter` / `LuaOutputFilter` line.
+#[derive(Debug)]
+pub struct FilterSpec {
+    pub name: String,
+    pub file: String,
+    pub function: String,
+    pub kind: FilterKind,
+}
+
 /// One `LuaMapHandler` line.
 pub struct MapHandler {
     pub pattern: String,
@@ -272,6 +299,8 @@ pub struct DirConfig {
     pub root: Option<Arc<str>>,
     /// `LuaHook*` and `LuaQuickHandler` lines and blocks.
     pub hooks: Arc<HookTable>,
+    /// `LuaInputFilter` / `LuaOutputFilter` lines.
+    pub filters: Arc<Vec<Arc<FilterSpec>>>,
 }
 
 impl DirConfig {
@@ -303,6 +332,7 @@ impl DirConfig {
             show_errors: add.show_errors.or(base.show_errors),
             root: add.root.clone().or_else(|| base.root.clone()),
             hooks: HookTable::merge(mode, &base.hooks, &add.hooks),
+            filters: inherit_list(mode, &base.filters, &add.filters),
         }
     }
 }

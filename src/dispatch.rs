@@ -200,3 +200,61 @@ fn run(
         }
     }
 }
+
+/// A filter's Lua coroutine with what keeps it usable across calls: the environment it sees as
+/// globals (where `bucket` is set) and, under `LuaScope server`, the VM lease (dropped last).
+pub struct Coroutine {
+    pub lua: mlua::Lua,
+    pub thread: mlua::Thread,
+    pub env: mlua::Table,
+    _lease: Option<pool::ServerLease>,
+}
+
+/// Prepares `entry`'s function as a coroutine for a filter (not started yet).
+pub fn coroutine(r: Request<'_>, cfg: &DirConfig, entry: &Entry<'_>) -> Result<Coroutine, Failure> {
+    let spec = ChunkSpec {
+        path: entry.path,
+        stamp: entry.stamp,
+        codecache: cfg.codecache(),
+        package_paths: &cfg.package_paths,
+        package_cpaths: &cfg.package_cpaths,
+        inline: entry.inline,
+    };
+    let function = entry.function.unwrap_or("handle");
+    let make =
+        |vm: &Vm, mode: EnvMode| -> Result<(mlua::Lua, mlua::Thread, mlua::Table), Failure> {
+            let (f, env) = vm
+                .resolve_with_env(&spec, mode, function)
+                .map_err(|e| match e {
+                    VmError::Load(m) => Failure::Load(m),
+                    VmError::NotAFunction => Failure::NotAFunction,
+                    VmError::Lua(m) => Failure::Internal(m),
+                })?;
+            let thread = vm.lua().create_thread(f).map_err(lua_failure)?;
+            Ok((vm.lua().clone(), thread, env))
+        };
+    let (parts, lease) = match cfg.scope() {
+        Scope::Once => (make(request_vm(r)?, EnvMode::Once)?, None),
+        Scope::Request => (make(request_vm(r)?, EnvMode::Request)?, None),
+        Scope::Thread => (make(request_vm(r)?, EnvMode::Persistent)?, None),
+        Scope::Conn => (make(conn_vm(r)?, EnvMode::Persistent)?, None),
+        Scope::Server { min, max } => {
+            let pool = pool::server_pool(entry.path, min, max, &SETUP);
+            let lease = pool.lease(&SETUP, SERVER_POOL_WAIT).map_err(|e| match e {
+                PoolError::Exhausted { max, waited } => Failure::Busy(format!(
+                    "all {max} VMs of the LuaScope server pool stayed busy for {}s",
+                    waited.as_secs()
+                )),
+                PoolError::Create(e) => lua_failure(e),
+            })?;
+            (make(lease.vm(), EnvMode::Persistent)?, Some(lease))
+        }
+    };
+    let (lua, thread, env) = parts;
+    Ok(Coroutine {
+        lua,
+        thread,
+        env,
+        _lease: lease,
+    })
+}

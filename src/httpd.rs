@@ -1242,3 +1242,307 @@ impl LiveRequest {
             .flatten()
     }
 }
+
+impl LiveRequest {
+    /// A handle valid until the request's pool is freed (for Lua code that outlives one call,
+    /// such as a filter's coroutine).
+    pub fn for_request(r: Request<'_>) -> LiveRequest {
+        let alive = std::rc::Rc::new(std::cell::Cell::new(true));
+        struct EndOfRequest(std::rc::Rc<std::cell::Cell<bool>>);
+        impl Drop for EndOfRequest {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
+        // Cleared by the request pool's cleanup, after the request's last use.
+        r.pool().attach(EndOfRequest(alive.clone()));
+        LiveRequest { raw: r.raw, alive }
+    }
+}
+
+/// What kind of bucket a brigade holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BucketKind {
+    Data,
+    Eos,
+    Flush,
+    Metadata,
+}
+
+/// A bucket brigade (borrowed; owned by its pool).
+#[derive(Clone, Copy)]
+pub struct Brigade<'a> {
+    raw: NonNull<ffi::apr_bucket_brigade>,
+    _life: PhantomData<&'a mut ffi::apr_bucket_brigade>,
+}
+
+/// One bucket of a brigade.
+#[derive(Clone, Copy)]
+pub struct Bucket<'a> {
+    raw: NonNull<ffi::apr_bucket>,
+    _life: PhantomData<&'a mut ffi::apr_bucket>,
+}
+
+impl<'a> Brigade<'a> {
+    /// # Safety
+    /// `raw` must be a live brigade for `'a`, used by the calling thread only.
+    pub unsafe fn from_raw(raw: *mut ffi::apr_bucket_brigade) -> Option<Self> {
+        NonNull::new(raw).map(|raw| Brigade {
+            raw,
+            _life: PhantomData,
+        })
+    }
+
+    pub fn as_ptr(self) -> *mut ffi::apr_bucket_brigade {
+        self.raw.as_ptr()
+    }
+
+    pub fn first(self) -> Option<Bucket<'a>> {
+        // SAFETY: live brigade.
+        NonNull::new(unsafe { ffi::lua_shim_bb_first(self.as_ptr()) }).map(|raw| Bucket {
+            raw,
+            _life: PhantomData,
+        })
+    }
+
+    pub fn is_empty(self) -> bool {
+        // SAFETY: live brigade.
+        unsafe { ffi::lua_shim_bb_empty(self.as_ptr()) != 0 }
+    }
+
+    /// Appends a copy of `data` (a heap bucket).
+    pub fn append(self, data: &[u8]) {
+        // SAFETY: the bucket copies `data`.
+        unsafe {
+            ffi::lua_shim_bb_append_copy(
+                self.as_ptr(),
+                data.as_ptr().cast(),
+                data.len() as ffi::apr_size_t,
+            )
+        }
+    }
+
+    pub fn append_eos(self) {
+        // SAFETY: live brigade.
+        unsafe { ffi::lua_shim_bb_append_eos(self.as_ptr()) }
+    }
+
+    pub fn append_flush(self) {
+        // SAFETY: live brigade.
+        unsafe { ffi::lua_shim_bb_append_flush(self.as_ptr()) }
+    }
+
+    /// Destroys every bucket.
+    pub fn clear(self) {
+        // SAFETY: live brigade.
+        unsafe {
+            ffi::apr_brigade_cleanup(self.as_ptr().cast());
+        }
+    }
+}
+
+impl<'a> Bucket<'a> {
+    pub fn kind(self) -> BucketKind {
+        // SAFETY: live bucket.
+        match unsafe { ffi::lua_shim_bucket_kind(self.raw.as_ptr()) } {
+            0 => BucketKind::Data,
+            1 => BucketKind::Eos,
+            2 => BucketKind::Flush,
+            _ => BucketKind::Metadata,
+        }
+    }
+
+    /// The next bucket of `bb` (which holds this one).
+    pub fn next(self, bb: Brigade<'a>) -> Option<Bucket<'a>> {
+        // SAFETY: both are live and `self` is in `bb`.
+        NonNull::new(unsafe { ffi::lua_shim_bucket_next(bb.as_ptr(), self.raw.as_ptr()) }).map(
+            |raw| Bucket {
+                raw,
+                _life: PhantomData,
+            },
+        )
+    }
+
+    /// The bucket's bytes (reading a file or pipe bucket turns it into memory, a piece at a
+    /// time: the bucket may split, leaving the rest in a following bucket).
+    pub fn read(self) -> Result<&'a [u8], ffi::apr_status_t> {
+        let mut p: *const c_char = std::ptr::null();
+        let mut len: ffi::apr_size_t = 0;
+        // SAFETY: apr_bucket_read on a live bucket; the data stays valid while the bucket does.
+        unsafe {
+            let rv = ffi::lua_shim_bucket_read(self.raw.as_ptr(), &mut p, &mut len, 1);
+            if rv != 0 {
+                return Err(rv);
+            }
+            if p.is_null() || len == 0 {
+                return Ok(&[]);
+            }
+            Ok(std::slice::from_raw_parts(p.cast(), len as usize))
+        }
+    }
+
+    /// Moves this bucket to the end of `to`.
+    pub fn move_to(self, to: Brigade<'_>) {
+        // SAFETY: both live; the bucket leaves its brigade before joining `to`.
+        unsafe { ffi::lua_shim_bucket_move(to.as_ptr(), self.raw.as_ptr()) }
+    }
+
+    pub fn delete(self) {
+        // SAFETY: removes and destroys a live bucket.
+        unsafe { ffi::lua_shim_bucket_delete(self.raw.as_ptr()) }
+    }
+}
+
+/// A filter instance in a request's (or connection's) filter chain.
+#[derive(Clone, Copy)]
+pub struct Filter<'a> {
+    raw: NonNull<ffi::ap_filter_t>,
+    _life: PhantomData<&'a mut ffi::ap_filter_t>,
+}
+
+impl<'a> Filter<'a> {
+    /// # Safety
+    /// `raw` must be the filter httpd is calling, live for `'a`.
+    pub unsafe fn from_raw(raw: *mut ffi::ap_filter_t) -> Option<Self> {
+        NonNull::new(raw).map(|raw| Filter {
+            raw,
+            _life: PhantomData,
+        })
+    }
+
+    fn rec(self) -> &'a mut ffi::ap_filter_t {
+        // SAFETY: see from_raw.
+        unsafe { &mut *self.raw.as_ptr() }
+    }
+
+    /// The registered filter name (as `SetOutputFilter` names it).
+    pub fn name(self) -> String {
+        // SAFETY: frec and its name live for the configuration's lifetime.
+        unsafe { self.rec().frec.as_ref().and_then(|f| opt_cstr(f.name)) }
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Added through mod_filter (a provider) rather than directly.
+    pub fn via_mod_filter(self) -> bool {
+        // SAFETY: frec lives for the configuration's lifetime.
+        unsafe {
+            self.rec()
+                .frec
+                .as_ref()
+                .map(|f| !f.providers.is_null())
+                .unwrap_or(false)
+        }
+    }
+
+    pub fn request(self) -> Option<Request<'a>> {
+        // SAFETY: a request filter's `r` is live while it is called.
+        unsafe { Request::from_raw(self.rec().r) }
+    }
+
+    /// This module's state for the filter instance (attached to the request pool).
+    pub fn state<T>(self) -> Option<&'a mut T> {
+        // SAFETY: the module stores only a `T` made by `set_state` in ctx (or NULL).
+        unsafe { (self.rec().ctx as *mut T).as_mut() }
+    }
+
+    pub fn set_state<T: 'static>(self, r: Request<'_>, value: T) -> &'a mut T {
+        let p = r.pool().attach(value);
+        self.rec().ctx = p.cast();
+        // SAFETY: `p` lives as long as the request's pool, longer than the filter's calls.
+        unsafe { &mut *p }
+    }
+
+    /// A new brigade in the request's pool.
+    pub fn brigade(self) -> Brigade<'a> {
+        let f = self.rec();
+        // SAFETY: request pool and the connection's bucket allocator are live.
+        unsafe {
+            let pool = if f.r.is_null() {
+                (*f.c).pool
+            } else {
+                (*f.r).pool
+            };
+            Brigade::from_raw(ffi::apr_brigade_create(pool, (*f.c).bucket_alloc)).expect("brigade")
+        }
+    }
+
+    /// Passes `bb` to the next output filter.
+    pub fn pass(self, bb: Brigade<'_>) -> ffi::apr_status_t {
+        // SAFETY: live filter chain.
+        unsafe { ffi::ap_pass_brigade(self.rec().next, bb.as_ptr()) }
+    }
+
+    /// Reads from the next input filter into `bb`.
+    pub fn get(
+        self,
+        bb: Brigade<'_>,
+        mode: ffi::ap_input_mode_t,
+        block: ffi::apr_read_type_e,
+        n: ffi::apr_off_t,
+    ) -> ffi::apr_status_t {
+        // SAFETY: live filter chain.
+        unsafe { ffi::ap_get_brigade(self.rec().next, bb.as_ptr(), mode, block, n) }
+    }
+
+    pub fn remove_output(self) {
+        // SAFETY: removes this filter from its chain; httpd keeps calling the rest.
+        unsafe { ffi::ap_remove_output_filter(self.raw.as_ptr()) }
+    }
+
+    pub fn remove_input(self) {
+        // SAFETY: as above.
+        unsafe { ffi::ap_remove_input_filter(self.raw.as_ptr()) }
+    }
+}
+
+impl<'a> Request<'a> {
+    /// Adds a registered output filter by name (ctx NULL, unlike mod_lua); false if unknown.
+    pub fn add_output_filter(self, name: &CStr) -> bool {
+        // SAFETY: live request; ap_add_output_filter returns NULL for unknown names.
+        unsafe {
+            !ffi::ap_add_output_filter(
+                name.as_ptr(),
+                std::ptr::null_mut(),
+                self.as_ptr(),
+                self.rec().connection,
+            )
+            .is_null()
+        }
+    }
+
+    /// Adds a registered input filter by name; false if unknown.
+    pub fn add_input_filter(self, name: &CStr) -> bool {
+        // SAFETY: live request.
+        unsafe {
+            if ffi::ap_get_input_filter_handle(name.as_ptr()).is_null() {
+                return false;
+            }
+            !ffi::ap_add_input_filter(
+                name.as_ptr(),
+                std::ptr::null_mut(),
+                self.as_ptr(),
+                self.rec().connection,
+            )
+            .is_null()
+        }
+    }
+}
+
+/// A brigade kept across filter calls, in the request pool; store it only in state that lives
+/// in the same pool (a filter's state), so it never outlives its memory.
+pub struct PoolBrigade(NonNull<ffi::apr_bucket_brigade>);
+
+impl PoolBrigade {
+    pub fn new(bb: Brigade<'_>) -> PoolBrigade {
+        PoolBrigade(bb.raw)
+    }
+
+    pub fn get(&self) -> Brigade<'_> {
+        // SAFETY: see the type's contract: the brigade lives as long as `self`.
+        Brigade {
+            raw: self.0,
+            _life: PhantomData,
+        }
+    }
+}

@@ -7,6 +7,7 @@ pub mod authz;
 pub mod config;
 pub mod dispatch;
 pub mod ffi;
+pub mod filter;
 pub mod handler;
 pub mod hooks;
 pub mod httpd;

@@ -28,3 +28,58 @@ int lua_shim_crypt(const char *pw, const char *salt, char *out, unsigned long ou
     memcpy(out, r, strlen(r) + 1);
     return 0;
 }
+
+apr_bucket *lua_shim_bb_first(apr_bucket_brigade *bb)
+{
+    return APR_BRIGADE_EMPTY(bb) ? NULL : APR_BRIGADE_FIRST(bb);
+}
+
+apr_bucket *lua_shim_bucket_next(apr_bucket_brigade *bb, apr_bucket *b)
+{
+    apr_bucket *n = APR_BUCKET_NEXT(b);
+    return n == APR_BRIGADE_SENTINEL(bb) ? NULL : n;
+}
+
+int lua_shim_bucket_kind(apr_bucket *b)
+{
+    if (APR_BUCKET_IS_EOS(b)) return 1;
+    if (APR_BUCKET_IS_FLUSH(b)) return 2;
+    if (APR_BUCKET_IS_METADATA(b)) return 3;
+    return 0;
+}
+
+apr_status_t lua_shim_bucket_read(apr_bucket *b, const char **str, apr_size_t *len, int block)
+{
+    return apr_bucket_read(b, str, len, block ? APR_BLOCK_READ : APR_NONBLOCK_READ);
+}
+
+void lua_shim_bucket_delete(apr_bucket *b)
+{
+    apr_bucket_delete(b);
+}
+
+void lua_shim_bucket_move(apr_bucket_brigade *to, apr_bucket *b)
+{
+    APR_BUCKET_REMOVE(b);
+    APR_BRIGADE_INSERT_TAIL(to, b);
+}
+
+void lua_shim_bb_append_copy(apr_bucket_brigade *bb, const char *data, apr_size_t len)
+{
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(data, len, NULL, bb->bucket_alloc));
+}
+
+void lua_shim_bb_append_eos(apr_bucket_brigade *bb)
+{
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(bb->bucket_alloc));
+}
+
+void lua_shim_bb_append_flush(apr_bucket_brigade *bb)
+{
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(bb->bucket_alloc));
+}
+
+int lua_shim_bb_empty(apr_bucket_brigade *bb)
+{
+    return APR_BRIGADE_EMPTY(bb);
+}

@@ -10,4 +10,23 @@ int lua_shim_s_is_level(const server_rec *s, int mi, int level);
 
 /* crypt(3) through the re-entrant crypt_r; writes at most outlen-1 bytes. 0 on success. */
 int lua_shim_crypt(const char *pw, const char *salt, char *out, unsigned long outlen);
+
+/* Bucket brigades (APR_BRIGADE_* / APR_BUCKET_* macros). */
+#include <apr_buckets.h>
+/* First bucket, or NULL for an empty brigade. */
+apr_bucket *lua_shim_bb_first(apr_bucket_brigade *bb);
+/* Bucket after b, or NULL at the end. */
+apr_bucket *lua_shim_bucket_next(apr_bucket_brigade *bb, apr_bucket *b);
+/* 0 data, 1 EOS, 2 FLUSH, 3 other metadata. */
+int lua_shim_bucket_kind(apr_bucket *b);
+apr_status_t lua_shim_bucket_read(apr_bucket *b, const char **str, apr_size_t *len, int block);
+/* Removes b from its brigade and destroys it. */
+void lua_shim_bucket_delete(apr_bucket *b);
+/* Moves b to the end of `to`. */
+void lua_shim_bucket_move(apr_bucket_brigade *to, apr_bucket *b);
+/* Appends a copy of data (heap bucket), an EOS or a FLUSH bucket. */
+void lua_shim_bb_append_copy(apr_bucket_brigade *bb, const char *data, apr_size_t len);
+void lua_shim_bb_append_eos(apr_bucket_brigade *bb);
+void lua_shim_bb_append_flush(apr_bucket_brigade *bb);
+int lua_shim_bb_empty(apr_bucket_brigade *bb);
 #endif

@@ -731,6 +731,21 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         })
     })?;
 
+    // M05/M06: add a registered filter (Lua or httpd's, e.g. DEFLATE) to this request.
+    method(lua, &m, "add_output_filter", |lua, r, a| {
+        let name = c_arg(lua, "filter name", a.string(2)?)?;
+        r.log(
+            Level::Debug,
+            &format!("adding output filter {}", name.to_string_lossy()),
+        );
+        r.add_output_filter(&name);
+        Ok(())
+    })?;
+    method(lua, &m, "add_input_filter", |lua, r, a| {
+        let name = c_arg(lua, "filter name", a.string(2)?)?;
+        Ok(r.add_input_filter(&name))
+    })?;
+
     // §5b Request data.
     method(lua, &m, "headers_in_table", |lua, r, _| {
         table_snapshot(lua, r.headers_in())

@@ -4,8 +4,8 @@
 use super::guard::guard;
 use crate::apr::opt_cstr;
 use crate::config::{
-    parse_codecache, parse_inherit, parse_scope, DirConfig, HookCode, HookSpec, InlineChunk,
-    MapHandler, Phase, ServerConfig, Slot,
+    parse_codecache, parse_inherit, parse_scope, DirConfig, FilterKind, FilterSpec, HookCode,
+    HookSpec, InlineChunk, MapHandler, Phase, ServerConfig, Slot,
 };
 use crate::ffi::{self, cmd_func, cmd_parms, command_rec};
 use crate::httpd::{CmdParms, Regex, NOT_IN_DIR_FILES_HTACCESS};
@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 /// The command table httpd reads; terminated by an all-NULL entry.
 #[repr(transparent)]
-pub struct Commands(pub [command_rec; 30]);
+pub struct Commands(pub [command_rec; 33]);
 
 // SAFETY: the table is immutable static data (string literals and function pointers).
 unsafe impl Sync for Commands {}
@@ -178,6 +178,30 @@ pub static COMMANDS: Commands = Commands([
     ),
     hook(c"LuaHookFixups", Phase::Fixups, false, c"Provide a hook for the fixups phase of request processing"),
     hook(c"LuaHookLog", Phase::Log, false, c"Provide a hook for the logging phase of request processing"),
+    hook(
+        c"LuaHookInsertFilter",
+        Phase::InsertFilter,
+        false,
+        c"Provide a hook for the insert_filter phase of request processing",
+    ),
+    command_rec {
+        cmd_data: 1 as *mut c_void,
+        ..cmd(
+            c"LuaInputFilter",
+            cmd_func { take3: Some(lua_filter) },
+            ffi::cmd_how_TAKE3,
+            c"Registers a Lua function as an input filter",
+        )
+    },
+    command_rec {
+        cmd_data: 2 as *mut c_void,
+        ..cmd(
+            c"LuaOutputFilter",
+            cmd_func { take3: Some(lua_filter) },
+            ffi::cmd_how_TAKE3,
+            c"Registers a Lua function as an output filter",
+        )
+    },
     block(c"<LuaQuickHandler", Phase::Quick, c"Provide a hook for the quick handler of request processing"),
     block(
         c"<LuaHookPreTranslateName",
@@ -623,4 +647,33 @@ unsafe extern "C" fn lua_authz_provider(
             }
         },
     )
+}
+
+/// `LuaInputFilter name file function` / `LuaOutputFilter name file function`: the filter is
+/// registered with httpd under `name` (for SetOutputFilter, AddOutputFilter, FilterProvider,
+/// r:add_output_filter) and the script is found per request in the section's config.
+unsafe extern "C" fn lua_filter(
+    parms: *mut cmd_parms,
+    mconfig: *mut c_void,
+    name: *const c_char,
+    file: *const c_char,
+    function: *const c_char,
+) -> *const c_char {
+    directive(parms, mconfig, |cmd, cfg| {
+        cmd.check_context(NOT_IN_DIR_FILES_HTACCESS)?;
+        let kind = if cmd.cmd_data() == 1 {
+            FilterKind::Input
+        } else {
+            FilterKind::Output
+        };
+        let name = arg(name).unwrap_or_default();
+        super::register_filter(cmd, &name, kind);
+        Arc::make_mut(&mut cfg.filters).push(Arc::new(FilterSpec {
+            name,
+            file: arg(file).unwrap_or_default(),
+            function: arg(function).unwrap_or_default(),
+            kind,
+        }));
+        Ok(())
+    })
 }

@@ -165,6 +165,88 @@ unsafe extern "C" fn quick_handler(r: *mut ffi::request_rec, lookup: c_int) -> c
     })
 }
 
+/// LuaHookInsertFilter (mod_lua never implemented it): the functions may add filters with
+/// r:add_output_filter / r:add_input_filter; their return values do not matter.
+unsafe extern "C" fn insert_filter(r: *mut ffi::request_rec) {
+    guard("Lua insert_filter hook", (), || {
+        // SAFETY: httpd passes the request being processed, owned by this thread.
+        if let Some(r) = unsafe { Request::from_raw(r) } {
+            crate::hooks::run(r, Phase::InsertFilter, Slot::Middle);
+        }
+    })
+}
+
+unsafe extern "C" fn output_filter(
+    f: *mut ffi::ap_filter_t,
+    bb: *mut ffi::apr_bucket_brigade,
+) -> ffi::apr_status_t {
+    guard("Lua output filter", 20014, || {
+        // SAFETY: httpd passes this filter and the brigade it is to process.
+        match unsafe {
+            (
+                crate::httpd::Filter::from_raw(f),
+                crate::httpd::Brigade::from_raw(bb),
+            )
+        } {
+            (Some(f), Some(bb)) => crate::filter::output(f, bb),
+            _ => 20014,
+        }
+    })
+}
+
+unsafe extern "C" fn input_filter(
+    f: *mut ffi::ap_filter_t,
+    bb: *mut ffi::apr_bucket_brigade,
+    mode: ffi::ap_input_mode_t,
+    block: ffi::apr_read_type_e,
+    readbytes: ffi::apr_off_t,
+) -> ffi::apr_status_t {
+    guard("Lua input filter", 20014, || {
+        // SAFETY: httpd passes this filter and the brigade to fill.
+        match unsafe {
+            (
+                crate::httpd::Filter::from_raw(f),
+                crate::httpd::Brigade::from_raw(bb),
+            )
+        } {
+            (Some(f), Some(bb)) => crate::filter::input(f, bb, mode, block, readbytes),
+            _ => 20014,
+        }
+    })
+}
+
+/// Registers a Lua filter name with httpd (at configuration time).
+pub(crate) fn register_filter(
+    cmd: crate::httpd::CmdParms<'_>,
+    name: &str,
+    kind: crate::config::FilterKind,
+) {
+    let name = cmd.pool().strdup(name.as_bytes());
+    // SAFETY: the name lives in the configuration pool, the functions are static.
+    unsafe {
+        match kind {
+            crate::config::FilterKind::Output => {
+                ffi::ap_register_output_filter_protocol(
+                    name,
+                    Some(output_filter),
+                    None,
+                    ffi::ap_filter_type_AP_FTYPE_RESOURCE,
+                    (ffi::AP_FILTER_PROTO_CHANGE | ffi::AP_FILTER_PROTO_CHANGE_LENGTH)
+                        as std::ffi::c_uint,
+                );
+            }
+            crate::config::FilterKind::Input => {
+                ffi::ap_register_input_filter(
+                    name,
+                    Some(input_filter),
+                    None,
+                    ffi::ap_filter_type_AP_FTYPE_RESOURCE,
+                );
+            }
+        }
+    }
+}
+
 /// The authz provider callbacks shared by every LuaAuthzProvider name.
 static AUTHZ_PROVIDER: ffi::authz_provider = ffi::authz_provider {
     check_authorization: Some(authz_check),
@@ -291,6 +373,7 @@ unsafe extern "C" fn register_hooks(_p: *mut ffi::apr_pool_t) {
                 null(),
                 ffi::APR_HOOK_FIRST,
             );
+            ffi::ap_hook_insert_filter(Some(insert_filter), null(), null(), middle);
         }
     })
 }

@@ -229,6 +229,16 @@ impl Vm {
         mode: EnvMode,
         function: &str,
     ) -> Result<Function, VmError> {
+        self.resolve_with_env(spec, mode, function).map(|(f, _)| f)
+    }
+
+    /// [`Vm::resolve`], also returning the environment the function sees as its globals.
+    pub fn resolve_with_env(
+        &self,
+        spec: &ChunkSpec<'_>,
+        mode: EnvMode,
+        function: &str,
+    ) -> Result<(Function, Table), VmError> {
         let (code, generation, profile) = self.chunk(spec)?;
         let env = match mode {
             EnvMode::Once => {
@@ -248,7 +258,7 @@ impl Vm {
             )?,
         };
         match env.get::<Value>(function)? {
-            Value::Function(f) => Ok(f),
+            Value::Function(f) => Ok((f, env)),
             _ => Err(VmError::NotAFunction),
         }
     }

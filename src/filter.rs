@@ -1,0 +1,361 @@
+//! LuaOutputFilter / LuaInputFilter with mod_lua's script protocol (§7): the function yields
+//! once to accept (an output filter may yield a prefix), then sees each chunk in the global
+//! `bucket` and yields what to pass on; at the end `bucket` is nil and a last yield is a
+//! suffix. Returning before the first yield declines. Unlike mod_lua, it works in every
+//! LuaScope, streams (output is passed on every 64 KiB), accepts `coroutine.yield()` without a
+//! value, and a failure after output began closes the connection instead of hanging it.
+
+use crate::config::{DirConfig, FilterKind, FilterSpec};
+use crate::dispatch::{self, Coroutine, Entry, Failure};
+use crate::ffi;
+use crate::handler::log_failure;
+use crate::httpd::{self, Brigade, BucketKind, Filter, Level, LiveRequest, PoolBrigade, Request};
+use crate::lua_api::request::RequestHandle;
+use mlua::thread::ThreadStatus;
+use mlua::{MultiValue, Value};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+const APR_SUCCESS: ffi::apr_status_t = 0;
+const APR_EGENERAL: ffi::apr_status_t = 20014;
+/// Output is passed downstream whenever this much has been produced.
+const PASS_EVERY: usize = 64 * 1024;
+
+/// Per filter instance, attached to the request pool.
+pub struct FilterState {
+    /// The running coroutine; `None` once it finished (or failed).
+    co: Option<Coroutine>,
+    /// For input filters: the brigade read from the next filter (kept to avoid one per call).
+    scratch: Option<PoolBrigade>,
+}
+
+enum Step {
+    Yielded(Option<Vec<u8>>),
+    Finished,
+    Failed(String),
+}
+
+fn resume(co: &Coroutine, arg: Value) -> Step {
+    let result = catch_unwind(AssertUnwindSafe(|| co.thread.resume::<MultiValue>(arg)));
+    match result {
+        Err(_) => Step::Failed("Rust panic inside the filter".into()),
+        Ok(Err(e)) => Step::Failed(crate::vm::ErrorText::of(&e).one_line()),
+        Ok(Ok(values)) => {
+            if co.thread.status() != ThreadStatus::Resumable {
+                return Step::Finished;
+            }
+            Step::Yielded(match values.front() {
+                Some(Value::String(s)) => Some(s.as_bytes().to_vec()),
+                Some(Value::Integer(i)) => Some(i.to_string().into_bytes()),
+                Some(Value::Number(n)) => Some(crate::lua_api::number_to_string(*n).into_bytes()),
+                _ => None,
+            })
+        }
+    }
+}
+
+/// Sets the global `bucket` in the filter function's environment and resumes it.
+fn feed(co: &Coroutine, chunk: Option<&[u8]>) -> Step {
+    let value = match chunk {
+        Some(b) => match co.lua.create_string(b) {
+            Ok(s) => Value::String(s),
+            Err(e) => return Step::Failed(e.to_string()),
+        },
+        None => Value::Nil,
+    };
+    if let Err(e) = co.env.raw_set("bucket", value) {
+        return Step::Failed(e.to_string());
+    }
+    resume(co, Value::Nil)
+}
+
+fn find_spec<'c>(cfg: &'c DirConfig, name: &str, kind: FilterKind) -> Option<&'c FilterSpec> {
+    cfg.filters
+        .iter()
+        .rev()
+        .find(|s| s.kind == kind && s.name.eq_ignore_ascii_case(name))
+        .map(|s| &**s)
+}
+
+/// Starts the filter's coroutine. `Ok(Some((co, first_yield)))` when it accepts,
+/// `Ok(None)` when it declines (returned before yielding).
+fn start(
+    r: Request<'_>,
+    f: Filter<'_>,
+    kind: FilterKind,
+) -> Result<Option<(Coroutine, Option<Vec<u8>>)>, ()> {
+    let Some(cfg) = r.dir_config::<DirConfig>() else {
+        return Ok(None);
+    };
+    let name = f.name();
+    let Some(spec) = find_spec(cfg, &name, kind) else {
+        return Ok(None);
+    };
+    let path = httpd::merge_path(r.pool(), cfg.root.as_deref(), &spec.file)
+        .unwrap_or_else(|| spec.file.clone());
+    let entry = Entry::file(path.as_bytes(), &spec.function);
+    let report = |failure: Failure| {
+        log_failure(r, &entry, &format!("filter {name}"), &failure);
+    };
+    let co = match dispatch::coroutine(r, cfg, &entry) {
+        Ok(co) => co,
+        Err(failure) => {
+            report(failure);
+            return Err(());
+        }
+    };
+    let ud = match co
+        .lua
+        .create_userdata(RequestHandle::new(LiveRequest::for_request(r)))
+    {
+        Ok(ud) => ud,
+        Err(e) => {
+            report(Failure::Internal(e.to_string()));
+            return Err(());
+        }
+    };
+    match resume(&co, Value::UserData(ud)) {
+        Step::Yielded(first) => Ok(Some((co, first))),
+        Step::Finished => Ok(None),
+        Step::Failed(msg) => {
+            r.log(
+                Level::Err,
+                &format!(
+                    "lua: filter {name} ({}) failed before accepting: {msg}",
+                    spec.function
+                ),
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// A broken filter: log, stop all output on this connection, report an error.
+fn abort(r: Request<'_>, f: Filter<'_>, state: &mut FilterState, msg: &str) -> ffi::apr_status_t {
+    r.log(
+        Level::Err,
+        &format!("lua: Error while executing filter {}: {msg}", f.name()),
+    );
+    state.co = None;
+    r.connection().abort();
+    APR_EGENERAL
+}
+
+pub fn output(f: Filter<'_>, bb: Brigade<'_>) -> ffi::apr_status_t {
+    let Some(r) = f.request() else {
+        return f.pass(bb);
+    };
+    let out = f.brigade();
+    if f.state::<FilterState>().is_none() {
+        match start(r, f, FilterKind::Output) {
+            Ok(None) => {
+                f.remove_output();
+                return f.pass(bb);
+            }
+            Err(()) => {
+                // No VM or no function: nothing may pass unfiltered.
+                f.remove_output();
+                bb.clear();
+                r.connection().abort();
+                return APR_EGENERAL;
+            }
+            Ok(Some((co, prefix))) => {
+                f.set_state(
+                    r,
+                    FilterState {
+                        co: Some(co),
+                        scratch: None,
+                    },
+                );
+                if !f.via_mod_filter() {
+                    // The body changes: its length and digests no longer hold (FL04).
+                    for h in [c"Content-Length", c"Content-MD5", c"ETag"] {
+                        r.headers_out().unset(h);
+                    }
+                }
+                if let Some(p) = prefix.filter(|p| !p.is_empty()) {
+                    out.append(&p);
+                }
+            }
+        }
+    }
+    let state = f.state::<FilterState>().expect("state set above");
+    let mut pending = 0usize;
+    let mut next = bb.first();
+    while let Some(bucket) = next {
+        let Some(co) = state.co.as_ref() else {
+            // Finished (EOS seen): anything after it passes as it is.
+            next = bucket.next(bb);
+            bucket.move_to(out);
+            continue;
+        };
+        match bucket.kind() {
+            BucketKind::Eos => {
+                match feed(co, None) {
+                    Step::Yielded(Some(suffix)) if !suffix.is_empty() => out.append(&suffix),
+                    Step::Failed(msg) => return abort(r, f, state, &msg),
+                    _ => {}
+                }
+                state.co = None;
+                next = bucket.next(bb);
+                bucket.move_to(out);
+            }
+            BucketKind::Flush => {
+                next = bucket.next(bb);
+                bucket.move_to(out);
+                let rv = f.pass(out);
+                out.clear();
+                pending = 0;
+                if rv != APR_SUCCESS {
+                    return rv;
+                }
+            }
+            BucketKind::Metadata => {
+                next = bucket.next(bb);
+                bucket.move_to(out);
+            }
+            BucketKind::Data => {
+                let data = match bucket.read() {
+                    Ok(d) => d,
+                    Err(rv) => return rv,
+                };
+                match feed(co, Some(data)) {
+                    Step::Yielded(Some(v)) => {
+                        pending += v.len();
+                        out.append(&v);
+                    }
+                    Step::Yielded(None) => {}
+                    Step::Finished => {
+                        return abort(
+                            r,
+                            f,
+                            state,
+                            "the filter function returned before the end of the body",
+                        )
+                    }
+                    Step::Failed(msg) => return abort(r, f, state, &msg),
+                }
+                next = bucket.next(bb);
+                bucket.delete();
+                if pending >= PASS_EVERY {
+                    let rv = f.pass(out);
+                    out.clear();
+                    pending = 0;
+                    if rv != APR_SUCCESS {
+                        return rv;
+                    }
+                }
+            }
+        }
+    }
+    if out.is_empty() {
+        return APR_SUCCESS;
+    }
+    let rv = f.pass(out);
+    out.clear();
+    rv
+}
+
+pub fn input(
+    f: Filter<'_>,
+    bb: Brigade<'_>,
+    mode: ffi::ap_input_mode_t,
+    block: ffi::apr_read_type_e,
+    readbytes: ffi::apr_off_t,
+) -> ffi::apr_status_t {
+    let Some(r) = f.request() else {
+        return f.get(bb, mode, block, readbytes);
+    };
+    if mode != ffi::ap_input_mode_t_AP_MODE_READBYTES
+        && mode != ffi::ap_input_mode_t_AP_MODE_GETLINE
+    {
+        return f.get(bb, mode, block, readbytes);
+    }
+    if f.state::<FilterState>().is_none() {
+        match start(r, f, FilterKind::Input) {
+            Ok(None) => {
+                f.remove_input();
+                return f.get(bb, mode, block, readbytes);
+            }
+            Err(()) => {
+                f.remove_input();
+                return APR_EGENERAL;
+            }
+            // Input filters ignore the first yield's value (mod_lua FL04).
+            Ok(Some((co, _))) => {
+                let scratch = PoolBrigade::new(f.brigade());
+                f.set_state(
+                    r,
+                    FilterState {
+                        co: Some(co),
+                        scratch: Some(scratch),
+                    },
+                );
+            }
+        }
+    }
+    let state = f.state::<FilterState>().expect("state set above");
+    if state.co.is_none() {
+        return f.get(bb, mode, block, readbytes);
+    }
+    let Some(tmp) = state.scratch.as_ref().map(PoolBrigade::get) else {
+        return APR_EGENERAL;
+    };
+    let rv = f.get(tmp, mode, block, readbytes);
+    if rv != APR_SUCCESS {
+        return rv;
+    }
+    let mut next = tmp.first();
+    while let Some(bucket) = next {
+        let Some(co) = state.co.as_ref() else {
+            next = bucket.next(tmp);
+            bucket.move_to(bb);
+            continue;
+        };
+        match bucket.kind() {
+            BucketKind::Eos => {
+                match feed(co, None) {
+                    Step::Yielded(Some(suffix)) if !suffix.is_empty() => bb.append(&suffix),
+                    Step::Failed(msg) => {
+                        tmp.clear();
+                        return abort(r, f, state, &msg);
+                    }
+                    _ => {}
+                }
+                state.co = None;
+                next = bucket.next(tmp);
+                bucket.move_to(bb);
+            }
+            BucketKind::Data => {
+                let data = match bucket.read() {
+                    Ok(d) => d,
+                    Err(rv) => return rv,
+                };
+                match feed(co, Some(data)) {
+                    Step::Yielded(Some(v)) => bb.append(&v),
+                    Step::Yielded(None) => {}
+                    Step::Finished => {
+                        tmp.clear();
+                        return abort(
+                            r,
+                            f,
+                            state,
+                            "the filter function returned before the end of the body",
+                        );
+                    }
+                    Step::Failed(msg) => {
+                        tmp.clear();
+                        return abort(r, f, state, &msg);
+                    }
+                }
+                next = bucket.next(tmp);
+                bucket.delete();
+            }
+            _ => {
+                next = bucket.next(tmp);
+                bucket.move_to(bb);
+            }
+        }
+    }
+    tmp.clear();
+    APR_SUCCESS
+}
