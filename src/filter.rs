@@ -100,7 +100,7 @@ fn start(
         Ok(co) => co,
         Err(failure) => {
             report(failure);
-            return Err(());
+            return Start::Failed;
         }
     };
     let ud = match co
@@ -147,18 +147,18 @@ pub fn output(f: Filter<'_>, bb: Brigade<'_>) -> ffi::apr_status_t {
     let out = f.brigade();
     if f.state::<FilterState>().is_none() {
         match start(r, f, FilterKind::Output) {
-            Ok(None) => {
+            Start::Declined => {
                 f.remove_output();
                 return f.pass(bb);
             }
-            Err(()) => {
+            Start::Failed => {
                 // No VM or no function: nothing may pass unfiltered.
                 f.remove_output();
                 bb.clear();
                 r.connection().abort();
                 return APR_EGENERAL;
             }
-            Ok(Some((co, prefix))) => {
+            Start::Accepted(co, prefix) => {
                 f.set_state(
                     r,
                     FilterState {
@@ -272,16 +272,16 @@ pub fn input(
     }
     if f.state::<FilterState>().is_none() {
         match start(r, f, FilterKind::Input) {
-            Ok(None) => {
+            Start::Declined => {
                 f.remove_input();
                 return f.get(bb, mode, block, readbytes);
             }
-            Err(()) => {
+            Start::Failed => {
                 f.remove_input();
                 return APR_EGENERAL;
             }
             // Input filters ignore the first yield's value (mod_lua FL04).
-            Ok(Some((co, _))) => {
+            Start::Accepted(co, _) => {
                 let scratch = PoolBrigade::new(f.brigade());
                 f.set_state(
                     r,

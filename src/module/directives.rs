@@ -59,7 +59,7 @@ const fn hook(
         )
     };
     command_rec {
-        cmd_data: (phase as usize + 1) as *mut c_void,
+        cmd_data: std::ptr::without_provenance_mut(phase as usize + 1),
         ..cmd(name, func, how, help)
     }
 }
@@ -71,7 +71,7 @@ const fn block(
     help: &'static std::ffi::CStr,
 ) -> command_rec {
     command_rec {
-        cmd_data: (phase as usize + 1) as *mut c_void,
+        cmd_data: std::ptr::without_provenance_mut(phase as usize + 1),
         req_override: ffi::EXEC_ON_READ | ffi::OR_ALL,
         ..cmd(
             name,
@@ -185,7 +185,7 @@ pub static COMMANDS: Commands = Commands([
         c"Provide a hook for the insert_filter phase of request processing",
     ),
     command_rec {
-        cmd_data: 1 as *mut c_void,
+        cmd_data: std::ptr::without_provenance_mut(1),
         ..cmd(
             c"LuaInputFilter",
             cmd_func { take3: Some(lua_filter) },
@@ -194,7 +194,7 @@ pub static COMMANDS: Commands = Commands([
         )
     },
     command_rec {
-        cmd_data: 2 as *mut c_void,
+        cmd_data: std::ptr::without_provenance_mut(2),
         ..cmd(
             c"LuaOutputFilter",
             cmd_func { take3: Some(lua_filter) },
