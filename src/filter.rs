@@ -76,19 +76,23 @@ fn find_spec<'c>(cfg: &'c DirConfig, name: &str, kind: FilterKind) -> Option<&'c
         .map(|s| &**s)
 }
 
-/// Starts the filter's coroutine. `Ok(Some((co, first_yield)))` when it accepts,
-/// `Ok(None)` when it declines (returned before yielding).
-fn start(
-    r: Request<'_>,
-    f: Filter<'_>,
-    kind: FilterKind,
-) -> Result<Option<(Coroutine, Option<Vec<u8>>)>, ()> {
+/// How a filter's first resume went.
+enum Start {
+    /// It yielded (the value, if any, is an output filter's prefix).
+    Accepted(Coroutine, Option<Vec<u8>>),
+    /// It returned before yielding, or has no Lua spec here: pass data through.
+    Declined,
+    /// No VM or no function: logged.
+    Failed,
+}
+
+fn start(r: Request<'_>, f: Filter<'_>, kind: FilterKind) -> Start {
     let Some(cfg) = r.dir_config::<DirConfig>() else {
-        return Ok(None);
+        return Start::Declined;
     };
     let name = f.name();
     let Some(spec) = find_spec(cfg, &name, kind) else {
-        return Ok(None);
+        return Start::Declined;
     };
     let path = httpd::merge_path(r.pool(), cfg.root.as_deref(), &spec.file)
         .unwrap_or_else(|| spec.file.clone());
