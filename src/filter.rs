@@ -114,12 +114,12 @@ fn start(r: Request<'_>, f: Filter<'_>, kind: FilterKind) -> Start {
         Ok(ud) => ud,
         Err(e) => {
             report(Failure::Internal(e.to_string()));
-            return Err(());
+            return Start::Failed;
         }
     };
     match resume(&co, Value::UserData(ud)) {
-        Step::Yielded(first) => Ok(Some((co, first))),
-        Step::Finished => Ok(None),
+        Step::Yielded(first) => Start::Accepted(co, first),
+        Step::Finished => Start::Declined,
         Step::Failed(msg) => {
             r.log(
                 Level::Err,
@@ -128,7 +128,7 @@ fn start(r: Request<'_>, f: Filter<'_>, kind: FilterKind) -> Start {
                     spec.function
                 ),
             );
-            Ok(None)
+            Start::Declined
         }
     }
 }
