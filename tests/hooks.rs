@@ -333,7 +333,7 @@ fn hook_config_errors() {
             "Lua Error:",
         ),
         ("Lua_____ByteCodeHack", "internal to mod_lua"),
-        ("LuaHookInsertFilter /x.lua f", "Invalid command"),
+        ("LuaHookInsertFilter /x.lua f late", "LuaHookInsertFilter takes two arguments"),
     ];
     for (conf, msg) in cases {
         match Server::config_test(&Config::new().directives(conf)) {
@@ -353,7 +353,7 @@ fn hook_config_errors() {
     );
     let ok = "<LuaHookTranslateName t early>\nfunction t(r) return apache2.DECLINED end\n</LuaHookTranslateName>\n\
               <Location /q>\nLuaQuickHandler /x.lua f\nLuaHookTranslateName /x.lua f late\n</Location>\n\
-              LuaHookAuthChecker /x.lua f late\nLuaHookLog /x.lua f";
+              LuaHookAuthChecker /x.lua f late\nLuaHookLog /x.lua f\nLuaHookInsertFilter /x.lua f";
     Server::config_test(&Config::new().directives(ok)).unwrap();
 }
 

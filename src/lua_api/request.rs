@@ -551,6 +551,13 @@ fn requestbody(lua: &Lua, r: Request<'_>, a: &Args<'_>) -> mlua::Result<MultiVal
                         .into_lua_multi(lua)
                 }
             };
+            // Streamed to a file, the body is bounded by the caller's maxsize or
+            // LimitRequestBody only (no in-memory ceiling).
+            let limit = match (max, r.limit_req_body()) {
+                (m, _) if m > 0 => m as u64,
+                (_, l) if l > 0 => l as u64,
+                _ => u64::MAX,
+            };
             let mut io_error = None;
             let result = r.read_body_with(limit, |chunk| {
                 file.write_all(chunk).map_err(|e| {
