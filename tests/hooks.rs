@@ -333,7 +333,10 @@ fn hook_config_errors() {
             "Lua Error:",
         ),
         ("Lua_____ByteCodeHack", "internal to mod_lua"),
-        ("LuaHookInsertFilter /x.lua f late", "LuaHookInsertFilter takes two arguments"),
+        (
+            "LuaHookInsertFilter /x.lua f late",
+            "LuaHookInsertFilter takes two arguments",
+        ),
     ];
     for (conf, msg) in cases {
         match Server::config_test(&Config::new().directives(conf)) {
