@@ -9,6 +9,7 @@ local pages = {
     { "blog/hello-world", "URL rewriting in a translate_name hook" },
     { "admin/", "Access checker: loopback or X-Api-Token" },
     { "private/", "Basic authentication by a Lua check_user_id hook (alice / wonderland)" },
+    { "filtered/page.html", "An output filter rewriting HTML, chained with DEFLATE" },
 }
 
 function handle(r)

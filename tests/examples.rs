@@ -15,6 +15,7 @@ fn server() -> Option<Server> {
         .load("authn_core_module", "mod_authn_core.so")
         .load("authz_user_module", "mod_authz_user.so")
         .load("env_module", "mod_env.so")
+        .load("deflate_module", "mod_deflate.so")
         .directives(&format!("Define LUA_EXAMPLES {{root}}/examples\nSetEnv LUA_JSON_LOG {{root}}/logs/requests.jsonl\n{conf}"));
     let src = repo.join("lua-examples");
     for f in walk(&src) {
@@ -145,5 +146,40 @@ fn hook_examples() {
             .any(|l| l.contains("\"uri\":\"/private/") && l.contains("\"user\":\"alice\"")),
         "{log}"
     );
+    s.assert_no_crash();
+}
+
+#[test]
+fn filter_examples() {
+    let Some(s) = server() else { return };
+    let r = s.get("/filtered/page.html");
+    let t = r.text();
+    assert!(t.starts_with("<div class=\"banner\">"), "{t}");
+    assert!(
+        t.contains("https://example.com/")
+            && t.contains("https://example.org/")
+            && !t.contains("http://"),
+        "{t}"
+    );
+    assert!(
+        t.ends_with("<!-- rewritten by html_rewrite.lua -->\n"),
+        "{t}"
+    );
+    // Chained with DEFLATE: compressed for clients that accept gzip.
+    let r = s.request(
+        "GET",
+        "/filtered/page.html",
+        &[("Accept-Encoding", "gzip")],
+        b"",
+    );
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    // The input filter transforms the body before the handler reads it.
+    let r = s.request(
+        "POST",
+        "/upload.lua",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"name=ada",
+    );
+    assert_eq!(r.text(), "NAME=ADA&filterSignature=1234\n");
     s.assert_no_crash();
 }
