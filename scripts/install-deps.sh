@@ -5,7 +5,7 @@
 set -euo pipefail
 
 PKGS=(apache2 apache2-dev libclang-dev pkg-config liblua5.4-dev liblua5.3-dev libluajit-5.1-dev
-      lua-cjson wrk curl ca-certificates)
+      lua-cjson wrk curl ca-certificates openssl)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -22,6 +22,14 @@ if ((${#missing[@]})); then
   if [[ " ${missing[*]} " == *" apache2 "* ]]; then
     $SUDO service apache2 stop >/dev/null 2>&1 || true
   fi
+fi
+
+# The WebSocket tests use Python's websockets package as a real client (and openssl makes
+# their self-signed certificate).
+if ! python3 -c "import websockets" >/dev/null 2>&1; then
+  echo "install-deps: installing the websockets Python package" >&2
+  python3 -m pip install --quiet --disable-pip-version-check websockets >/dev/null 2>&1 ||
+    python3 -m pip install --quiet --break-system-packages websockets
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -23,10 +23,40 @@ pub static SETUP: VmSetup = VmSetup {
 pub const SERVER_POOL_WAIT: Duration = Duration::from_secs(30);
 
 /// The module's state for one request (and its subrequests and internal redirects): the VM
-/// leased from the shared pool for the request's whole life.
+/// leased from the shared pool for the request's whole life, and the WebSocket state.
 #[derive(Default)]
 pub struct RequestState {
     vm: OnceCell<SendVm>,
+    websocket: std::cell::Cell<WebSocket>,
+    scratch: OnceCell<crate::httpd::PoolBrigade>,
+}
+
+/// Where a request stands with WebSockets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WebSocket {
+    #[default]
+    None,
+    /// r:wsupgrade answered 101: the connection now carries frames.
+    Open,
+    /// A close frame was sent.
+    Closed,
+}
+
+impl RequestState {
+    pub fn websocket(&self) -> WebSocket {
+        self.websocket.get()
+    }
+
+    pub fn set_websocket(&self, w: WebSocket) {
+        self.websocket.set(w);
+    }
+
+    /// A brigade kept for the request's connection I/O (WebSocket frames).
+    pub fn scratch<'a>(&'a self, r: Request<'_>) -> crate::httpd::Brigade<'a> {
+        self.scratch
+            .get_or_init(|| crate::httpd::PoolBrigade::new(r.connection().brigade(r.root().pool())))
+            .get()
+    }
 }
 
 impl Drop for RequestState {

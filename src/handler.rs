@@ -32,11 +32,22 @@ pub fn lua_script(r: Request<'_>) -> c_int {
         stamp: r.finfo_stamp(),
         ..Entry::file(path.to_bytes(), "handle")
     };
-    match dispatch::call(r, cfg, &entry) {
+    let result = match dispatch::call(r, cfg, &entry) {
         Ok(Outcome::Number(n)) => status(n),
         Ok(Outcome::NotNumber) => OK,
         Err(f) => failed(r, cfg, &entry, "handler", f),
+    };
+    after_websocket(r, result)
+}
+
+/// After r:wsupgrade the connection carries WebSocket frames: httpd must not add a response
+/// of its own, and the connection ends with the handler.
+fn after_websocket(r: Request<'_>, result: c_int) -> c_int {
+    if r.root().state().websocket() == dispatch::WebSocket::None {
+        return result;
     }
+    r.connection().abort();
+    DONE
 }
 
 /// H13: runs the first LuaMapHandler whose pattern matches `r->uri` (any handler, any method).
@@ -70,13 +81,13 @@ pub fn map_handler(r: Request<'_>) -> c_int {
         let entry = Entry::file(path.as_bytes(), &function);
         match dispatch::call(r, cfg, &entry) {
             Ok(Outcome::Number(n)) if n == DECLINED as i64 => continue,
-            Ok(Outcome::Number(n)) => return status(n),
+            Ok(Outcome::Number(n)) => return after_websocket(r, status(n)),
             Ok(Outcome::NotNumber) => {
                 r.log(
                     Level::Warn,
                     &format!("lua: Lua handler {function} in {path} did not return a value, assuming apache2.OK"),
                 );
-                return OK;
+                return after_websocket(r, OK);
             }
             Err(f) => return failed(r, cfg, &entry, "mapped handler", f),
         }

@@ -1546,3 +1546,98 @@ impl PoolBrigade {
         }
     }
 }
+
+impl<'a> Conn<'a> {
+    /// Writes `parts` through the connection's output filters (below HTTP framing, above TLS)
+    /// and flushes them to the client.
+    pub fn write_flush(self, bb: Brigade<'_>, parts: &[&[u8]]) -> Result<(), ffi::apr_status_t> {
+        for p in parts {
+            bb.append(p);
+        }
+        bb.append_flush();
+        // SAFETY: live connection filter chain.
+        let rv = unsafe { ffi::ap_pass_brigade(self.rec().output_filters, bb.as_ptr()) };
+        bb.clear();
+        if rv == 0 {
+            Ok(())
+        } else {
+            Err(rv)
+        }
+    }
+
+    /// Reads exactly `n` bytes through the connection's input filters (blocking).
+    pub fn read_exact(self, bb: Brigade<'_>, n: usize) -> Result<Vec<u8>, ffi::apr_status_t> {
+        const APR_EOF: ffi::apr_status_t = 70014;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            // SAFETY: live connection filter chain; `bb` is emptied after each read.
+            let rv = unsafe {
+                ffi::ap_get_brigade(
+                    self.rec().input_filters,
+                    bb.as_ptr(),
+                    ffi::ap_input_mode_t_AP_MODE_READBYTES,
+                    ffi::apr_read_type_e_APR_BLOCK_READ,
+                    (n - out.len()) as ffi::apr_off_t,
+                )
+            };
+            if rv != 0 {
+                bb.clear();
+                return Err(rv);
+            }
+            let before = out.len();
+            let mut eos = false;
+            let mut b = bb.first();
+            while let Some(bucket) = b {
+                match bucket.kind() {
+                    BucketKind::Data => match bucket.read() {
+                        Ok(d) => out.extend_from_slice(d),
+                        Err(rv) => {
+                            bb.clear();
+                            return Err(rv);
+                        }
+                    },
+                    BucketKind::Eos => eos = true,
+                    _ => {}
+                }
+                b = bucket.next(bb);
+            }
+            bb.clear();
+            if out.len() == before {
+                // Blocking reads return data, or nothing at the end of the stream.
+                let _ = eos;
+                return Err(APR_EOF);
+            }
+        }
+        out.truncate(n);
+        Ok(out)
+    }
+
+    /// Is there input waiting (a non-blocking, non-consuming peek of one byte)?
+    pub fn input_pending(self, bb: Brigade<'_>) -> bool {
+        // SAFETY: live connection filter chain; speculative reads consume nothing.
+        let rv = unsafe {
+            ffi::ap_get_brigade(
+                self.rec().input_filters,
+                bb.as_ptr(),
+                ffi::ap_input_mode_t_AP_MODE_SPECULATIVE,
+                ffi::apr_read_type_e_APR_NONBLOCK_READ,
+                1,
+            )
+        };
+        let pending = rv == 0 && bb.first().is_some_and(|b| b.kind() == BucketKind::Data);
+        bb.clear();
+        pending
+    }
+
+    /// A brigade in the connection's pool for its bucket allocator.
+    pub fn brigade(self, pool: Pool<'_>) -> Brigade<'a> {
+        // SAFETY: pool and the connection's bucket allocator are live.
+        unsafe {
+            Brigade::from_raw(ffi::apr_brigade_create(
+                pool.as_ptr(),
+                self.rec().bucket_alloc,
+            ))
+            .expect("brigade")
+        }
+    }
+}

@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use super::args::{arg_error, caller_position, caller_where, lua_type_name, Args};
-use super::{encode, form};
+use super::{encode, form, websocket};
 use crate::apr::{has_nul, Table as AprTable};
 use crate::httpd::{self, BodyError, Level, LiveRequest, Request};
 use mlua::{
@@ -856,6 +856,24 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         }
     })?;
 
+    // §5h WebSockets (through the connection filters, so they work under TLS too).
+    method(lua, &m, "wsupgrade", |lua, r, _| ws::upgrade(lua, r))?;
+    method(lua, &m, "wsread", |lua, r, _| ws::read(lua, r))?;
+    method(lua, &m, "wswrite", |_, r, a| {
+        let data = a.string(2)?;
+        let raw = matches!(a.get(3), Value::Boolean(true));
+        Ok(ws::write(r, &data, raw))
+    })?;
+    method(lua, &m, "wsclose", |_, r, a| {
+        ws::close(r, a.opt_integer(2, websocket::CLOSE_NORMAL as i64)? as u16);
+        Ok(())
+    })?;
+    method(lua, &m, "wsping", |_, r, _| Ok(ws::ping(r)))?;
+    method(lua, &m, "wspeek", |_, r, _| {
+        let state = r.root().state();
+        Ok(r.connection().input_pending(state.scratch(r)))
+    })?;
+
     // §5i Logging.
     for (name, level) in [
         ("emerg", Level::Emerg),
@@ -922,5 +940,222 @@ mod tests {
             options_text(OPT_ALL),
             "Indexes Includes FollowSymLinks ExecCGI  All"
         );
+    }
+}
+
+/// WebSocket I/O for the `r:ws*` methods.
+mod ws {
+    use super::websocket::{
+        self as proto, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT,
+    };
+    use crate::dispatch::WebSocket;
+    use crate::httpd::{self, Level, Request};
+    use mlua::{IntoLuaMulti, Lua, MultiValue};
+
+    fn send(r: Request<'_>, opcode: u8, payload: &[u8]) -> bool {
+        let state = r.root().state();
+        let header = proto::frame_header(true, opcode, payload.len());
+        r.connection()
+            .write_flush(state.scratch(r), &[&header, payload])
+            .is_ok()
+    }
+
+    /// r:wsupgrade(): checks the handshake and answers 101 on the connection itself (no
+    /// `Transfer-Encoding` header, unlike mod_lua). true, or nothing when refused.
+    pub fn upgrade(lua: &Lua, r: Request<'_>) -> mlua::Result<MultiValue> {
+        let h = r.headers_in();
+        let get = |k: &std::ffi::CStr| h.get(k).map(|v| v.to_bytes());
+        let check = proto::check_handshake(
+            r.method().map(|m| m.to_bytes()).unwrap_or(b""),
+            get(c"Upgrade"),
+            get(c"Connection"),
+            get(c"Sec-WebSocket-Version"),
+            get(c"Sec-WebSocket-Key"),
+        );
+        if let Err(why) = check {
+            r.log(
+                Level::Notice,
+                &format!("Websocket: Upgrade from HTTP to Websocket failed: {why}"),
+            );
+            return Ok(MultiValue::new());
+        }
+        let accept = proto::accept_key(get(c"Sec-WebSocket-Key").unwrap_or(b""), httpd::sha1_raw);
+        let response = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        );
+        let state = r.root().state();
+        if r.connection()
+            .write_flush(state.scratch(r), &[response.as_bytes()])
+            .is_err()
+        {
+            return Ok(MultiValue::new());
+        }
+        r.set_status(101);
+        state.set_websocket(WebSocket::Open);
+        r.log(Level::Debug, "Websocket: Upgraded from HTTP to Websocket");
+        true.into_lua_multi(lua)
+    }
+
+    /// Sends a close frame (once) and ends the conversation.
+    pub fn close(r: Request<'_>, code: u16) {
+        let state = r.root().state();
+        if state.websocket() == WebSocket::Open {
+            send(r, OP_CLOSE, &proto::close_payload(code));
+            state.set_websocket(WebSocket::Closed);
+        }
+    }
+
+    /// r:wswrite(data [, raw]): a text frame, or a binary one when `data` is not UTF-8 (a text
+    /// frame must be); `data` as it is with raw = true.
+    pub fn write(r: Request<'_>, data: &[u8], raw: bool) -> bool {
+        if r.root().state().websocket() != WebSocket::Open {
+            return false;
+        }
+        if raw {
+            let state = r.root().state();
+            return r
+                .connection()
+                .write_flush(state.scratch(r), &[data])
+                .is_ok();
+        }
+        let opcode = if std::str::from_utf8(data).is_ok() {
+            OP_TEXT
+        } else {
+            OP_BINARY
+        };
+        send(r, opcode, data)
+    }
+
+    /// One frame from the client: (fin, opcode, payload), after protocol checks.
+    enum Frame {
+        Data {
+            fin: bool,
+            opcode: u8,
+            payload: Vec<u8>,
+        },
+        Ping(Vec<u8>),
+        Pong,
+        Close(Option<u16>),
+    }
+
+    fn read_frame(r: Request<'_>) -> Result<Frame, u16> {
+        let state = r.root().state();
+        let conn = r.connection();
+        let bb = state.scratch(r);
+        let head = conn.read_exact(bb, 2).map_err(|_| 0u16)?;
+        if proto::reserved_bits(head[0]) {
+            return Err(proto::CLOSE_PROTOCOL_ERROR);
+        }
+        let (fin, opcode, masked, len7) = proto::parse_first_two([head[0], head[1]]);
+        if !masked {
+            // RFC 6455 §5.1: a server must close on an unmasked client frame.
+            return Err(proto::CLOSE_PROTOCOL_ERROR);
+        }
+        let len = match len7 {
+            126 => u16::from_be_bytes(
+                conn.read_exact(bb, 2)
+                    .map_err(|_| 0u16)?
+                    .try_into()
+                    .unwrap(),
+            ) as u64,
+            127 => u64::from_be_bytes(
+                conn.read_exact(bb, 8)
+                    .map_err(|_| 0u16)?
+                    .try_into()
+                    .unwrap(),
+            ),
+            n => n as u64,
+        };
+        let control = opcode >= 0x8;
+        if control && (len > 125 || !fin) {
+            return Err(proto::CLOSE_PROTOCOL_ERROR);
+        }
+        if len > proto::MAX_PAYLOAD {
+            return Err(proto::CLOSE_TOO_BIG);
+        }
+        let key: [u8; 4] = conn
+            .read_exact(bb, 4)
+            .map_err(|_| 0u16)?
+            .try_into()
+            .unwrap();
+        let mut payload = conn.read_exact(bb, len as usize).map_err(|_| 0u16)?;
+        proto::unmask(&mut payload, key);
+        Ok(match opcode {
+            OP_TEXT | OP_BINARY | OP_CONTINUATION => Frame::Data {
+                fin,
+                opcode,
+                payload,
+            },
+            OP_PING => Frame::Ping(payload),
+            OP_PONG => Frame::Pong,
+            OP_CLOSE => Frame::Close(
+                (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])),
+            ),
+            _ => return Err(proto::CLOSE_PROTOCOL_ERROR),
+        })
+    }
+
+    /// r:wsread() → payload, fin, opcode (1 text, 2 binary, 0 continuation); nothing once the
+    /// client closed or broke the protocol. Pings are answered with a pong carrying their
+    /// payload; pongs are skipped.
+    pub fn read(lua: &Lua, r: Request<'_>) -> mlua::Result<MultiValue> {
+        if r.root().state().websocket() != WebSocket::Open {
+            return Ok(MultiValue::new());
+        }
+        loop {
+            match read_frame(r) {
+                Ok(Frame::Data {
+                    fin,
+                    opcode,
+                    payload,
+                }) => {
+                    return (lua.create_string(payload)?, fin, opcode as i64).into_lua_multi(lua);
+                }
+                Ok(Frame::Ping(payload)) => {
+                    if !send(r, OP_PONG, &payload) {
+                        return Ok(MultiValue::new());
+                    }
+                }
+                Ok(Frame::Pong) => {}
+                Ok(Frame::Close(code)) => {
+                    close(
+                        r,
+                        code.filter(|c| *c >= 1000).unwrap_or(proto::CLOSE_NORMAL),
+                    );
+                    return Ok(MultiValue::new());
+                }
+                Err(0) => {
+                    r.root().state().set_websocket(WebSocket::Closed);
+                    return Ok(MultiValue::new());
+                }
+                Err(code) => {
+                    r.log(Level::Info, &format!("Websocket: closing with {code}"));
+                    close(r, code);
+                    return Ok(MultiValue::new());
+                }
+            }
+        }
+    }
+
+    /// r:wsping(): sends a ping and waits for the pong (answering the client's pings).
+    pub fn ping(r: Request<'_>) -> bool {
+        if r.root().state().websocket() != WebSocket::Open || !send(r, OP_PING, b"") {
+            return false;
+        }
+        loop {
+            match read_frame(r) {
+                Ok(Frame::Pong) => return true,
+                Ok(Frame::Ping(p)) => {
+                    if !send(r, OP_PONG, &p) {
+                        return false;
+                    }
+                }
+                Ok(Frame::Data { .. }) => {}
+                Ok(Frame::Close(_)) | Err(_) => {
+                    close(r, proto::CLOSE_NORMAL);
+                    return false;
+                }
+            }
+        }
     }
 }
