@@ -10,6 +10,7 @@ local pages = {
     { "admin/", "Access checker: loopback or X-Api-Token" },
     { "private/", "Basic authentication by a Lua check_user_id hook (alice / wonderland)" },
     { "filtered/page.html", "An output filter rewriting HTML, chained with DEFLATE" },
+    { "ws/echo.lua", "WebSocket echo (connect with a WebSocket client: ws://host/ws/echo.lua)" },
 }
 
 function handle(r)

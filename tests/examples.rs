@@ -183,3 +183,29 @@ fn filter_examples() {
     assert_eq!(r.text(), "NAME=ADA&filterSignature=1234\n");
     s.assert_no_crash();
 }
+
+#[test]
+fn websocket_example() {
+    let Some(s) = server() else { return };
+    // A plain GET is refused with 400; the real client exchange is in tests/websocket.rs.
+    assert_eq!(s.get("/ws/echo.lua").status, 400);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    use std::io::{Read, Write};
+    stream
+        .write_all(
+            b"GET /ws/echo.lua HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    while !got.windows(7).any(|w| w == b"welcome") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 101 "));
+}
