@@ -42,6 +42,7 @@ function input_upper(r)
 end
 function insert(r)
     if r.uri:match("^/inserted") then r:add_output_filter("UPPER") end
+    if r.uri:match("^/lua%-input") then r:add_input_filter("IN_UPPER") end
     return apache2.OK
 end
 "#;
@@ -74,6 +75,7 @@ fn server_with(extra: &str) -> Option<Server> {
              LuaHookInsertFilter {{root}}/filters.lua insert\n\
              {dirs}\
              <Location /declined/>\n SetOutputFilter DECLINE\n</Location>\n\
+             <Location /srv/>\n LuaScope server 1 1\n SetOutputFilter UPPER\n</Location>\n\
              <Location /failing/>\n SetOutputFilter FAIL_LATER\n</Location>\n\
              <Location /input/>\n SetInputFilter IN_UPPER\n</Location>\n\
              AddOutputFilter UPPER .up\n\
@@ -116,6 +118,15 @@ fn server_with(extra: &str) -> Option<Server> {
     ] {
         cfg = cfg.file(&format!("htdocs/{p}"), &"abc ".repeat(20000));
     }
+    cfg = cfg.file(
+        "htdocs/lua-input/echo.lua",
+        "function handle(r) local b = r:requestbody() r:puts(tostring(b)) end",
+    );
+    cfg = cfg.file("htdocs/srv/small.txt", "small");
+    cfg = cfg.file(
+        "htdocs/srv/stream.lua",
+        "function handle(r) for i = 1, 2000 do r:write(string.rep('s', 65536)) r:flush() end end",
+    );
     for p in ["input/echo.lua", "input/sink.lua"] {
         let src = if p.ends_with("echo.lua") {
             "function handle(r) local b = r:requestbody() r:puts(tostring(b)) end"
@@ -183,8 +194,8 @@ fn many_filtered_responses_in_every_scope_with_bounded_memory() {
     };
     warm(50);
     let before = children_rss_kb(pid);
-    // 5 scopes × 16 clients × 250 = 20,000 filtered responses.
-    warm(250);
+    // 5 scopes × 16 clients × 1250 = 100,000 filtered responses.
+    warm(1250);
     let after = children_rss_kb(pid);
     assert!(
         after < before + 64 * 1024,
@@ -338,9 +349,11 @@ fn activation_and_failures() {
     let r = s.request("GET", "/deflate.lua", &[("Accept-Encoding", "gzip")], b"");
     assert_eq!(r.header("content-encoding"), Some("gzip"));
     assert!(r.body.len() < 1000);
-    // An input filter transforms the request body (FL11).
+    // An input filter transforms the request body (FL11), set by SetInputFilter or from Lua.
     let r = s.request("POST", "/input/echo.lua", &[], b"name=value");
     assert_eq!(r.text(), "NAME=VALUE&filterSignature=1234");
+    let r = s.request("POST", "/lua-input/echo.lua", &[], b"abc");
+    assert_eq!(r.text(), "ABC&filterSignature=1234");
     // A Lua error after output began: the client sees a broken response, never a hang.
     let mut c = s.connect();
     let res = c.try_send("GET", "/failing/chunks.lua", &[], b"", false);
@@ -385,4 +398,32 @@ fn fl10_matches_debian_mod_lua() {
     }
     assert_eq!(bodies[0], bodies[1]);
     assert_eq!(bodies[0].1, "prefix\nbucket:foobar\nsuffix\n");
+}
+
+#[test]
+fn server_scope_filter_vm_returns_when_the_client_leaves() {
+    let Some(s) = server_with("") else { return };
+    // LuaScope server 1 1: one VM for the filter. Clients that read a little of a long filtered
+    // response and hang up must not keep it: the next request gets it at once.
+    for _ in 0..5 {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        stream
+            .write_all(b"GET /srv/stream.lua HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0);
+        drop(stream);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // With the VM still held, this would wait 30 s and answer 503.
+    let t0 = std::time::Instant::now();
+    let r = s.get("/srv/small.txt");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "SMALL"),
+        "the pool VM was not returned"
+    );
+    assert!(t0.elapsed().as_secs() < 10);
+    s.assert_no_crash();
 }
