@@ -314,7 +314,7 @@ impl Vm {
         if let Some(e) = map.borrow().get(key) {
             return Ok(e.env.clone());
         }
-        let env: Table = self.new_env.call(profile)?;
+        let env: Table = self.new_env.call((profile, true))?;
         map.borrow_mut().insert(
             key.to_vec(),
             EnvEntry {
@@ -339,7 +339,7 @@ impl Vm {
             // The script changed: run the new version in the existing environment, keeping
             // its globals (mod_lua reloads into the live VM the same way).
             Some((env, _)) => env,
-            None => self.new_env.call(profile)?,
+            None => self.new_env.call((profile, true))?,
         };
         self.run_chunk(code, &env)?;
         map.borrow_mut().insert(

@@ -8,7 +8,7 @@
 -- package.path edits stay in its scope and modules resolve along the script's own paths.
 
 local base = _G
-local package, setmetatable, type, error, tostring = package, setmetatable, type, error, tostring
+local package, setmetatable, type, error, tostring, next, rawset = package, setmetatable, type, error, tostring, next, rawset
 local std_loaded = package.loaded
 local searchers = package.searchers or package.loaders
 local searchpath, loadlib, loadfile, concat = package.searchpath, package.loadlib, loadfile, table.concat
@@ -103,9 +103,16 @@ end
 local env_mt = { __index = base }
 local pkg_mt = { __index = package }
 
-local function new_env(p)
+-- `copy`: for environments that live long (request, thread, server, conn), copy the globals in
+-- once, so that hot code does not go through __index for `string`, `table`, … on every access;
+-- a per-call environment (once) stays empty and falls through instead.
+local function new_env(p, copy)
   local pkg = setmetatable({ path = p.path, cpath = p.cpath, loaded = p.loaded }, pkg_mt)
-  local env = setmetatable({ package = pkg }, env_mt)
+  local env = setmetatable({}, env_mt)
+  if copy then
+    for k, v in next, base do rawset(env, k, v) end
+  end
+  env.package = pkg
   env._G = env
   env.require = function(name) return require_in(pkg, name) end
   return env
