@@ -52,7 +52,7 @@ fn main() {
         .allowlist_var(
             "MODULE_MAGIC_.*|OK|DECLINED|DONE|SUSPENDED|HTTP_.*|M_.*|APR_.*|AP_.*|APLOG_.*|\
              OR_.*|ACCESS_CONF|RSRC_CONF|EXEC_ON_READ|NOT_IN_.*|GLOBAL_ONLY|PROXYREQ_.*|\
-             REQUEST_.*|OPT_.*|AUTHZ_.*|ap_scoreboard_image",
+             REQUEST_.*|OPT_.*|AUTHZ_.*|ap_scoreboard_image|ap_loaded_modules|ap_server_argv0|ap_server_root|ap_scoreboard_fname|ap_conftree|AP_MPMQ_.*|APR_FINFO_.*|APR_OS_DEFAULT",
         )
         .blocklist_function("apr_.*printf.*|ap_.*printf.*|ap_log_.*error")
         .allowlist_function("ap_log_rerror_|ap_log_error_|ap_log_perror_")

@@ -1641,3 +1641,313 @@ impl<'a> Conn<'a> {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Files, utilities and server information for the issue-6 `r` methods.
+
+/// What `apr_stat` found, for the fields a caller asked for (`wanted` APR_FINFO_* bits).
+pub struct StatInfo {
+    pub valid: i32,
+    pub mtime: i64,
+    pub atime: i64,
+    pub ctime: i64,
+    pub size: i64,
+    pub filetype: i32,
+    pub protection: i32,
+}
+
+pub fn stat(pool: Pool<'_>, path: &CStr, wanted: i32) -> Option<StatInfo> {
+    // SAFETY: apr_stat fills a local finfo; strings it sets live in `pool`.
+    unsafe {
+        let mut f: ffi::apr_finfo_t = std::mem::zeroed();
+        if ffi::apr_stat(&mut f, path.as_ptr(), wanted, pool.as_ptr()) != 0 {
+            return None;
+        }
+        Some(StatInfo {
+            valid: f.valid,
+            mtime: f.mtime,
+            atime: f.atime,
+            ctime: f.ctime,
+            size: f.size,
+            filetype: f.filetype as i32,
+            protection: f.protection,
+        })
+    }
+}
+
+/// Names in a directory in readdir order, `.` and `..` included (None if unreadable).
+pub fn dir_entries(pool: Pool<'_>, path: &CStr) -> Option<Vec<Vec<u8>>> {
+    // SAFETY: APR directory iteration with pool-allocated handle and names.
+    unsafe {
+        let mut dir: *mut ffi::apr_dir_t = std::ptr::null_mut();
+        if ffi::apr_dir_open(&mut dir, path.as_ptr(), pool.as_ptr()) != 0 {
+            return None;
+        }
+        let mut out = Vec::new();
+        loop {
+            let mut f: ffi::apr_finfo_t = std::mem::zeroed();
+            let rv = ffi::apr_dir_read(&mut f, ffi::APR_FINFO_NAME, dir);
+            if rv != 0 && rv != 70008 {
+                // 70008 = APR_INCOMPLETE: the name is there even if other fields are not.
+                break;
+            }
+            if let Some(n) = opt_cstr(f.name) {
+                out.push(n.to_bytes().to_vec());
+            }
+        }
+        ffi::apr_dir_close(dir);
+        Some(out)
+    }
+}
+
+pub fn mkdir(pool: Pool<'_>, path: &CStr, perms: i32, recursive: bool) -> bool {
+    // SAFETY: plain APR calls with a NUL-terminated path.
+    unsafe {
+        if recursive {
+            ffi::apr_dir_make_recursive(path.as_ptr(), perms, pool.as_ptr()) == 0
+        } else {
+            ffi::apr_dir_make(path.as_ptr(), perms, pool.as_ptr()) == 0
+        }
+    }
+}
+
+pub fn rmdir(pool: Pool<'_>, path: &CStr) -> bool {
+    // SAFETY: plain APR call.
+    unsafe { ffi::apr_dir_remove(path.as_ptr(), pool.as_ptr()) == 0 }
+}
+
+/// Sets a file's modification time (apr_time_t, microseconds).
+pub fn touch(pool: Pool<'_>, path: &CStr, mtime_us: i64) -> bool {
+    // SAFETY: plain APR call.
+    unsafe { ffi::apr_file_mtime_set(path.as_ptr(), mtime_us, pool.as_ptr()) == 0 }
+}
+
+pub fn now_us() -> i64 {
+    // SAFETY: pure query.
+    unsafe { ffi::apr_time_now() }
+}
+
+pub fn sleep_us(us: i64) {
+    // SAFETY: blocks this thread only.
+    unsafe { ffi::apr_sleep(us.max(0)) }
+}
+
+/// `apr_date_parse_rfc`: seconds since the epoch, or None when the date is not understood.
+pub fn parse_rfc_date(s: &CStr) -> Option<i64> {
+    // SAFETY: pure parse of a NUL-terminated string.
+    match unsafe { ffi::apr_date_parse_rfc(s.as_ptr()) } {
+        0 => None,
+        t => Some(t / 1_000_000),
+    }
+}
+
+/// httpd's shell-style match (`*`, `?`); true on a match.
+pub fn strcmp_match(s: &CStr, pattern: &CStr, icase: bool) -> bool {
+    // SAFETY: pure comparison of NUL-terminated strings.
+    unsafe {
+        if icase {
+            ffi::ap_strcasecmp_match(s.as_ptr(), pattern.as_ptr()) == 0
+        } else {
+            ffi::ap_strcmp_match(s.as_ptr(), pattern.as_ptr()) == 0
+        }
+    }
+}
+
+pub fn mpm_query(code: i32) -> i32 {
+    let mut v: c_int = 0;
+    // SAFETY: out pointer to a local.
+    unsafe { ffi::ap_mpm_query(code, &mut v) };
+    v
+}
+
+pub fn state_query(code: i32) -> i32 {
+    // SAFETY: pure query.
+    unsafe { ffi::ap_state_query(code) }
+}
+
+/// Names of the loaded modules (`mod_xxx.c`), in httpd's order.
+pub fn loaded_modules() -> Vec<String> {
+    let mut out = Vec::new();
+    // SAFETY: ap_loaded_modules is a NULL-terminated array of module pointers.
+    unsafe {
+        let mut p = ffi::ap_loaded_modules;
+        while !p.is_null() && !(*p).is_null() {
+            if let Some(n) = opt_cstr((**p).name) {
+                out.push(n.to_string_lossy().into_owned());
+            }
+            p = p.add(1);
+        }
+    }
+    out
+}
+
+/// A linked module's directives and their help texts.
+pub fn module_commands(name: &CStr) -> Option<Vec<(String, String)>> {
+    // SAFETY: ap_find_linked_module returns NULL or a live module; cmds ends with a NULL name.
+    unsafe {
+        let m = ffi::ap_find_linked_module(name.as_ptr());
+        if m.is_null() || (*m).cmds.is_null() {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut c = (*m).cmds;
+        while !(*c).name.is_null() {
+            let n = opt_cstr((*c).name)
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let h = opt_cstr((*c).errmsg)
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.push((n, h));
+            c = c.add(1);
+        }
+        Some(out)
+    }
+}
+
+/// (server_executable, server_root, scoreboard_fname, server_mpm).
+pub fn server_info() -> [String; 4] {
+    // SAFETY: process-wide strings set by httpd at startup (possibly NULL).
+    unsafe {
+        let s = |p: *const c_char| {
+            opt_cstr(p)
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        [
+            s(ffi::ap_server_argv0),
+            s(ffi::ap_server_root),
+            s(ffi::ap_scoreboard_fname),
+            s(ffi::ap_show_mpm()),
+        ]
+    }
+}
+
+/// One child process's scoreboard record (None when `i` is out of range).
+pub fn scoreboard_process(i: i64) -> Option<[(&'static str, i64); 9]> {
+    let limit = mpm_query(ffi::AP_MPMQ_HARD_LIMIT_DAEMONS) as i64;
+    if i < 0 || i >= limit {
+        return None;
+    }
+    // SAFETY: index checked against the scoreboard's size.
+    unsafe {
+        let p = ffi::ap_get_scoreboard_process(i as c_int);
+        let p = p.as_ref()?;
+        Some([
+            ("connections", p.connections as i64),
+            ("keepalive", p.keep_alive as i64),
+            ("lingering_close", p.lingering_close as i64),
+            ("pid", p.pid as i64),
+            ("suspended", p.suspended as i64),
+            ("write_completion", p.write_completion as i64),
+            ("not_accepting", p.not_accepting as i64),
+            ("quiescing", p.quiescing as i64),
+            ("wait_io", p.wait_io as i64),
+        ])
+    }
+}
+
+impl<'a> Request<'a> {
+    pub fn runtime_dir_relative(self, file: &CStr) -> Option<&'a CStr> {
+        // SAFETY: result allocated in the request pool.
+        unsafe {
+            opt_cstr(ffi::ap_runtime_dir_relative(
+                self.pool().as_ptr(),
+                file.as_ptr(),
+            ))
+        }
+    }
+
+    pub fn ssl_var_lookup(self, name: &CStr) -> Option<&'a CStr> {
+        // SAFETY: mod_ssl's lookup through httpd's ap_ssl_var_lookup; result in the request pool.
+        unsafe {
+            opt_cstr(ffi::ap_ssl_var_lookup(
+                self.pool().as_ptr(),
+                self.rec().server,
+                self.rec().connection,
+                self.as_ptr(),
+                name.as_ptr(),
+            ))
+        }
+    }
+
+    pub fn set_keepalive(self) -> bool {
+        // SAFETY: live request.
+        unsafe { ffi::ap_set_keepalive(self.as_ptr()) != 0 }
+    }
+
+    pub fn custom_response(self, status: c_int, text: &CStr) {
+        // SAFETY: ap_custom_response copies the string into the request pool.
+        unsafe { ffi::ap_custom_response(self.as_ptr(), status, text.as_ptr()) }
+    }
+
+    pub fn send_interim_response(self, send_headers: bool) {
+        // SAFETY: live request; httpd checks that the status is 1xx.
+        unsafe { ffi::ap_send_interim_response(self.as_ptr(), send_headers as c_int) }
+    }
+}
+
+/// A regular expression compiled by httpd for r:regex, freed on drop.
+pub struct OwnedRegex(Box<ffi::ap_regex_t>);
+
+impl OwnedRegex {
+    /// Compiles with httpd's flags; Err carries the compiler's message.
+    pub fn compile(pattern: &CStr, flags: c_int) -> Result<OwnedRegex, String> {
+        // SAFETY: ap_regcomp initialises the zeroed struct; on failure ap_regerror formats it.
+        unsafe {
+            let mut re: Box<ffi::ap_regex_t> = Box::new(std::mem::zeroed());
+            let rc = ffi::ap_regcomp(&mut *re, pattern.as_ptr(), flags);
+            if rc != 0 {
+                let mut buf = [0 as c_char; 256];
+                ffi::ap_regerror(rc, &*re, buf.as_mut_ptr(), buf.len() as ffi::apr_size_t);
+                return Err(CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned());
+            }
+            Ok(OwnedRegex(re))
+        }
+    }
+
+    pub fn groups(&self) -> usize {
+        self.0.re_nsub as usize
+    }
+
+    /// Groups 0..=groups() of the first match (None for groups that did not take part).
+    pub fn captures<'s>(&self, subject: &'s CStr) -> Option<Vec<Option<&'s [u8]>>> {
+        let n = self.groups() + 1;
+        let mut m: Vec<ffi::ap_regmatch_t> = vec![
+            ffi::ap_regmatch_t {
+                rm_so: -1,
+                rm_eo: -1
+            };
+            n
+        ];
+        // SAFETY: the regex is compiled; `m` has `n` slots.
+        let rc = unsafe {
+            ffi::ap_regexec(
+                &*self.0,
+                subject.as_ptr(),
+                n as ffi::apr_size_t,
+                m.as_mut_ptr(),
+                0,
+            )
+        };
+        if rc != 0 {
+            return None;
+        }
+        let bytes = subject.to_bytes();
+        Some(
+            m.iter()
+                .map(|g| {
+                    (g.rm_so >= 0 && g.rm_eo >= g.rm_so)
+                        .then(|| &bytes[g.rm_so as usize..g.rm_eo as usize])
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for OwnedRegex {
+    fn drop(&mut self) {
+        // SAFETY: compiled by ap_regcomp, freed once.
+        unsafe { ffi::ap_regfree(&mut *self.0) }
+    }
+}

@@ -24,4 +24,5 @@
 #include <http_ssl.h>
 #include <ap_expr.h>
 #include <mod_auth.h>
+#include <apr_date.h>
 #include "shim.h"

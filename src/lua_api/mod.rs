@@ -3,6 +3,7 @@ pub mod args;
 pub mod encode;
 pub mod form;
 pub mod request;
+pub mod server;
 pub mod websocket;
 
 use mlua::{Lua, Table, Value};

@@ -35,11 +35,11 @@ fn req(live: &LiveRequest) -> mlua::Result<Request<'_>> {
     live.get().ok_or_else(gone)
 }
 
-fn lua_bytes(lua: &Lua, s: impl AsRef<[u8]>) -> mlua::Result<Value> {
+pub(super) fn lua_bytes(lua: &Lua, s: impl AsRef<[u8]>) -> mlua::Result<Value> {
     lua.create_string(s).map(Value::String)
 }
 
-fn cstr_value(lua: &Lua, s: Option<&CStr>) -> mlua::Result<Value> {
+pub(super) fn cstr_value(lua: &Lua, s: Option<&CStr>) -> mlua::Result<Value> {
     match s {
         Some(s) => lua_bytes(lua, s.to_bytes()),
         None => Ok(Value::Nil),
@@ -47,7 +47,7 @@ fn cstr_value(lua: &Lua, s: Option<&CStr>) -> mlua::Result<Value> {
 }
 
 /// A C string for httpd, or a Lua error if the bytes hold a NUL.
-fn c_arg(lua: &Lua, what: &str, bytes: Vec<u8>) -> mlua::Result<CString> {
+pub(super) fn c_arg(lua: &Lua, what: &str, bytes: Vec<u8>) -> mlua::Result<CString> {
     CString::new(bytes).map_err(|_| {
         mlua::Error::RuntimeError(format!("{}{what} contains a NUL byte", caller_where(lua)))
     })
@@ -379,7 +379,7 @@ fn error_text(e: &mlua::Error) -> String {
 }
 
 /// A Rust function for api.lua: returns its results, or FAIL and the message.
-fn api_fn<A, R, F>(lua: &Lua, f: F) -> mlua::Result<Function>
+pub(super) fn api_fn<A, R, F>(lua: &Lua, f: F) -> mlua::Result<Function>
 where
     A: FromLuaMulti,
     R: IntoLuaMulti,
@@ -395,7 +395,7 @@ where
 
 /// Adds a colon-style method: checks `self`, resolves the live request, hands the arguments
 /// (1-based, `self` at 1) to `f`.
-fn method<F, R>(lua: &Lua, methods: &Table, name: &'static str, f: F) -> mlua::Result<()>
+pub(super) fn method<F, R>(lua: &Lua, methods: &Table, name: &'static str, f: F) -> mlua::Result<()>
 where
     F: Fn(&Lua, Request<'_>, &Args<'_>) -> mlua::Result<R> + 'static,
     R: IntoLuaMulti,
@@ -846,6 +846,8 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     method(lua, &m, "sha1", |lua, _, a| {
         lua_bytes(lua, httpd::sha1_hex(&a.strict_string(2)?))
     })?;
+
+    super::server::install(lua, &m)?;
 
     // M36: r:htpassword(pw [, alg [, cost]]) → hash | false, error.
     method(lua, &m, "htpassword", |lua, _, a| {

@@ -1,0 +1,310 @@
+//! The rest of mod_lua's `r` API (§5a leftovers, §5d files, §5e utilities, §5f server and
+//! process information, §5g ivm): colon methods check `self`; mod_lua's dot functions
+//! (strcmp_match, date_parse_rfc, usleep, mpm_query, state_query, exists_config_define,
+//! module_info) take their arguments directly; clock, loaded_modules and server_info work both
+//! ways.
+#![forbid(unsafe_code)]
+
+use super::args::Args;
+use super::request::{api_fn, c_arg, cstr_value, lua_bytes, method};
+use crate::httpd::{self, OwnedRegex};
+use mlua::{IntoLuaMulti, Lua, MultiValue, Table, Value};
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+/// mod_lua's limit on capture groups for r:regex.
+const MAX_GROUPS: usize = 25;
+/// Compiled patterns kept per VM.
+const REGEX_CACHE_MAX: usize = 256;
+
+#[derive(Default)]
+struct RegexCache(HashMap<(Vec<u8>, i32), OwnedRegex>);
+
+/// A function that takes its arguments without `self` (mod_lua's dot-call functions).
+fn function<F, R>(lua: &Lua, m: &Table, name: &'static str, f: F) -> mlua::Result<()>
+where
+    F: Fn(&Lua, &Args<'_>) -> mlua::Result<R> + 'static,
+    R: IntoLuaMulti,
+{
+    let func = api_fn(lua, move |lua, args: MultiValue| {
+        f(lua, &Args::new(lua, name, args))
+    })?;
+    m.raw_set(name, func)
+}
+
+/// Per-process values shared by every VM of a child (mod_lua's ivm_get / ivm_set).
+#[derive(Clone)]
+enum IvmValue {
+    Integer(i64),
+    Number(f64),
+    Str(Vec<u8>),
+    Bool(bool),
+}
+
+static IVM: Mutex<Option<HashMap<Vec<u8>, IvmValue>>> = Mutex::new(None);
+
+pub fn install(lua: &Lua, m: &Table) -> mlua::Result<()> {
+    lua.set_app_data(RegexCache::default());
+
+    // §5a leftovers.
+    method(lua, m, "send_interim_response", |_, r, a| {
+        r.send_interim_response(a.truthy(2));
+        Ok(())
+    })?;
+    method(lua, m, "custom_response", |lua, r, a| {
+        let status = a.integer(2)? as i32;
+        r.custom_response(status, &c_arg(lua, "response", a.string(3)?)?);
+        Ok(())
+    })?;
+    method(lua, m, "set_keepalive", |_, r, _| Ok(r.set_keepalive()))?;
+
+    // §5d Files.
+    method(lua, m, "stat", |lua, r, a| {
+        let path = c_arg(lua, "path", a.strict_string(2)?)?;
+        let wanted = a.opt_integer(3, crate::ffi::APR_FINFO_MIN as i64)? as i32;
+        let Some(st) = httpd::stat(r.pool(), &path, wanted) else {
+            return Ok(MultiValue::new());
+        };
+        let t = lua.create_table()?;
+        use crate::ffi::{
+            APR_FINFO_ATIME, APR_FINFO_CTIME, APR_FINFO_MTIME, APR_FINFO_PROT, APR_FINFO_SIZE,
+            APR_FINFO_TYPE,
+        };
+        let has = |bit: i32| st.valid & bit == bit;
+        if has(APR_FINFO_MTIME) {
+            t.raw_set("mtime", st.mtime)?;
+        }
+        if has(APR_FINFO_ATIME) {
+            t.raw_set("atime", st.atime)?;
+        }
+        if has(APR_FINFO_CTIME) {
+            t.raw_set("ctime", st.ctime)?;
+        }
+        if has(APR_FINFO_SIZE) {
+            t.raw_set("size", st.size)?;
+        }
+        if has(APR_FINFO_TYPE) {
+            t.raw_set("filetype", st.filetype)?;
+        }
+        if wanted & APR_FINFO_PROT != 0 && has(APR_FINFO_PROT) {
+            t.raw_set("protection", st.protection)?;
+        }
+        t.into_lua_multi(lua)
+    })?;
+    method(lua, m, "get_direntries", |lua, r, a| {
+        let path = c_arg(lua, "path", a.strict_string(2)?)?;
+        match httpd::dir_entries(r.pool(), &path) {
+            Some(names) => {
+                let t = lua.create_table_with_capacity(names.len(), 0)?;
+                for n in names {
+                    t.raw_push(lua.create_string(n)?)?;
+                }
+                t.into_lua_multi(lua)
+            }
+            None => Ok(MultiValue::new()),
+        }
+    })?;
+    for (name, recursive) in [("mkdir", false), ("mkrdir", true)] {
+        method(lua, m, name, move |lua, r, a| {
+            let path = c_arg(lua, "path", a.strict_string(2)?)?;
+            let perms = a.opt_integer(3, crate::ffi::APR_OS_DEFAULT as i64)? as i32;
+            Ok(httpd::mkdir(r.pool(), &path, perms, recursive))
+        })?;
+    }
+    method(lua, m, "rmdir", |lua, r, a| {
+        Ok(httpd::rmdir(
+            r.pool(),
+            &c_arg(lua, "path", a.strict_string(2)?)?,
+        ))
+    })?;
+    method(lua, m, "touch", |lua, r, a| {
+        let path = c_arg(lua, "path", a.strict_string(2)?)?;
+        let mtime = match a.get(3) {
+            Value::Nil => httpd::now_us(),
+            Value::Number(f) => *f as i64,
+            _ => a.integer(3)?,
+        };
+        Ok(httpd::touch(r.pool(), &path, mtime))
+    })?;
+    method(lua, m, "runtime_dir_relative", |lua, r, a| {
+        let file = c_arg(
+            lua,
+            "file",
+            a.opt_string(2)?.unwrap_or_else(|| b".".to_vec()),
+        )?;
+        cstr_value(lua, r.runtime_dir_relative(&file))
+    })?;
+
+    // §5e Utilities.
+    method(lua, m, "regex", |lua, _, a| {
+        let subject = c_arg(lua, "subject", a.strict_string(2)?)?;
+        let pattern = a.strict_string(3)?;
+        let flags = a.opt_integer(4, 0)? as i32;
+        let mut cache = lua
+            .app_data_mut::<RegexCache>()
+            .expect("installed with the API");
+        if cache.0.len() >= REGEX_CACHE_MAX {
+            cache.0.clear();
+        }
+        let key = (pattern, flags);
+        if !cache.0.contains_key(&key) {
+            let p = c_arg(lua, "pattern", key.0.clone())?;
+            match OwnedRegex::compile(&p, flags) {
+                Ok(re) => {
+                    cache.0.insert(key.clone(), re);
+                }
+                Err(e) => return (false, e).into_lua_multi(lua),
+            }
+        }
+        let re = &cache.0[&key];
+        if re.groups() > MAX_GROUPS {
+            let msg = format!(
+                "regcomp found {} matches; only {MAX_GROUPS} allowed.",
+                re.groups()
+            );
+            return (false, msg).into_lua_multi(lua);
+        }
+        match re.captures(&subject) {
+            None => false.into_lua_multi(lua),
+            Some(groups) => {
+                let t = lua.create_table()?;
+                for (i, g) in groups.into_iter().enumerate() {
+                    if let Some(g) = g {
+                        t.raw_set(i, lua.create_string(g)?)?;
+                    }
+                }
+                t.into_lua_multi(lua)
+            }
+        }
+    })?;
+    function(lua, m, "strcmp_match", |lua, a| {
+        let s = c_arg(lua, "string", a.string(1)?)?;
+        let p = c_arg(lua, "pattern", a.string(2)?)?;
+        Ok(httpd::strcmp_match(&s, &p, a.truthy(3)))
+    })?;
+    function(lua, m, "date_parse_rfc", |lua, a| {
+        let s = c_arg(lua, "date", a.strict_string(1)?)?;
+        match httpd::parse_rfc_date(&s) {
+            Some(t) => (t as f64).into_lua_multi(lua),
+            None => Ok(MultiValue::new()),
+        }
+    })?;
+    function(lua, m, "clock", |_, _| Ok(httpd::now_us()))?;
+    function(lua, m, "usleep", |_, a| {
+        httpd::sleep_us(a.integer(1)?);
+        Ok(())
+    })?;
+
+    // §5f Server and process information.
+    function(lua, m, "mpm_query", |_, a| {
+        Ok(httpd::mpm_query(a.integer(1)? as i32))
+    })?;
+    function(lua, m, "state_query", |_, a| {
+        Ok(httpd::state_query(a.integer(1)? as i32))
+    })?;
+    function(lua, m, "exists_config_define", |lua, a| {
+        Ok(httpd::config_defined(&c_arg(lua, "name", a.string(1)?)?))
+    })?;
+    function(lua, m, "loaded_modules", |lua, _| {
+        let t = lua.create_table()?;
+        for n in httpd::loaded_modules() {
+            t.raw_push(n)?;
+        }
+        Ok(t)
+    })?;
+    function(lua, m, "module_info", |lua, a| {
+        let name = c_arg(lua, "module", a.string(1)?)?;
+        match httpd::module_commands(&name) {
+            Some(cmds) if !cmds.is_empty() => {
+                let commands = lua.create_table()?;
+                for (k, v) in cmds {
+                    commands.raw_set(k, v)?;
+                }
+                let t = lua.create_table()?;
+                t.raw_set("commands", commands)?;
+                t.into_lua_multi(lua)
+            }
+            _ => Ok(MultiValue::new()),
+        }
+    })?;
+    function(lua, m, "server_info", |lua, _| {
+        let [exe, root, sb, mpm] = httpd::server_info();
+        let t = lua.create_table()?;
+        t.raw_set("server_executable", exe)?;
+        t.raw_set("server_root", root)?;
+        t.raw_set("scoreboard_fname", sb)?;
+        t.raw_set("server_mpm", mpm)?;
+        Ok(t)
+    })?;
+    method(
+        lua,
+        m,
+        "scoreboard_process",
+        |lua, _, a| match httpd::scoreboard_process(a.integer(2)?) {
+            Some(fields) => {
+                let t = lua.create_table()?;
+                for (k, v) in fields {
+                    t.raw_set(k, v)?;
+                }
+                t.into_lua_multi(lua)
+            }
+            None => Ok(MultiValue::new()),
+        },
+    )?;
+    method(lua, m, "ssl_var_lookup", |lua, r, a| {
+        cstr_value(
+            lua,
+            r.ssl_var_lookup(&c_arg(lua, "variable", a.string(2)?)?),
+        )
+    })?;
+
+    // §5g Per-process storage.
+    method(lua, m, "ivm_get", |lua, _, a| {
+        let key = a.string(2)?;
+        let v = IVM
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(|m| m.get(&key).cloned());
+        Ok(match v {
+            None => Value::Nil,
+            Some(IvmValue::Integer(i)) => Value::Integer(i),
+            Some(IvmValue::Number(n)) => Value::Number(n),
+            Some(IvmValue::Bool(b)) => Value::Boolean(b),
+            Some(IvmValue::Str(s)) => lua_bytes(lua, s)?,
+        })
+    })?;
+    method(lua, m, "ivm_set", |lua, _, a| {
+        let key = a.string(2)?;
+        let value = match a.get(3) {
+            Value::Nil => None,
+            Value::Integer(i) => Some(IvmValue::Integer(*i)),
+            Value::Number(n) => Some(IvmValue::Number(*n)),
+            Value::Boolean(b) => Some(IvmValue::Bool(*b)),
+            Value::String(s) => Some(IvmValue::Str(s.as_bytes().to_vec())),
+            other => {
+                return Err(super::args::arg_error(
+                    lua,
+                    3,
+                    "ivm_set",
+                    &format!(
+                        "number, string, boolean or nil expected, got {}",
+                        super::args::lua_type_name(other)
+                    ),
+                ))
+            }
+        };
+        let mut ivm = IVM.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = ivm.get_or_insert_with(HashMap::new);
+        match value {
+            Some(v) => {
+                map.insert(key, v);
+            }
+            None => {
+                map.remove(&key);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
