@@ -1951,3 +1951,139 @@ impl Drop for OwnedRegex {
         unsafe { ffi::ap_regfree(&mut *self.0) }
     }
 }
+
+/// A scoreboard field: counters and times are integers, the text slots strings.
+pub enum ScoreValue {
+    Int(i64),
+    Text(String),
+}
+
+/// Text from a fixed-size scoreboard slot. The scoreboard is shared memory that other
+/// processes write while we read, so the slot is bounded by its size, never by a NUL alone.
+fn score_text(slot: &[c_char]) -> ScoreValue {
+    let bytes: Vec<u8> = slot
+        .iter()
+        .map(|&c| c as u8)
+        .take_while(|&b| b != 0)
+        .collect();
+    ScoreValue::Text(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// One worker's scoreboard record (None when `i` or `j` is out of range, where mod_lua
+/// reads whatever memory lies there).
+pub fn scoreboard_worker(i: i64, j: i64) -> Option<Vec<(&'static str, ScoreValue)>> {
+    let daemons = mpm_query(ffi::AP_MPMQ_HARD_LIMIT_DAEMONS) as i64;
+    let threads = mpm_query(ffi::AP_MPMQ_HARD_LIMIT_THREADS).max(1) as i64;
+    if !(0..daemons).contains(&i) || !(0..threads).contains(&j) {
+        return None;
+    }
+    // SAFETY: both indexes are checked against the scoreboard's dimensions, and httpd
+    // checks them again; the record lives in the scoreboard for the process lifetime.
+    let w = unsafe { ffi::ap_get_scoreboard_worker_from_indexes(i as c_int, j as c_int).as_ref()? };
+    use ScoreValue::Int;
+    Some(vec![
+        ("access_count", Int(w.access_count as i64)),
+        ("bytes_served", Int(w.bytes_served)),
+        ("client", score_text(&w.client)),
+        ("client64", score_text(&w.client64)),
+        ("conn_bytes", Int(w.conn_bytes)),
+        ("conn_count", Int(w.conn_count as i64)),
+        ("generation", Int(w.generation as i64)),
+        ("last_used", Int(w.last_used)),
+        ("pid", Int(w.pid as i64)),
+        ("request", score_text(&w.request)),
+        ("start_time", Int(w.start_time)),
+        ("status", Int(w.status as i64)),
+        ("stop_time", Int(w.stop_time)),
+        ("tid", Int(w.tid as i64)),
+        ("vhost", score_text(&w.vhost)),
+        ("protocol", score_text(&w.protocol)),
+        ("stimes", Int(clock_ticks(w.times.tms_stime))),
+        ("utimes", Int(clock_ticks(w.times.tms_utime))),
+    ])
+}
+
+/// clock_t is `long`: i64 on the 64-bit targets we build for, narrower elsewhere.
+#[allow(clippy::useless_conversion)]
+fn clock_ticks(t: libc::clock_t) -> i64 {
+    i64::from(t)
+}
+
+/// One node of httpd's parsed configuration (`ap_conftree`).
+pub struct ConfNode {
+    /// `"<Name> <args>"` as mod_lua reports it.
+    pub directive: String,
+    pub file: String,
+    pub line: i64,
+    pub children: Vec<ConfNode>,
+}
+
+/// Copies a sibling list of the config tree (and everything below it).
+///
+/// # Safety
+/// `node` is NULL or a node of a tree that outlives the call (ap_conftree lives in pconf).
+unsafe fn conf_list(mut node: *const ffi::ap_directive_t) -> Vec<ConfNode> {
+    let text = |p: *const c_char| {
+        // SAFETY: NULL or a NUL-terminated string in pconf.
+        unsafe { opt_cstr(p) }
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    // SAFETY: per the function contract.
+    while let Some(d) = unsafe { node.as_ref() } {
+        out.push(ConfNode {
+            directive: format!("{} {}", text(d.directive), text(d.args)),
+            file: text(d.filename),
+            line: d.line_num as i64,
+            // SAFETY: children belong to the same tree.
+            children: unsafe { conf_list(d.first_child) },
+        });
+        node = d.next;
+    }
+    out
+}
+
+/// The whole configuration tree, in file order.
+pub fn config_tree() -> Vec<ConfNode> {
+    // SAFETY: ap_conftree is set while the configuration is read and stays valid (in pconf)
+    // for the lifetime of this generation's children.
+    unsafe { conf_list(ffi::ap_conftree) }
+}
+
+impl<'a> Request<'a> {
+    /// The configuration inside the `<VirtualHost>` that serves this request, found by where
+    /// that virtual host was defined (file and line), or None for the main server.
+    pub fn active_config(self) -> Option<Vec<ConfNode>> {
+        // SAFETY: r->server is the live server_rec; defn_name lives in pconf.
+        let (file, line) = unsafe {
+            let s = self.rec().server.as_ref()?;
+            if s.is_virtual == 0 {
+                return None;
+            }
+            (opt_cstr(s.defn_name)?, s.defn_line_number as c_int)
+        };
+        fn find(
+            mut node: *const ffi::ap_directive_t,
+            file: &CStr,
+            line: c_int,
+        ) -> Option<*const ffi::ap_directive_t> {
+            // SAFETY: walks ap_conftree, which lives in pconf.
+            while let Some(d) = unsafe { node.as_ref() } {
+                let here = unsafe { opt_cstr(d.filename) } == Some(file) && d.line_num == line;
+                if here && !d.first_child.is_null() {
+                    return Some(d.first_child);
+                }
+                if let Some(found) = find(d.first_child, file, line) {
+                    return Some(found);
+                }
+                node = d.next;
+            }
+            None
+        }
+        // SAFETY: ap_conftree as in config_tree().
+        let children = find(unsafe { ffi::ap_conftree }, file, line)?;
+        // SAFETY: a node list of the same tree.
+        Some(unsafe { conf_list(children) })
+    }
+}

@@ -63,6 +63,42 @@ function ops.dotcall(r)
   local ok, err = pcall(r.stat, "/tmp")
   r:puts(err)
 end
+function ops.sbw(r)
+  local w = r:scoreboard_worker(0, 0)
+  local busy = 0
+  for i = 0, r.mpm_query(4) - 1 do
+    for j = 0, r.mpm_query(5) - 1 do
+      local x = r:scoreboard_worker(i, j)
+      if x and x.status ~= 0 then busy = busy + 1 end
+    end
+  end
+  r:puts(type(w.access_count), type(w.client), type(w.vhost), type(w.tid), type(w.stimes), "|", tostring(busy > 0), "|",
+    select("#", r:scoreboard_worker(0, 100000)), select("#", r:scoreboard_worker(-1, 0)),
+    select("#", r:scoreboard_worker(100000, 0)))
+end
+local function find(tree, prefix)
+  for _, n in ipairs(tree) do
+    if n.directive:sub(1, #prefix) == prefix then return n end
+    if n.children then
+      local c = find(n.children, prefix)
+      if c then return c end
+    end
+  end
+end
+function ops.config(r)
+  local tree = r:config()
+  local dr = find(tree, "DocumentRoot ")
+  local vh = find(tree, "<VirtualHost ")
+  r:puts(tostring(dr.file:match("httpd%.conf$") ~= nil), ",", tostring(dr.line > 0), ",",
+    tostring(vh and #vh.children or 0))
+end
+function ops.active(r)
+  local t = r:activeconfig()
+  if not t then return r:puts("none") end
+  local names = {}
+  for _, n in ipairs(t) do names[#names + 1] = n.directive end
+  r:puts(table.concat(names, ";"))
+end
 function handle(r) return ops[r:parseargs().op](r) end
 "##;
 
@@ -137,4 +173,37 @@ fn response_control_and_conventions() {
         "{t}"
     );
     s.assert_no_crash();
+}
+
+#[test]
+fn scoreboard_workers() {
+    let Some(s) = server() else { return };
+    let t = s.get("/api.lua?op=sbw").text();
+    assert_eq!(t, "numberstringstringnumbernumber|true|000");
+}
+
+#[test]
+fn config_trees() {
+    if !httpd_available() {
+        return;
+    }
+    // The first name-based virtual host is the default for its address; the second is
+    // reached by one of its ServerAlias names, which mod_lua's activeconfig does not match.
+    let s = Config::new()
+        .file("htdocs/api.lua", API)
+        .directives(
+            "<VirtualHost *:*>\n ServerName 127.0.0.1\n</VirtualHost>\n\
+             <VirtualHost *:*>\n ServerName vhost.test\n ServerAlias alias.test\n \
+             ServerAdmin admin@vhost.test\n</VirtualHost>",
+        )
+        .start();
+    assert_eq!(s.get("/api.lua?op=config").text(), "true,true,1");
+    assert_eq!(s.get("/api.lua?op=active").text(), "ServerName 127.0.0.1");
+    assert_eq!(
+        s.get("http://alias.test/api.lua?op=active").text(),
+        "ServerName vhost.test;ServerAlias alias.test;ServerAdmin admin@vhost.test"
+    );
+    // Without virtual hosts the request is served by the main server: nothing.
+    let Some(plain) = server() else { return };
+    assert_eq!(plain.get("/api.lua?op=active").text(), "none");
 }

@@ -7,7 +7,7 @@
 
 use super::args::Args;
 use super::request::{api_fn, c_arg, cstr_value, lua_bytes, method};
-use crate::httpd::{self, OwnedRegex};
+use crate::httpd::{self, ConfNode, OwnedRegex, ScoreValue};
 use mlua::{IntoLuaMulti, Lua, MultiValue, Table, Value};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -251,6 +251,33 @@ pub fn install(lua: &Lua, m: &Table) -> mlua::Result<()> {
             None => Ok(MultiValue::new()),
         },
     )?;
+    method(
+        lua,
+        m,
+        "scoreboard_worker",
+        |lua, _, a| match httpd::scoreboard_worker(a.integer(2)?, a.integer(3)?) {
+            Some(fields) => {
+                let t = lua.create_table()?;
+                for (k, v) in fields {
+                    match v {
+                        ScoreValue::Int(n) => t.raw_set(k, n)?,
+                        ScoreValue::Text(s) => t.raw_set(k, s)?,
+                    }
+                }
+                t.into_lua_multi(lua)
+            }
+            None => Ok(MultiValue::new()),
+        },
+    )?;
+    method(lua, m, "config", |lua, _, _| {
+        conf_table(lua, &httpd::config_tree())?.into_lua_multi(lua)
+    })?;
+    method(lua, m, "activeconfig", |lua, r, _| {
+        match r.active_config() {
+            Some(nodes) => conf_table(lua, &nodes)?.into_lua_multi(lua),
+            None => Ok(MultiValue::new()),
+        }
+    })?;
     method(lua, m, "ssl_var_lookup", |lua, r, a| {
         cstr_value(
             lua,
@@ -307,4 +334,20 @@ pub fn install(lua: &Lua, m: &Table) -> mlua::Result<()> {
         Ok(())
     })?;
     Ok(())
+}
+
+/// mod_lua's shape of a config tree: an array of `{directive, file, line[, children]}`.
+fn conf_table(lua: &Lua, nodes: &[ConfNode]) -> mlua::Result<Table> {
+    let t = lua.create_table_with_capacity(nodes.len(), 0)?;
+    for (i, n) in nodes.iter().enumerate() {
+        let e = lua.create_table_with_capacity(0, 4)?;
+        e.raw_set("directive", n.directive.as_str())?;
+        e.raw_set("file", n.file.as_str())?;
+        e.raw_set("line", n.line)?;
+        if !n.children.is_empty() {
+            e.raw_set("children", conf_table(lua, &n.children)?)?;
+        }
+        t.raw_set(i + 1, e)?;
+    }
+    Ok(t)
 }
