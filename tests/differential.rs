@@ -88,6 +88,39 @@ const SCRIPTS: &[(&str, &str)] = &[
         "multipart.lua",
         "function handle(r) local s = r:parsebody(100000) r:puts(tostring(s.name), '|', tostring(s.file), '|', tostring(s.other)) end",
     ),
+    (
+        "files.lua",
+        "function handle(r) local st = r:stat(r.filename) local names = r:get_direntries(r.document_root .. '/maps') \
+         table.sort(names) r:puts(string.format('%d', st.size), '|', string.format('%d', st.filetype), '|', \
+         tostring(st.mtime > 1e15), '|', table.concat(names, ','), '|', select('#', r:stat('/nonexistent')), '|', \
+         r:runtime_dir_relative('x.sock'):match('[^/]+$')) end",
+    ),
+    (
+        "utils.lua",
+        "function handle(r) local m = r:regex('foo123bar', [[([a-z]+)(\\d+)]]) local i = r:regex('ABC', 'b', 1) \
+         r:puts(m[0], ',', m[1], ',', m[2], '|', tostring(r:regex('abc', 'z')), '|', i[0], '|', \
+         tostring(r.strcmp_match('foo.lua', '*.lua')), tostring(r.strcmp_match('FOO', 'f*')), \
+         tostring(r.strcmp_match('FOO', 'f*', true)), '|', \
+         string.format('%d', r.date_parse_rfc('Sun, 06 Nov 1994 08:49:37 GMT')), '|', \
+         select('#', r.date_parse_rfc('not a date')), '|', type(r:clock())) end",
+    ),
+    (
+        "info.lua",
+        "function handle(r) r:puts(string.format('%d,%d', r.mpm_query(2), r.mpm_query(3)), '|', \
+         tostring(r.exists_config_define('MOD_LUA_RS_TESTING')), tostring(r.exists_config_define('NOPE')), '|', \
+         r:loaded_modules()[1], '|', r.module_info('mod_mime.c').commands.AddType, '|', \
+         select('#', r.module_info('mod_nonexistent.c')), '|', r:server_info().server_mpm, '|', \
+         tostring(r:scoreboard_process(0).pid > 0), '|', type(r:scoreboard_worker(0, 0).request)) end",
+    ),
+    (
+        "ivm.lua",
+        "function handle(r) r:ivm_set('n', 42) r:ivm_set('s', 'text') r:puts(string.format('%d', r:ivm_get('n')), \
+         ',', r:ivm_get('s'), ',', select('#', r:ivm_get('never-set'))) end",
+    ),
+    (
+        "custom.lua",
+        "function handle(r) r:custom_response(410, 'gone for good') return 410 end",
+    ),
 ];
 
 const MAP: &str = "LuaMapHandler ^/map/(\\w+)_(\\w+)$ {docroot}/maps/$1.lua handle_$2\n";
@@ -162,6 +195,11 @@ const REQUESTS: &[Req] = &[
 --XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.txt\"\r\nContent-Type: text/plain\r\n\r\nfile body\r\n\
 --XyZ\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nvalue\r\n--XyZ--\r\n",
     },
+    get("/files.lua"),
+    get("/utils.lua"),
+    get("/info.lua"),
+    get("/ivm.lua"),
+    get("/custom.lua"),
 ];
 
 const COMPARED_HEADERS: &[&str] = &[

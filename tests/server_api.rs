@@ -50,10 +50,21 @@ function ops.ivm(r)
   r:ivm_set("gone", 1) r:ivm_set("gone", nil)
   local ok, err = pcall(r.ivm_set, r, "tbl", {})
   r:puts(r:ivm_get("n"), ",", r:ivm_get("f"), ",", #r:ivm_get("s"), ",", tostring(r:ivm_get("t")), ",",
-    tostring(r:ivm_get("u")), ",", tostring(r:ivm_get("gone")), ",", tostring(ok), ",", tostring(err):match("expected") or err)
+    tostring(r:ivm_get("u")), ",", select("#", r:ivm_get("gone")), ",", tostring(ok), ",", tostring(err):match("expected") or err)
 end
 function ops.custom(r)
   r:custom_response(404, "custom not found text")
+  return 404
+end
+function ops.customlocal(r)
+  r:custom_response(404, "/api.lua?op=notfoundpage")
+  return 404
+end
+function ops.notfoundpage(r)
+  r:puts("local error page, redirect status ", tostring(r.subprocess_env["REDIRECT_STATUS"]))
+end
+function ops.customremote(r)
+  r:custom_response(404, "http://elsewhere.test/missing")
   return 404
 end
 function ops.keepalive(r)
@@ -98,6 +109,14 @@ function ops.active(r)
   local names = {}
   for _, n in ipairs(t) do names[#names + 1] = n.directive end
   r:puts(table.concat(names, ";"))
+end
+function ops.interim(r)
+  r.status = 103
+  r.headers_out["Link"] = "</app.css>; rel=preload"
+  r:send_interim_response(true)
+  r.status = 200
+  r.headers_out["Link"] = nil
+  r:puts("final body")
 end
 function handle(r) return ops[r:parseargs().op](r) end
 "##;
@@ -155,7 +174,7 @@ fn ivm_keeps_types() {
     let Some(s) = server() else { return };
     let t = s.get("/api.lua?op=ivm").text();
     // mod_lua reads `true` back as false; we keep booleans.
-    assert_eq!(t, "42,1.5,3,true,false,nil,false,expected");
+    assert_eq!(t, "42,1.5,3,true,false,0,false,expected");
 }
 
 #[test]
@@ -166,6 +185,15 @@ fn response_control_and_conventions() {
         (r.status, r.text().as_str()),
         (404, "custom not found text")
     );
+    let r = s.get("/api.lua?op=customlocal");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (404, "local error page, redirect status 404")
+    );
+    // A remote URL becomes a redirect, as with ErrorDocument.
+    let r = s.get("/api.lua?op=customremote");
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("Location"), Some("http://elsewhere.test/missing"));
     assert_eq!(s.get("/api.lua?op=keepalive").text(), "false");
     let t = s.get("/api.lua?op=dotcall").text();
     assert!(
@@ -206,4 +234,26 @@ fn config_trees() {
     // Without virtual hosts the request is served by the main server: nothing.
     let Some(plain) = server() else { return };
     assert_eq!(plain.get("/api.lua?op=active").text(), "none");
+}
+
+#[test]
+fn interim_response() {
+    use std::io::{Read, Write};
+    let Some(s) = server() else { return };
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.write_all(
+        b"GET /api.lua?op=interim HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    let early = out.find("HTTP/1.1 103").expect(&out);
+    let last = out.find("HTTP/1.1 200").expect(&out);
+    assert!(early < last, "{out}");
+    assert!(
+        out[early..last].contains("Link: </app.css>; rel=preload"),
+        "{out}"
+    );
+    assert!(!out[last..].contains("Link:"), "{out}");
+    assert!(out.ends_with("final body"), "{out}");
 }

@@ -293,13 +293,14 @@ pub fn install(lua: &Lua, m: &Table) -> mlua::Result<()> {
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
             .and_then(|m| m.get(&key).cloned());
-        Ok(match v {
-            None => Value::Nil,
-            Some(IvmValue::Integer(i)) => Value::Integer(i),
-            Some(IvmValue::Number(n)) => Value::Number(n),
-            Some(IvmValue::Bool(b)) => Value::Boolean(b),
-            Some(IvmValue::Str(s)) => lua_bytes(lua, s)?,
-        })
+        // A missing key gives nothing (not a nil), as mod_lua.
+        match v {
+            None => Ok(MultiValue::new()),
+            Some(IvmValue::Integer(i)) => i.into_lua_multi(lua),
+            Some(IvmValue::Number(n)) => n.into_lua_multi(lua),
+            Some(IvmValue::Bool(b)) => b.into_lua_multi(lua),
+            Some(IvmValue::Str(s)) => lua_bytes(lua, s)?.into_lua_multi(lua),
+        }
     })?;
     method(lua, m, "ivm_set", |lua, _, a| {
         let key = a.string(2)?;
