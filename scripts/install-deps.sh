@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building, serving and testing mod_lua_rs need, through apt, when missing:
 # httpd and its headers (apxs, apr-1-config), libclang for bindgen, the system Lua libraries
-# (5.4 by default; 5.3 and LuaJIT for the other cargo features), lua-cjson, wrk and curl.
+# (5.4 by default; 5.3 and LuaJIT for the other cargo features), lua-cjson, wrk and curl, and
+# for the database tests APR's SQLite and PostgreSQL drivers plus a PostgreSQL server.
 set -euo pipefail
 
 PKGS=(apache2 apache2-dev libclang-dev pkg-config liblua5.4-dev liblua5.3-dev libluajit-5.1-dev
-      lua-cjson wrk curl ca-certificates openssl)
+      lua-cjson wrk curl ca-certificates openssl libaprutil1-dbd-sqlite3 libaprutil1-dbd-pgsql
+      postgresql)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -21,6 +23,10 @@ if ((${#missing[@]})); then
   # its own private servers and needs none.
   if [[ " ${missing[*]} " == *" apache2 "* ]]; then
     $SUDO service apache2 stop >/dev/null 2>&1 || true
+  fi
+  # Likewise the packaged PostgreSQL cluster: the tests start their own on a free port.
+  if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+    $SUDO service postgresql stop >/dev/null 2>&1 || true
   fi
 fi
 

@@ -141,7 +141,7 @@ impl<'a> Request<'a> {
         self.raw.as_ptr()
     }
 
-    fn rec(self) -> &'a mut ffi::request_rec {
+    pub(crate) fn rec(self) -> &'a mut ffi::request_rec {
         // SAFETY: see from_raw; httpd gives each request to one thread at a time.
         unsafe { &mut *self.raw.as_ptr() }
     }

@@ -5,6 +5,7 @@
 pub mod apr;
 pub mod authz;
 pub mod config;
+pub mod dbd;
 pub mod dispatch;
 pub mod ffi;
 pub mod filter;

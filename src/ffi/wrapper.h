@@ -25,4 +25,6 @@
 #include <ap_expr.h>
 #include <mod_auth.h>
 #include <apr_date.h>
+#include <apr_dbd.h>
+#include <mod_dbd.h>
 #include "shim.h"

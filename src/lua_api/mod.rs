@@ -1,5 +1,6 @@
 //! What scripts see: the `apache2` table, the request object `r` and its tables.
 pub mod args;
+pub mod db;
 pub mod encode;
 pub mod form;
 pub mod request;

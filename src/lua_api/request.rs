@@ -365,7 +365,7 @@ fn this(
 /// `check` turns it into a plain string error.
 static FAIL_TAG: u8 = 0;
 
-fn fail_tag() -> Value {
+pub(super) fn fail_tag() -> Value {
     Value::LightUserData(LightUserData((&raw const FAIL_TAG).cast_mut().cast()))
 }
 
@@ -848,6 +848,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     })?;
 
     super::server::install(lua, &m)?;
+    super::db::install(lua, &m)?;
 
     // M36: r:htpassword(pw [, alg [, cost]]) → hash | false, error.
     method(lua, &m, "htpassword", |lua, _, a| {

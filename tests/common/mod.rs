@@ -75,7 +75,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }

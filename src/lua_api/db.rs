@@ -1,0 +1,290 @@
+//! `r:dbacquire` and mod_lua's database objects (§10): a db object, prepared statements and
+//! result sets, with mod_lua's shapes — Lua tables holding their handle at `[0]` and plain
+//! functions called with `:` — over the connection layer in `crate::dbd`.
+#![forbid(unsafe_code)]
+
+use super::args::{arg_error, lua_type_name, Args};
+use super::request::{api_fn, c_arg, fail_tag, lua_bytes, method};
+use crate::dbd::{Conn, Rows, Statement};
+use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, MultiValue, Table, UserData, Value};
+use std::ffi::CString;
+
+/// The handle at a db object's `[0]`. Collecting it closes the connection, as in mod_lua.
+struct DbHandle(Conn);
+impl UserData for DbHandle {}
+impl Drop for DbHandle {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+struct StmtHandle {
+    conn: Conn,
+    stmt: Statement,
+}
+impl UserData for StmtHandle {}
+
+struct RowsHandle(Rows);
+impl UserData for RowsHandle {}
+
+const CLOSED: &str = "Database connection seems to be closed, please reacquire it.";
+
+/// Per-VM pieces: the functions of each object kind and the result-set metatable.
+struct Kit {
+    db: Vec<(&'static str, Function)>,
+    stmt: Vec<(&'static str, Function)>,
+    rows_meta: Table,
+}
+
+/// Wraps a FAIL-returning function so failures raise plain strings (as api.lua's `check`).
+fn raising(lua: &Lua, f: Function) -> mlua::Result<Function> {
+    let wrap: Function = lua
+        .load(
+            "local FAIL, f = ... local error, select = error, select \
+             local function check(...) if ... == FAIL then error((select(2, ...)), 0) end return ... end \
+             return function(...) return check(f(...)) end",
+        )
+        .set_name("=dbacquire")
+        .call((fail_tag(), f))?;
+    Ok(wrap)
+}
+
+fn handle<T: UserData + 'static>(
+    lua: &Lua,
+    fname: &'static str,
+    args: &MultiValue,
+) -> mlua::Result<AnyUserData> {
+    let bad = || arg_error(lua, 1, fname, "database object expected");
+    let Some(Value::Table(t)) = args.front() else {
+        return Err(bad());
+    };
+    match t.raw_get::<Value>(0)? {
+        Value::UserData(u) if u.is::<T>() => Ok(u),
+        _ => Err(bad()),
+    }
+}
+
+fn db_fn<F, R>(lua: &Lua, name: &'static str, f: F) -> mlua::Result<(&'static str, Function)>
+where
+    F: Fn(&Lua, &Conn, &Args<'_>) -> mlua::Result<R> + 'static,
+    R: IntoLuaMulti,
+{
+    let raw = api_fn(lua, move |lua, args: MultiValue| {
+        let u = handle::<DbHandle>(lua, name, &args)?;
+        let conn = u.borrow::<DbHandle>()?.0.clone();
+        f(lua, &conn, &Args::new(lua, name, args))
+    })?;
+    Ok((name, raising(lua, raw)?))
+}
+
+fn rows_value(
+    lua: &Lua,
+    kit: &Kit,
+    found: Option<Result<(Rows, usize), String>>,
+) -> mlua::Result<MultiValue> {
+    match found {
+        None => false.into_lua_multi(lua),
+        Some(Err(e)) => (Value::Nil, e).into_lua_multi(lua),
+        Some(Ok((_, 0))) => Ok(MultiValue::new()),
+        Some(Ok((rows, _))) => {
+            let t = lua.create_table()?;
+            t.raw_set(0, lua.create_userdata(RowsHandle(rows))?)?;
+            t.set_metatable(Some(kit.rows_meta.clone()))?;
+            t.into_lua_multi(lua)
+        }
+    }
+}
+
+fn sql_arg(lua: &Lua, a: &Args<'_>, n: usize) -> mlua::Result<CString> {
+    c_arg(lua, "SQL", a.string(n)?)
+}
+
+fn stmt_value(lua: &Lua, kit: &Kit, conn: &Conn, stmt: Statement) -> mlua::Result<Value> {
+    let t = lua.create_table()?;
+    t.raw_set(
+        0,
+        lua.create_userdata(StmtHandle {
+            conn: conn.clone(),
+            stmt,
+        })?,
+    )?;
+    for (name, f) in &kit.stmt {
+        t.raw_set(*name, f.clone())?;
+    }
+    Ok(Value::Table(t))
+}
+
+fn kit(lua: &Lua) -> mlua::Result<std::rc::Rc<Kit>> {
+    if let Some(k) = lua.app_data_ref::<std::rc::Rc<Kit>>() {
+        return Ok(k.clone());
+    }
+    let rows_meta = lua.create_table()?;
+    let call = api_fn(lua, |lua, args: MultiValue| {
+        let u = handle::<RowsHandle>(lua, "resultset", &args)?;
+        let a = Args::new(lua, "resultset", args);
+        let n = a.opt_integer(2, 0)?;
+        let named = a.truthy(3);
+        let rows = u.borrow::<RowsHandle>()?;
+        let to_table = |row: crate::dbd::Row| -> mlua::Result<Table> {
+            let t = lua.create_table()?;
+            for (col, name, v) in row {
+                if named {
+                    t.raw_set(name, lua_bytes(lua, v)?)?;
+                } else {
+                    t.raw_set(col + 1, lua_bytes(lua, v)?)?;
+                }
+            }
+            Ok(t)
+        };
+        if n == 0 {
+            let all = lua.create_table()?;
+            while let Some(row) = rows.0.row(-1) {
+                all.raw_push(to_table(row)?)?;
+            }
+            return all.into_lua_multi(lua);
+        }
+        match rows.0.row(n.clamp(-1, i32::MAX as i64) as i32) {
+            Some(row) => to_table(row)?.into_lua_multi(lua),
+            None => Ok(MultiValue::new()),
+        }
+    })?;
+    rows_meta.raw_set("__call", raising(lua, call)?)?;
+
+    let stmt_fn = |name: &'static str, select: bool| -> mlua::Result<(&'static str, Function)> {
+        let raw = api_fn(lua, move |lua, args: MultiValue| {
+            let u = handle::<StmtHandle>(lua, name, &args)?;
+            let h = u.borrow::<StmtHandle>()?;
+            let mut values = Vec::new();
+            for (i, v) in args.iter().enumerate().skip(1) {
+                let bytes = match v {
+                    Value::String(s) => s.as_bytes().to_vec(),
+                    Value::Integer(n) => n.to_string().into_bytes(),
+                    Value::Number(n) => n.to_string().into_bytes(),
+                    other => {
+                        return Err(arg_error(
+                            lua,
+                            i + 1,
+                            name,
+                            &format!("string expected, got {}", lua_type_name(other)),
+                        ))
+                    }
+                };
+                values.push(c_arg(lua, "argument", bytes)?);
+            }
+            if let Some(want) = h.stmt.nargs {
+                if values.len() < want {
+                    let msg = format!(
+                        "Error in executing prepared statement: Expected {want} arguments, got {}.",
+                        values.len()
+                    );
+                    return (false, msg).into_lua_multi(lua);
+                }
+            }
+            if !h.conn.is_open() {
+                return (false, CLOSED).into_lua_multi(lua);
+            }
+            if select {
+                let kit = kit(lua)?;
+                rows_value(lua, &kit, h.conn.pselect(&h.stmt, &values))
+            } else {
+                match h.conn.pquery(&h.stmt, &values) {
+                    None => (false, CLOSED).into_lua_multi(lua),
+                    Some(Ok(n)) => n.into_lua_multi(lua),
+                    Some(Err(e)) => (Value::Nil, e).into_lua_multi(lua),
+                }
+            }
+        })?;
+        Ok((name, raising(lua, raw)?))
+    };
+    let stmt = vec![stmt_fn("select", true)?, stmt_fn("query", false)?];
+
+    let db = vec![
+        db_fn(lua, "close", |_, c, _| {
+            c.close();
+            Ok(0)
+        })?,
+        db_fn(lua, "active", |_, c, _| Ok(c.active()))?,
+        db_fn(lua, "query", |lua, c, a| {
+            let sql = sql_arg(lua, a, 3)?;
+            match c.query(&sql) {
+                None => (-1).into_lua_multi(lua),
+                Some(Ok(n)) => n.into_lua_multi(lua),
+                Some(Err(e)) => (Value::Nil, e).into_lua_multi(lua),
+            }
+        })?,
+        db_fn(lua, "select", |lua, c, a| {
+            let sql = sql_arg(lua, a, 3)?;
+            let kit = kit(lua)?;
+            rows_value(lua, &kit, c.select(&sql))
+        })?,
+        db_fn(lua, "escape", |lua, c, a| {
+            let s = c_arg(lua, "string", a.string(3)?)?;
+            match c.escape(&s).flatten() {
+                Some(e) => lua_bytes(lua, e),
+                None => Ok(Value::Nil),
+            }
+        })?,
+        db_fn(lua, "prepare", |lua, c, a| {
+            let sql = sql_arg(lua, a, 3)?;
+            match c.prepare(&sql) {
+                None => (false, CLOSED).into_lua_multi(lua),
+                Some(Err(e)) => (Value::Nil, e).into_lua_multi(lua),
+                Some(Ok(st)) => {
+                    let kit = kit(lua)?;
+                    stmt_value(lua, &kit, c, st)?.into_lua_multi(lua)
+                }
+            }
+        })?,
+        db_fn(lua, "prepared", |lua, c, a| {
+            let tag = c_arg(lua, "tag", a.string(3)?)?;
+            match c.prepared(&tag) {
+                None => (false, CLOSED).into_lua_multi(lua),
+                Some(Some(st)) => {
+                    let kit = kit(lua)?;
+                    stmt_value(lua, &kit, c, st)?.into_lua_multi(lua)
+                }
+                Some(None) => {
+                    let msg = format!(
+                        "Could not find any prepared statement called {}!",
+                        tag.to_string_lossy()
+                    );
+                    (Value::Nil, msg).into_lua_multi(lua)
+                }
+            }
+        })?,
+    ];
+    let k = std::rc::Rc::new(Kit {
+        db,
+        stmt,
+        rows_meta,
+    });
+    lua.set_app_data(k.clone());
+    Ok(k)
+}
+
+/// Adds `r:dbacquire` to the request methods.
+pub fn install(lua: &Lua, m: &Table) -> mlua::Result<()> {
+    method(lua, m, "dbacquire", |lua, r, a| {
+        let kind = a.opt_string(2)?.unwrap_or_else(|| b"mod_dbd".to_vec());
+        let conn = if kind == b"mod_dbd" {
+            Conn::from_mod_dbd(r).map_err(|e| (e, None))
+        } else {
+            let driver = c_arg(lua, "driver", kind)?;
+            let params = c_arg(lua, "params", a.strict_string(3)?)?;
+            Conn::open(r, &driver, &params)
+        };
+        match conn {
+            Ok(c) => {
+                let kit = kit(lua)?;
+                let t = lua.create_table()?;
+                t.raw_set(0, lua.create_userdata(DbHandle(c))?)?;
+                for (name, f) in &kit.db {
+                    t.raw_set(*name, f.clone())?;
+                }
+                t.into_lua_multi(lua)
+            }
+            Err((msg, None)) => (Value::Nil, msg).into_lua_multi(lua),
+            Err((msg, Some(rc))) => (Value::Nil, msg, rc).into_lua_multi(lua),
+        }
+    })
+}
