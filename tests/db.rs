@@ -270,3 +270,45 @@ fn postgresql_through_a_driver_and_mod_dbd() {
     assert_eq!(t, EXPECTED_DIRECT, "{}", s.error_log());
     pool_behaviour(&s);
 }
+
+#[test]
+fn a_kept_db_object_is_closed_after_its_request() {
+    if !httpd_available() {
+        return;
+    }
+    // One server-scope VM, so a global survives into the next request.
+    let s = Config::new()
+        .directives("LuaScope server 1 1")
+        .file(
+            "htdocs/stash.lua",
+            "function handle(r)\n\
+               if STASHED then\n\
+                 local n = STASHED:query(r, 'SELECT 1')\n\
+                 local sel = STASHED:select(r, 'SELECT 1')\n\
+                 return r:puts(tostring(n), ',', tostring(sel), ',', tostring(STASHED:active()), ',', select('#', ROWS(-1)))\n\
+               end\n\
+               STASHED = assert(r:dbacquire('sqlite3', ':memory:'))\n\
+               ROWS = STASHED:select(r, 'SELECT 1 UNION SELECT 2')\n\
+               r:puts('stashed ', ROWS(-1)[1])\n\
+             end\n",
+        )
+        .start();
+    // Two child processes, one VM each: the first request in each stashes, later ones see
+    // their stash closed.
+    let answers: Vec<String> = (0..12).map(|_| s.get("/stash.lua").text()).collect();
+    assert!(
+        answers
+            .iter()
+            .all(|a| a == "stashed 1" || a == "-1,false,false,0"),
+        "{answers:?}"
+    );
+    assert!(
+        answers.iter().filter(|a| *a == "stashed 1").count() <= 2,
+        "{answers:?}"
+    );
+    assert!(
+        answers.iter().any(|a| a == "-1,false,false,0"),
+        "{answers:?}"
+    );
+    s.assert_no_crash();
+}
