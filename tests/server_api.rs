@@ -118,6 +118,18 @@ function ops.interim(r)
   r.headers_out["Link"] = nil
   r:puts("final body")
 end
+function ops.tls(r)
+  r:puts(tostring(r.is_https), ",", tostring(r:ssl_var_lookup("HTTPS")), ",", tostring(r:ssl_var_lookup("SSL_PROTOCOL")),
+    ",", tostring(r:ssl_var_lookup("SSL_SERVER_S_DN_CN")))
+end
+function ops.ivmstress(r)
+  local k = "k" .. r:clock() .. "-" .. tostring({})
+  r:ivm_set(k, "v" .. k)
+  local ok = r:ivm_get(k) == "v" .. k
+  r:ivm_set(k, nil)
+  r:ivm_set("shared", k)
+  r:puts(tostring(ok), type(r:ivm_get("shared")), select("#", r:ivm_get(k)))
+end
 function handle(r) return ops[r:parseargs().op](r) end
 "##;
 
@@ -256,4 +268,34 @@ fn interim_response() {
     );
     assert!(!out[last..].contains("Link:"), "{out}");
     assert!(out.ends_with("final body"), "{out}");
+}
+
+#[test]
+fn tls_variables_under_mod_ssl() {
+    if !httpd_available() {
+        return;
+    }
+    let tls = free_port();
+    let s = Config::new().file("htdocs/api.lua", API).tls(tls).start();
+    let out = std::process::Command::new("curl")
+        .args(["-sk", &format!("https://127.0.0.1:{tls}/api.lua?op=tls")])
+        .output()
+        .expect("curl");
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(t.starts_with("true,on,TLSv1."), "{t}");
+    assert!(t.ends_with(",127.0.0.1"), "{t}");
+    let plain = s.get("/api.lua?op=tls").text();
+    assert!(plain.starts_with("false,off,"), "{plain}");
+    s.assert_no_crash();
+}
+
+#[test]
+fn ivm_under_many_threads() {
+    let Some(s) = server() else { return };
+    let answers = hammer(s.port, 8, 40, "/api.lua?op=ivmstress");
+    assert_eq!(answers.len(), 320);
+    for a in &answers {
+        assert_eq!((a.status, a.text().as_str()), (200, "truestring0"));
+    }
+    s.assert_no_crash();
 }

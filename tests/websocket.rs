@@ -84,41 +84,7 @@ fn server(tls_port: Option<u16>) -> Server {
         .file("htdocs/describe.lua", DESCRIBE)
         .file("htdocs/pinger.lua", PINGER);
     if let Some(port) = tls_port {
-        let dir = scratch_dir("cert");
-        let ok = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=127.0.0.1",
-            ])
-            .arg("-keyout")
-            .arg(dir.join("key.pem"))
-            .arg("-out")
-            .arg(dir.join("cert.pem"))
-            .output()
-            .unwrap();
-        assert!(
-            ok.status.success(),
-            "openssl: {}",
-            String::from_utf8_lossy(&ok.stderr)
-        );
-        let key = std::fs::read_to_string(dir.join("key.pem")).unwrap();
-        let cert = std::fs::read_to_string(dir.join("cert.pem")).unwrap();
-        cfg = cfg
-            .load("socache_shmcb_module", "mod_socache_shmcb.so")
-            .load("ssl_module", "mod_ssl.so")
-            .file("conf/key.pem", &key)
-            .file("conf/cert.pem", &cert)
-            .directives(&format!(
-                "Listen 127.0.0.1:{port}\n<VirtualHost 127.0.0.1:{port}>\n SSLEngine on\n \
-                 SSLCertificateFile {{root}}/conf/cert.pem\n SSLCertificateKeyFile {{root}}/conf/key.pem\n</VirtualHost>\n"
-            ));
+        cfg = cfg.tls(port);
     }
     cfg.start()
 }

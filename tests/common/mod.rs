@@ -567,3 +567,47 @@ pub fn hammer(port: u16, threads: usize, per_thread: usize, path: &str) -> Vec<R
         .flat_map(|h| h.join().unwrap())
         .collect()
 }
+
+impl Config {
+    /// Adds mod_ssl and a TLS virtual host on 127.0.0.1:`port` with a fresh self-signed
+    /// certificate (made with openssl).
+    pub fn tls(self, port: u16) -> Self {
+        let mut cfg = self;
+        let dir = scratch_dir("cert");
+        let ok = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(dir.join("key.pem"))
+            .arg("-out")
+            .arg(dir.join("cert.pem"))
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let key = std::fs::read_to_string(dir.join("key.pem")).unwrap();
+        let cert = std::fs::read_to_string(dir.join("cert.pem")).unwrap();
+        cfg = cfg
+        .load("socache_shmcb_module", "mod_socache_shmcb.so")
+        .load("ssl_module", "mod_ssl.so")
+        .file("conf/key.pem", &key)
+        .file("conf/cert.pem", &cert)
+        .directives(&format!(
+            "Listen 127.0.0.1:{port}\n<VirtualHost 127.0.0.1:{port}>\n SSLEngine on\n \
+             SSLCertificateFile {{root}}/conf/cert.pem\n SSLCertificateKeyFile {{root}}/conf/key.pem\n</VirtualHost>\n"
+        ));
+        cfg
+    }
+}
