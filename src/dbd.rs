@@ -57,6 +57,15 @@ impl Live {
         }
     }
 
+    /// Ok for status 0, else the driver's message for it.
+    fn outcome(&self, rc: c_int) -> Result<(), String> {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(self.error(rc))
+        }
+    }
+
     fn error(&self, rc: c_int) -> String {
         // SAFETY: live driver and handle; the message is copied at once.
         unsafe {
@@ -269,11 +278,7 @@ impl Conn {
             let mut n: c_int = 0;
             // SAFETY: live connection, NUL-terminated SQL.
             let rc = unsafe { ffi::apr_dbd_query(l.driver, l.handle, &mut n, sql.as_ptr()) };
-            if rc == 0 {
-                Ok(n as i64)
-            } else {
-                Err(l.error(rc))
-            }
+            l.outcome(rc).map(|()| n as i64)
         })
     }
 
@@ -291,12 +296,7 @@ impl Conn {
                     RANDOM_ACCESS,
                 )
             };
-            if rc != 0 {
-                return Err(l.error(rc));
-            }
-            // SAFETY: results just produced by this driver.
-            let cols = unsafe { ffi::apr_dbd_num_cols(l.driver, res) }.max(0) as usize;
-            Ok((Rows::new(res, self.clone()), cols))
+            self.results(l, rc, res)
         })
     }
 
@@ -325,9 +325,7 @@ impl Conn {
                     &mut st,
                 )
             };
-            if rc != 0 {
-                return Err(l.error(rc));
-            }
+            l.outcome(rc)?;
             Ok(Statement {
                 ptr: st,
                 nargs: Some(count_args(sql.to_bytes())),
@@ -356,6 +354,19 @@ impl Conn {
         })
     }
 
+    /// A select's outcome: the rows and their column count, or the driver's message.
+    fn results(
+        &self,
+        l: &Live,
+        rc: c_int,
+        res: *mut ffi::apr_dbd_results_t,
+    ) -> Result<(Rows, usize), String> {
+        l.outcome(rc)?;
+        // SAFETY: results just produced by this driver.
+        let cols = unsafe { ffi::apr_dbd_num_cols(l.driver, res) }.max(0) as usize;
+        Ok((Rows::new(res, self.clone()), cols))
+    }
+
     fn arg_ptrs(args: &[CString]) -> Vec<*const c_char> {
         args.iter().map(|a| a.as_ptr()).collect()
     }
@@ -376,11 +387,7 @@ impl Conn {
                     ptrs.as_ptr().cast_mut(),
                 )
             };
-            if rc == 0 {
-                Ok(n as i64)
-            } else {
-                Err(l.error(rc))
-            }
+            l.outcome(rc).map(|()| n as i64)
         })
     }
 
@@ -405,12 +412,7 @@ impl Conn {
                     ptrs.as_ptr().cast_mut(),
                 )
             };
-            if rc != 0 {
-                return Err(l.error(rc));
-            }
-            // SAFETY: results just produced by this driver.
-            let cols = unsafe { ffi::apr_dbd_num_cols(l.driver, res) }.max(0) as usize;
-            Ok((Rows::new(res, self.clone()), cols))
+            self.results(l, rc, res)
         })
     }
 }

@@ -946,19 +946,21 @@ impl Regex {
         if rc != 0 {
             return None;
         }
-        let bytes = subject.to_bytes();
-        Some(
-            m.iter()
-                .map(|g| {
-                    if g.rm_so < 0 || g.rm_eo < g.rm_so || g.rm_eo as usize > bytes.len() {
-                        None
-                    } else {
-                        Some(&bytes[g.rm_so as usize..g.rm_eo as usize])
-                    }
-                })
-                .collect(),
-        )
+        Some(match_groups(&m, subject.to_bytes()))
     }
+}
+
+/// The text of each group of a match (None for a group that did not take part).
+fn match_groups<'s>(m: &[ffi::ap_regmatch_t], bytes: &'s [u8]) -> Vec<Option<&'s [u8]>> {
+    m.iter()
+        .map(|g| {
+            if g.rm_so < 0 || g.rm_eo < g.rm_so || g.rm_eo as usize > bytes.len() {
+                None
+            } else {
+                Some(&bytes[g.rm_so as usize..g.rm_eo as usize])
+            }
+        })
+        .collect()
 }
 
 /// The arguments httpd hands a directive handler.
@@ -1933,15 +1935,7 @@ impl OwnedRegex {
         if rc != 0 {
             return None;
         }
-        let bytes = subject.to_bytes();
-        Some(
-            m.iter()
-                .map(|g| {
-                    (g.rm_so >= 0 && g.rm_eo >= g.rm_so)
-                        .then(|| &bytes[g.rm_so as usize..g.rm_eo as usize])
-                })
-                .collect(),
-        )
+        Some(match_groups(&m, subject.to_bytes()))
     }
 }
 
