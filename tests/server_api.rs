@@ -130,6 +130,16 @@ function ops.ivmstress(r)
   r:ivm_set("shared", k)
   r:puts(tostring(ok), type(r:ivm_get("shared")), select("#", r:ivm_get(k)))
 end
+function ops.all(r)
+  local names = { "puts", "write", "flush", "sendfile", "add_output_filter", "add_input_filter", "send_interim_response", "custom_response", "set_keepalive", "headers_in_table", "headers_out_table", "err_headers_out_table", "notes_table", "subprocess_env_table", "parseargs", "parsebody", "requestbody", "getcookie", "setcookie", "construct_url", "ssl_var_lookup", "expr", "make_etag", "get_server_name_for_url", "set_document_root", "set_context_info", "escape", "unescape", "escape_html", "escape_logitem", "os_escape_path", "base64_encode", "base64_decode", "md5", "sha1", "htpassword", "stat", "get_direntries", "mkdir", "mkrdir", "rmdir", "touch", "runtime_dir_relative", "regex", "strcmp_match", "date_parse_rfc", "clock", "usleep", "mpm_query", "state_query", "exists_config_define", "loaded_modules", "module_info", "server_info", "scoreboard_process", "scoreboard_worker", "config", "activeconfig", "ivm_get", "ivm_set", "dbacquire", "wsupgrade", "wsread", "wspeek", "wswrite", "wsclose", "wsping",
+    "emerg", "alert", "crit", "err", "warn", "notice", "info", "debug",
+    "trace1", "trace2", "trace3", "trace4", "trace5", "trace6", "trace7", "trace8" }
+  local missing = {}
+  for _, n in ipairs(names) do
+    if type(r[n]) ~= "function" then missing[#missing + 1] = n end
+  end
+  r:puts(#names, " ", table.concat(missing, ","))
+end
 function handle(r) return ops[r:parseargs().op](r) end
 "##;
 
@@ -298,4 +308,10 @@ fn ivm_under_many_threads() {
         assert_eq!((a.status, a.text().as_str()), (200, "truestring0"));
     }
     s.assert_no_crash();
+}
+
+#[test]
+fn every_one_of_mod_luas_83_methods_exists() {
+    let Some(s) = server() else { return };
+    assert_eq!(s.get("/api.lua?op=all").text(), "83 ");
 }
