@@ -2,6 +2,7 @@
 local pages = {
     { "hello.lua", "Hello world" },
     { "form.lua?name=Ada&color=green", "Form echo (GET and POST)" },
+    { "guestbook.lua", "A guestbook in SQLite (r:dbacquire, prepared statements)" },
     { "api/items", "JSON API: list items (LuaMapHandler)" },
     { "api/items/2", "JSON API: one item" },
     { "api/health", "JSON API: health" },

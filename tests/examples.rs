@@ -16,7 +16,7 @@ fn server() -> Option<Server> {
         .load("authz_user_module", "mod_authz_user.so")
         .load("env_module", "mod_env.so")
         .load("deflate_module", "mod_deflate.so")
-        .directives(&format!("Define LUA_EXAMPLES {{root}}/examples\nSetEnv LUA_JSON_LOG {{root}}/logs/requests.jsonl\n{conf}"));
+        .directives(&format!("Define LUA_EXAMPLES {{root}}/examples\nSetEnv LUA_JSON_LOG {{root}}/logs/requests.jsonl\nSetEnv LUA_GUESTBOOK_DB {{root}}/logs/guestbook.db\n{conf}"));
     let src = repo.join("lua-examples");
     for f in walk(&src) {
         let rel = f.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
@@ -208,4 +208,35 @@ fn websocket_example() {
         got.extend_from_slice(&buf[..n]);
     }
     assert!(got.starts_with(b"HTTP/1.1 101 "));
+}
+
+#[test]
+fn guestbook_in_sqlite() {
+    let Some(s) = server() else { return };
+    // The children (www-data) create the database file next to the logs.
+    std::process::Command::new("chmod")
+        .arg("1777")
+        .arg(s.root.join("logs"))
+        .status()
+        .unwrap();
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let r = s.request(
+        "POST",
+        "/guestbook.lua",
+        &form,
+        b"name=Ada&message=%3Chi%3E+there",
+    );
+    assert_eq!(r.status, 303, "{}", s.error_log());
+    assert_eq!(r.header("Location"), Some("/guestbook.lua"));
+    let r = s.request("POST", "/guestbook.lua", &form, b"name=Bob&message=");
+    assert_eq!(r.status, 400);
+    let r = s.request("POST", "/guestbook.lua", &form, b"name=Bob&message=second");
+    assert_eq!(r.status, 303);
+    let t = s.get("/guestbook.lua").text();
+    let (bob, ada) = (
+        t.find("<b>Bob</b>: second"),
+        t.find("<b>Ada</b>: &lt;hi&gt; there"),
+    );
+    assert!(bob.is_some() && ada.is_some() && bob < ada, "{t}");
+    s.assert_no_crash();
 }
