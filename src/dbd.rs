@@ -241,6 +241,11 @@ impl Conn {
         }))
     }
 
+    /// A connection that is already closed: every operation reports that.
+    pub fn closed() -> Conn {
+        Conn(Arc::new(Mutex::new(None)))
+    }
+
     /// Runs `f` on the open connection; None once it is closed.
     fn with<T>(&self, f: impl FnOnce(&Live) -> T) -> Option<T> {
         self.0

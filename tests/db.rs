@@ -82,11 +82,7 @@ fn db_server(pool: Pool<'_>) -> Option<Server> {
         ));
     }
     let s = cfg.start();
-    std::process::Command::new("chmod")
-        .arg("1777")
-        .arg(s.root.join("db"))
-        .status()
-        .unwrap();
+    make_writable(s.root.join("db"));
     Some(s)
 }
 

@@ -465,11 +465,7 @@ fn subrequests_and_internal_redirects() {
         .file("htdocs/stash", "s")
         .file("htdocs/use", "u")
         .start();
-    std::process::Command::new("chmod")
-        .arg("1777")
-        .arg(s.root.join("logs"))
-        .status()
-        .unwrap();
+    make_writable(s.root.join("logs"));
     // mod_dir looks index.html up with a lookup subrequest and fast-redirects to it: the
     // quick handler runs for the main request only, never for the lookup.
     assert_eq!(s.get("/qs/").text(), "static index");

@@ -148,11 +148,7 @@ fn server() -> Option<Server> {
         return None;
     }
     let s = Config::new().file("htdocs/api.lua", API).start();
-    std::process::Command::new("chmod")
-        .arg("1777")
-        .arg(&s.root)
-        .status()
-        .unwrap();
+    make_writable(&s.root);
     Some(s)
 }
 

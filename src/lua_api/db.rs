@@ -4,27 +4,54 @@
 #![forbid(unsafe_code)]
 
 use super::args::{arg_error, lua_type_name, Args};
-use super::request::{api_fn, c_arg, fail_tag, lua_bytes, method};
+use super::request::{api_fn, c_arg, fail_tag, lua_bytes, method_with_handle};
 use crate::dbd::{Conn, Rows, Statement};
+use crate::httpd::LiveRequest;
 use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, MultiValue, Table, UserData, Value};
 use std::ffi::CString;
 
+/// A connection as scripts hold it: usable only while the call that acquired it runs (like
+/// `r` itself). Afterwards the request's pool may be being destroyed on another thread, so a
+/// db object kept in a global must not touch the connection, not even to close it: the end of
+/// the request gives it back.
+#[derive(Clone)]
+struct Bound {
+    conn: Conn,
+    call: LiveRequest,
+}
+
+impl Bound {
+    fn usable(&self) -> Option<&Conn> {
+        self.call.get().map(|_| &self.conn)
+    }
+
+    /// The connection while usable, else one that reports itself closed.
+    fn conn(&self) -> Conn {
+        self.usable().cloned().unwrap_or_else(Conn::closed)
+    }
+}
+
 /// The handle at a db object's `[0]`. Collecting it closes the connection, as in mod_lua.
-struct DbHandle(Conn);
+struct DbHandle(Bound);
 impl UserData for DbHandle {}
 impl Drop for DbHandle {
     fn drop(&mut self) {
-        self.0.close();
+        if let Some(c) = self.0.usable() {
+            c.close();
+        }
     }
 }
 
 struct StmtHandle {
-    conn: Conn,
+    db: Bound,
     stmt: Statement,
 }
 impl UserData for StmtHandle {}
 
-struct RowsHandle(Rows);
+struct RowsHandle {
+    db: Bound,
+    rows: Rows,
+}
 impl UserData for RowsHandle {}
 
 const CLOSED: &str = "Database connection seems to be closed, please reacquire it.";
@@ -66,13 +93,13 @@ fn handle<T: UserData + 'static>(
 
 fn db_fn<F, R>(lua: &Lua, name: &'static str, f: F) -> mlua::Result<(&'static str, Function)>
 where
-    F: Fn(&Lua, &Conn, &Args<'_>) -> mlua::Result<R> + 'static,
+    F: Fn(&Lua, &Bound, &Conn, &Args<'_>) -> mlua::Result<R> + 'static,
     R: IntoLuaMulti,
 {
     let raw = api_fn(lua, move |lua, args: MultiValue| {
         let u = handle::<DbHandle>(lua, name, &args)?;
-        let conn = u.borrow::<DbHandle>()?.0.clone();
-        f(lua, &conn, &Args::new(lua, name, args))
+        let db = u.borrow::<DbHandle>()?.0.clone();
+        f(lua, &db, &db.conn(), &Args::new(lua, name, args))
     })?;
     Ok((name, raising(lua, raw)?))
 }
@@ -80,6 +107,7 @@ where
 fn rows_value(
     lua: &Lua,
     kit: &Kit,
+    db: &Bound,
     found: Option<Result<(Rows, usize), String>>,
 ) -> mlua::Result<MultiValue> {
     match found {
@@ -88,7 +116,13 @@ fn rows_value(
         Some(Ok((_, 0))) => Ok(MultiValue::new()),
         Some(Ok((rows, _))) => {
             let t = lua.create_table()?;
-            t.raw_set(0, lua.create_userdata(RowsHandle(rows))?)?;
+            t.raw_set(
+                0,
+                lua.create_userdata(RowsHandle {
+                    db: db.clone(),
+                    rows,
+                })?,
+            )?;
             t.set_metatable(Some(kit.rows_meta.clone()))?;
             t.into_lua_multi(lua)
         }
@@ -99,12 +133,12 @@ fn sql_arg(lua: &Lua, a: &Args<'_>, n: usize) -> mlua::Result<CString> {
     c_arg(lua, "SQL", a.string(n)?)
 }
 
-fn stmt_value(lua: &Lua, kit: &Kit, conn: &Conn, stmt: Statement) -> mlua::Result<Value> {
+fn stmt_value(lua: &Lua, kit: &Kit, db: &Bound, stmt: Statement) -> mlua::Result<Value> {
     let t = lua.create_table()?;
     t.raw_set(
         0,
         lua.create_userdata(StmtHandle {
-            conn: conn.clone(),
+            db: db.clone(),
             stmt,
         })?,
     )?;
@@ -124,7 +158,10 @@ fn kit(lua: &Lua) -> mlua::Result<std::rc::Rc<Kit>> {
         let a = Args::new(lua, "resultset", args);
         let n = a.opt_integer(2, 0)?;
         let named = a.truthy(3);
-        let rows = u.borrow::<RowsHandle>()?;
+        let h = u.borrow::<RowsHandle>()?;
+        // Rows of a connection whose call has ended are gone.
+        let usable = h.db.usable().is_some();
+        let row = |n: i32| if usable { h.rows.row(n) } else { None };
         let to_table = |row: crate::dbd::Row| -> mlua::Result<Table> {
             let t = lua.create_table()?;
             for (col, name, v) in row {
@@ -138,13 +175,13 @@ fn kit(lua: &Lua) -> mlua::Result<std::rc::Rc<Kit>> {
         };
         if n == 0 {
             let all = lua.create_table()?;
-            while let Some(row) = rows.0.row(-1) {
-                all.raw_push(to_table(row)?)?;
+            while let Some(r) = row(-1) {
+                all.raw_push(to_table(r)?)?;
             }
             return all.into_lua_multi(lua);
         }
-        match rows.0.row(n.clamp(-1, i32::MAX as i64) as i32) {
-            Some(row) => to_table(row)?.into_lua_multi(lua),
+        match row(n.clamp(-1, i32::MAX as i64) as i32) {
+            Some(r) => to_table(r)?.into_lua_multi(lua),
             None => Ok(MultiValue::new()),
         }
     })?;
@@ -180,14 +217,15 @@ fn kit(lua: &Lua) -> mlua::Result<std::rc::Rc<Kit>> {
                     return (false, msg).into_lua_multi(lua);
                 }
             }
-            if !h.conn.is_open() {
+            let conn = h.db.conn();
+            if !conn.is_open() {
                 return (false, CLOSED).into_lua_multi(lua);
             }
             if select {
                 let kit = kit(lua)?;
-                rows_value(lua, &kit, h.conn.pselect(&h.stmt, &values))
+                rows_value(lua, &kit, &h.db, conn.pselect(&h.stmt, &values))
             } else {
-                match h.conn.pquery(&h.stmt, &values) {
+                match conn.pquery(&h.stmt, &values) {
                     None => (false, CLOSED).into_lua_multi(lua),
                     Some(Ok(n)) => n.into_lua_multi(lua),
                     Some(Err(e)) => (Value::Nil, e).into_lua_multi(lua),
@@ -199,12 +237,12 @@ fn kit(lua: &Lua) -> mlua::Result<std::rc::Rc<Kit>> {
     let stmt = vec![stmt_fn("select", true)?, stmt_fn("query", false)?];
 
     let db = vec![
-        db_fn(lua, "close", |_, c, _| {
+        db_fn(lua, "close", |_, _, c, _| {
             c.close();
             Ok(0)
         })?,
-        db_fn(lua, "active", |_, c, _| Ok(c.active()))?,
-        db_fn(lua, "query", |lua, c, a| {
+        db_fn(lua, "active", |_, _, c, _| Ok(c.active()))?,
+        db_fn(lua, "query", |lua, _, c, a| {
             let sql = sql_arg(lua, a, 3)?;
             match c.query(&sql) {
                 None => (-1).into_lua_multi(lua),
@@ -212,36 +250,36 @@ fn kit(lua: &Lua) -> mlua::Result<std::rc::Rc<Kit>> {
                 Some(Err(e)) => (Value::Nil, e).into_lua_multi(lua),
             }
         })?,
-        db_fn(lua, "select", |lua, c, a| {
+        db_fn(lua, "select", |lua, db, c, a| {
             let sql = sql_arg(lua, a, 3)?;
             let kit = kit(lua)?;
-            rows_value(lua, &kit, c.select(&sql))
+            rows_value(lua, &kit, db, c.select(&sql))
         })?,
-        db_fn(lua, "escape", |lua, c, a| {
+        db_fn(lua, "escape", |lua, _, c, a| {
             let s = c_arg(lua, "string", a.string(3)?)?;
             match c.escape(&s).flatten() {
                 Some(e) => lua_bytes(lua, e),
                 None => Ok(Value::Nil),
             }
         })?,
-        db_fn(lua, "prepare", |lua, c, a| {
+        db_fn(lua, "prepare", |lua, db, c, a| {
             let sql = sql_arg(lua, a, 3)?;
             match c.prepare(&sql) {
                 None => (false, CLOSED).into_lua_multi(lua),
                 Some(Err(e)) => (Value::Nil, e).into_lua_multi(lua),
                 Some(Ok(st)) => {
                     let kit = kit(lua)?;
-                    stmt_value(lua, &kit, c, st)?.into_lua_multi(lua)
+                    stmt_value(lua, &kit, db, st)?.into_lua_multi(lua)
                 }
             }
         })?,
-        db_fn(lua, "prepared", |lua, c, a| {
+        db_fn(lua, "prepared", |lua, db, c, a| {
             let tag = c_arg(lua, "tag", a.string(3)?)?;
             match c.prepared(&tag) {
                 None => (false, CLOSED).into_lua_multi(lua),
                 Some(Some(st)) => {
                     let kit = kit(lua)?;
-                    stmt_value(lua, &kit, c, st)?.into_lua_multi(lua)
+                    stmt_value(lua, &kit, db, st)?.into_lua_multi(lua)
                 }
                 Some(None) => {
                     let msg = format!(
@@ -264,7 +302,7 @@ fn kit(lua: &Lua) -> mlua::Result<std::rc::Rc<Kit>> {
 
 /// Adds `r:dbacquire` to the request methods.
 pub fn install(lua: &Lua, m: &Table) -> mlua::Result<()> {
-    method(lua, m, "dbacquire", |lua, r, a| {
+    method_with_handle(lua, m, "dbacquire", |lua, call, r, a| {
         let kind = a.opt_string(2)?.unwrap_or_else(|| b"mod_dbd".to_vec());
         let conn = if kind == b"mod_dbd" {
             Conn::from_mod_dbd(r).map_err(|e| (e, None))
@@ -277,7 +315,11 @@ pub fn install(lua: &Lua, m: &Table) -> mlua::Result<()> {
             Ok(c) => {
                 let kit = kit(lua)?;
                 let t = lua.create_table()?;
-                t.raw_set(0, lua.create_userdata(DbHandle(c))?)?;
+                let bound = Bound {
+                    conn: c,
+                    call: call.clone(),
+                };
+                t.raw_set(0, lua.create_userdata(DbHandle(bound))?)?;
                 for (name, f) in &kit.db {
                     t.raw_set(*name, f.clone())?;
                 }

@@ -400,10 +400,25 @@ where
     F: Fn(&Lua, Request<'_>, &Args<'_>) -> mlua::Result<R> + 'static,
     R: IntoLuaMulti,
 {
+    method_with_handle(lua, methods, name, move |lua, _, r, a| f(lua, r, a))
+}
+
+/// [`method`], also handing `f` the handle `r` was called through, for objects that must not
+/// outlive the call that made them.
+pub(super) fn method_with_handle<F, R>(
+    lua: &Lua,
+    methods: &Table,
+    name: &'static str,
+    f: F,
+) -> mlua::Result<()>
+where
+    F: Fn(&Lua, &LiveRequest, Request<'_>, &Args<'_>) -> mlua::Result<R> + 'static,
+    R: IntoLuaMulti,
+{
     let func = api_fn(lua, move |lua, args: MultiValue| {
         let h = this(lua, name, &args)?;
         let r = req(&h.live)?;
-        f(lua, r, &Args::new(lua, name, args))
+        f(lua, &h.live, r, &Args::new(lua, name, args))
     })?;
     methods.raw_set(name, func)
 }

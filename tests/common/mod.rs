@@ -161,6 +161,16 @@ pub fn scratch_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// Lets the children (www-data) create files in `dir`, as /tmp does (mode 1777).
+pub fn make_writable(dir: impl AsRef<Path>) {
+    let st = Command::new("chmod")
+        .arg("1777")
+        .arg(dir.as_ref())
+        .status()
+        .expect("chmod");
+    assert!(st.success(), "chmod 1777 {}", dir.as_ref().display());
+}
+
 pub fn chmod_tree(p: &Path) {
     let _ = Command::new("chmod").args(["-R", "a+rX"]).arg(p).status();
     if let Some(parent) = p.parent() {
