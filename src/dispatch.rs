@@ -146,21 +146,42 @@ fn conn_vm<'a>(r: Request<'a>) -> Result<&'a Vm, Failure> {
         .map_err(lua_failure)
 }
 
-/// Calls `entry` for `r` under the request's configuration.
-pub fn call(r: Request<'_>, cfg: &DirConfig, entry: &Entry<'_>) -> Result<Outcome, Failure> {
-    let spec = ChunkSpec {
+impl From<VmError> for Failure {
+    fn from(e: VmError) -> Failure {
+        match e {
+            VmError::Load(m) => Failure::Load(m),
+            VmError::NotAFunction => Failure::NotAFunction,
+            VmError::Lua(m) => Failure::Internal(m),
+        }
+    }
+}
+
+/// What the code cache needs to find `entry`'s chunk under `cfg`.
+fn chunk_spec<'a>(cfg: &'a DirConfig, entry: &Entry<'a>) -> ChunkSpec<'a> {
+    ChunkSpec {
         path: entry.path,
         stamp: entry.stamp,
         codecache: cfg.codecache(),
         package_paths: &cfg.package_paths,
         package_cpaths: &cfg.package_cpaths,
         inline: entry.inline,
-    };
+    }
+}
+
+/// Runs `f` with the VM and environment mode `cfg`'s LuaScope gives `entry`; under
+/// `LuaScope server` also returns the VM's lease, which the caller holds as long as it uses
+/// what `f` made.
+fn with_scope_vm<T>(
+    r: Request<'_>,
+    cfg: &DirConfig,
+    entry: &Entry<'_>,
+    f: impl FnOnce(&Vm, EnvMode) -> Result<T, Failure>,
+) -> Result<(T, Option<pool::ServerLease>), Failure> {
     match cfg.scope() {
-        Scope::Once => run(request_vm(r)?, r, &spec, EnvMode::Once, entry),
-        Scope::Request => run(request_vm(r)?, r, &spec, EnvMode::Request, entry),
-        Scope::Thread => run(request_vm(r)?, r, &spec, EnvMode::Persistent, entry),
-        Scope::Conn => run(conn_vm(r)?, r, &spec, EnvMode::Persistent, entry),
+        Scope::Once => Ok((f(request_vm(r)?, EnvMode::Once)?, None)),
+        Scope::Request => Ok((f(request_vm(r)?, EnvMode::Request)?, None)),
+        Scope::Thread => Ok((f(request_vm(r)?, EnvMode::Persistent)?, None)),
+        Scope::Conn => Ok((f(conn_vm(r)?, EnvMode::Persistent)?, None)),
         Scope::Server { min, max } => {
             let pool = pool::server_pool(entry.path, min, max, &SETUP);
             let lease = pool.lease(&SETUP, SERVER_POOL_WAIT).map_err(|e| match e {
@@ -170,9 +191,16 @@ pub fn call(r: Request<'_>, cfg: &DirConfig, entry: &Entry<'_>) -> Result<Outcom
                 )),
                 PoolError::Create(e) => lua_failure(e),
             })?;
-            run(lease.vm(), r, &spec, EnvMode::Persistent, entry)
+            Ok((f(lease.vm(), EnvMode::Persistent)?, Some(lease)))
         }
     }
+}
+
+/// Calls `entry` for `r` under the request's configuration.
+pub fn call(r: Request<'_>, cfg: &DirConfig, entry: &Entry<'_>) -> Result<Outcome, Failure> {
+    let spec = chunk_spec(cfg, entry);
+    // A server-scope lease ends with the call, as in mod_lua.
+    with_scope_vm(r, cfg, entry, |vm, mode| run(vm, r, &spec, mode, entry)).map(|(out, _)| out)
 }
 
 fn run(
@@ -184,11 +212,6 @@ fn run(
 ) -> Result<Outcome, Failure> {
     let (live, guard) = LiveRequest::new(r);
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<Value, Failure> {
-        let load_failure = |e| match e {
-            VmError::Load(m) => Failure::Load(m),
-            VmError::NotAFunction => Failure::NotAFunction,
-            VmError::Lua(m) => Failure::Internal(m),
-        };
         let ud = vm
             .lua()
             .create_userdata(RequestHandle::new(live))
@@ -196,7 +219,7 @@ fn run(
         let runtime = |e: mlua::Error| Failure::Runtime(ErrorText::of(&e));
         match entry.function {
             Some(name) => {
-                let f = vm.resolve(spec, mode, name).map_err(load_failure)?;
+                let f = vm.resolve(spec, mode, name)?;
                 let mut args = MultiValue::with_capacity(1 + entry.args.len());
                 args.push_back(Value::UserData(ud));
                 for a in entry.args {
@@ -207,7 +230,7 @@ fn run(
                 f.call::<Value>(args).map_err(runtime)
             }
             None => {
-                let (code, env) = vm.resolve_body(spec, mode).map_err(load_failure)?;
+                let (code, env) = vm.resolve_body(spec, mode)?;
                 vm.call_body(&code, &env, ud).map_err(runtime)
             }
         }
@@ -242,44 +265,13 @@ pub struct Coroutine {
 
 /// Prepares `entry`'s function as a coroutine for a filter (not started yet).
 pub fn coroutine(r: Request<'_>, cfg: &DirConfig, entry: &Entry<'_>) -> Result<Coroutine, Failure> {
-    let spec = ChunkSpec {
-        path: entry.path,
-        stamp: entry.stamp,
-        codecache: cfg.codecache(),
-        package_paths: &cfg.package_paths,
-        package_cpaths: &cfg.package_cpaths,
-        inline: entry.inline,
-    };
+    let spec = chunk_spec(cfg, entry);
     let function = entry.function.unwrap_or("handle");
-    let make =
-        |vm: &Vm, mode: EnvMode| -> Result<(mlua::Lua, mlua::Thread, mlua::Table), Failure> {
-            let (f, env) = vm
-                .resolve_with_env(&spec, mode, function)
-                .map_err(|e| match e {
-                    VmError::Load(m) => Failure::Load(m),
-                    VmError::NotAFunction => Failure::NotAFunction,
-                    VmError::Lua(m) => Failure::Internal(m),
-                })?;
-            let thread = vm.lua().create_thread(f).map_err(lua_failure)?;
-            Ok((vm.lua().clone(), thread, env))
-        };
-    let (parts, lease) = match cfg.scope() {
-        Scope::Once => (make(request_vm(r)?, EnvMode::Once)?, None),
-        Scope::Request => (make(request_vm(r)?, EnvMode::Request)?, None),
-        Scope::Thread => (make(request_vm(r)?, EnvMode::Persistent)?, None),
-        Scope::Conn => (make(conn_vm(r)?, EnvMode::Persistent)?, None),
-        Scope::Server { min, max } => {
-            let pool = pool::server_pool(entry.path, min, max, &SETUP);
-            let lease = pool.lease(&SETUP, SERVER_POOL_WAIT).map_err(|e| match e {
-                PoolError::Exhausted { max, waited } => Failure::Busy(format!(
-                    "all {max} VMs of the LuaScope server pool stayed busy for {}s",
-                    waited.as_secs()
-                )),
-                PoolError::Create(e) => lua_failure(e),
-            })?;
-            (make(lease.vm(), EnvMode::Persistent)?, Some(lease))
-        }
-    };
+    let (parts, lease) = with_scope_vm(r, cfg, entry, |vm, mode| {
+        let (f, env) = vm.resolve_with_env(&spec, mode, function)?;
+        let thread = vm.lua().create_thread(f).map_err(lua_failure)?;
+        Ok((vm.lua().clone(), thread, env))
+    })?;
     let (lua, thread, env) = parts;
     Ok(Coroutine {
         lua,

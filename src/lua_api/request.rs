@@ -67,6 +67,25 @@ pub enum TableKind {
 }
 
 impl TableKind {
+    const ALL: [TableKind; 5] = [
+        TableKind::HeadersIn,
+        TableKind::HeadersOut,
+        TableKind::ErrHeadersOut,
+        TableKind::Notes,
+        TableKind::SubprocessEnv,
+    ];
+
+    /// The method that returns a plain-table snapshot (`r:headers_in_table()`, …).
+    fn snapshot_method(self) -> &'static str {
+        match self {
+            TableKind::HeadersIn => "headers_in_table",
+            TableKind::HeadersOut => "headers_out_table",
+            TableKind::ErrHeadersOut => "err_headers_out_table",
+            TableKind::Notes => "notes_table",
+            TableKind::SubprocessEnv => "subprocess_env_table",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             TableKind::HeadersIn => "headers_in",
@@ -769,21 +788,11 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     })?;
 
     // §5b Request data.
-    method(lua, &m, "headers_in_table", |lua, r, _| {
-        table_snapshot(lua, r.headers_in())
-    })?;
-    method(lua, &m, "headers_out_table", |lua, r, _| {
-        table_snapshot(lua, r.headers_out())
-    })?;
-    method(lua, &m, "err_headers_out_table", |lua, r, _| {
-        table_snapshot(lua, r.err_headers_out())
-    })?;
-    method(lua, &m, "notes_table", |lua, r, _| {
-        table_snapshot(lua, r.notes())
-    })?;
-    method(lua, &m, "subprocess_env_table", |lua, r, _| {
-        table_snapshot(lua, r.subprocess_env())
-    })?;
+    for kind in TableKind::ALL {
+        method(lua, &m, kind.snapshot_method(), move |lua, r, _| {
+            table_snapshot(lua, kind.of(r))
+        })?;
+    }
     method(lua, &m, "parseargs", |lua, r, _| {
         let pairs = form::parse_args(r.args().map(|a| a.to_bytes()).unwrap_or(b""));
         form_tables(lua, pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))

@@ -162,6 +162,16 @@ struct EnvEntry {
     generation: u64,
 }
 
+fn remember(map: &RefCell<HashMap<Vec<u8>, EnvEntry>>, key: &[u8], env: &Table, generation: u64) {
+    map.borrow_mut().insert(
+        key.to_vec(),
+        EnvEntry {
+            env: env.clone(),
+            generation,
+        },
+    );
+}
+
 /// A Lua state with the module's caches.
 pub struct Vm {
     lua: Lua,
@@ -240,22 +250,13 @@ impl Vm {
         function: &str,
     ) -> Result<(Function, Table), VmError> {
         let (code, generation, profile) = self.chunk(spec)?;
-        let env = match mode {
-            EnvMode::Once => {
+        let env = match self.env_map(mode) {
+            None => {
                 let env: Table = self.new_env.call(&profile)?;
                 self.run_chunk(&code, &env)?;
                 env
             }
-            EnvMode::Request => {
-                self.cached_env(&self.request_envs, spec.path, generation, &code, &profile)?
-            }
-            EnvMode::Persistent => self.cached_env(
-                &self.persistent_envs,
-                spec.path,
-                generation,
-                &code,
-                &profile,
-            )?,
+            Some(map) => self.cached_env(map, spec.path, generation, &code, &profile)?,
         };
         match env.get::<Value>(function)? {
             Value::Function(f) => Ok((f, env)),
@@ -271,14 +272,9 @@ impl Vm {
         mode: EnvMode,
     ) -> Result<(Rc<CodeCell>, Table), VmError> {
         let (code, generation, profile) = self.chunk(spec)?;
-        let env = match mode {
-            EnvMode::Once => self.new_env.call(&profile)?,
-            EnvMode::Request => {
-                self.env_only(&self.request_envs, spec.path, generation, &profile)?
-            }
-            EnvMode::Persistent => {
-                self.env_only(&self.persistent_envs, spec.path, generation, &profile)?
-            }
+        let env = match self.env_map(mode) {
+            None => self.new_env.call(&profile)?,
+            Some(map) => self.env_only(map, spec.path, generation, &profile)?,
         };
         Ok((code, env))
     }
@@ -304,6 +300,15 @@ impl Vm {
         }
     }
 
+    /// Where environments of `mode` are kept (None: a fresh one for every call).
+    fn env_map(&self, mode: EnvMode) -> Option<&RefCell<HashMap<Vec<u8>, EnvEntry>>> {
+        match mode {
+            EnvMode::Once => None,
+            EnvMode::Request => Some(&self.request_envs),
+            EnvMode::Persistent => Some(&self.persistent_envs),
+        }
+    }
+
     fn env_only(
         &self,
         map: &RefCell<HashMap<Vec<u8>, EnvEntry>>,
@@ -315,13 +320,7 @@ impl Vm {
             return Ok(e.env.clone());
         }
         let env: Table = self.new_env.call((profile, true))?;
-        map.borrow_mut().insert(
-            key.to_vec(),
-            EnvEntry {
-                env: env.clone(),
-                generation,
-            },
-        );
+        remember(map, key, &env, generation);
         Ok(env)
     }
 
@@ -342,13 +341,7 @@ impl Vm {
             None => self.new_env.call((profile, true))?,
         };
         self.run_chunk(code, &env)?;
-        map.borrow_mut().insert(
-            key.to_vec(),
-            EnvEntry {
-                env: env.clone(),
-                generation,
-            },
-        );
+        remember(map, key, &env, generation);
         Ok(env)
     }
 
@@ -440,18 +433,7 @@ impl Vm {
     fn compile(&self, spec: &ChunkSpec<'_>) -> Result<CodeCell, VmError> {
         if let Some(inline) = spec.inline {
             let name = format!("@{}", inline.file);
-            let source = wrap_inline(inline.source.as_bytes());
-            let f = self
-                .lua
-                .load(&source[..])
-                .set_name(name.clone())
-                .set_mode(ChunkMode::Text)
-                .into_function()
-                .map_err(|e| VmError::Load(ErrorText::of(&e).one_line()))?;
-            return Ok(CodeCell {
-                code: Code::Text(f),
-                name,
-            });
+            return self.compile_text(&wrap_inline(inline.source.as_bytes()), name);
         }
         let shown = String::from_utf8_lossy(spec.path).into_owned();
         let bytes = std::fs::read(&shown)
@@ -463,10 +445,13 @@ impl Vm {
                 name,
             });
         }
-        let source = wrap_source(&bytes);
+        self.compile_text(&wrap_source(&bytes), name)
+    }
+
+    fn compile_text(&self, source: &[u8], name: String) -> Result<CodeCell, VmError> {
         let f = self
             .lua
-            .load(&source[..])
+            .load(source)
             .set_name(name.clone())
             .set_mode(ChunkMode::Text)
             .into_function()
