@@ -4,11 +4,11 @@
 
 use crate::config::{DirConfig, InlineChunk, Scope};
 use crate::httpd::{FileStamp, LiveRequest, Request};
-use crate::lua_api::request::RequestHandle;
+use crate::lua_api::request;
 use crate::lua_api::returned_number;
 use crate::vm::pool::{self, PoolError, SendVm};
 use crate::vm::{ChunkSpec, EnvMode, ErrorText, Vm, VmError, VmSetup};
-use mlua::{MultiValue, Value};
+use mlua::Value;
 use once_cell::unsync::OnceCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
@@ -212,26 +212,21 @@ fn run(
 ) -> Result<Outcome, Failure> {
     let (live, guard) = LiveRequest::new(r);
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<Value, Failure> {
-        let ud = vm
-            .lua()
-            .create_userdata(RequestHandle::new(live))
-            .map_err(lua_failure)?;
+        let lua = vm.lua();
         let runtime = |e: mlua::Error| Failure::Runtime(ErrorText::of(&e));
         match entry.function {
             Some(name) => {
                 let f = vm.resolve(spec, mode, name)?;
-                let mut args = MultiValue::with_capacity(1 + entry.args.len());
-                args.push_back(Value::UserData(ud));
+                let mut args = Vec::with_capacity(entry.args.len());
                 for a in entry.args {
-                    args.push_back(Value::String(
-                        vm.lua().create_string(a).map_err(lua_failure)?,
-                    ));
+                    args.push(Value::String(lua.create_string(a).map_err(lua_failure)?));
                 }
-                f.call::<Value>(args).map_err(runtime)
+                request::call_entry(lua, &f, &live, args).map_err(runtime)
             }
             None => {
                 let (code, env) = vm.resolve_body(spec, mode)?;
-                vm.call_body(&code, &env, ud).map_err(runtime)
+                let r = request::new_request(lua, &live).map_err(lua_failure)?;
+                vm.call_body(&code, &env, r).map_err(runtime)
             }
         }
     }));

@@ -10,7 +10,7 @@ use crate::dispatch::{self, Coroutine, Entry, Failure};
 use crate::ffi;
 use crate::handler::log_failure;
 use crate::httpd::{self, Brigade, BucketKind, Filter, Level, LiveRequest, PoolBrigade, Request};
-use crate::lua_api::request::RequestHandle;
+use crate::lua_api::request;
 use mlua::thread::ThreadStatus;
 use mlua::{MultiValue, Value};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -107,17 +107,14 @@ fn start(r: Request<'_>, f: Filter<'_>, kind: FilterKind) -> Start {
             return Start::Failed;
         }
     };
-    let ud = match co
-        .lua
-        .create_userdata(RequestHandle::new(LiveRequest::for_request(r)))
-    {
+    let ud = match request::new_request(&co.lua, &LiveRequest::for_request(r)) {
         Ok(ud) => ud,
         Err(e) => {
             report(Failure::Internal(e.to_string()));
             return Start::Failed;
         }
     };
-    match resume(&co, Value::UserData(ud)) {
+    match resume(&co, ud) {
         Step::Yielded(first) => Start::Accepted(co, first),
         Step::Finished => Start::Declined,
         Step::Failed(msg) => {

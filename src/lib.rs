@@ -13,5 +13,6 @@ pub mod handler;
 pub mod hooks;
 pub mod httpd;
 pub mod lua_api;
+pub mod luac;
 pub mod module;
 pub mod vm;

@@ -7,11 +7,11 @@ use super::args::{arg_error, caller_position, caller_where, lua_type_name, Args}
 use super::{encode, form, websocket};
 use crate::apr::{has_nul, Table as AprTable};
 use crate::httpd::{self, BodyError, Level, LiveRequest, Request};
+use crate::luac::{self, Kind, RawFn, RequestFns, Stack};
 use mlua::{
-    AnyUserData, FromLuaMulti, Function, IntoLuaMulti, LightUserData, Lua, MetaMethod, MultiValue,
-    Table, UserData, UserDataFields, UserDataMethods, UserDataRegistry, Value,
+    AnyUserData, FromLuaMulti, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Table, Value,
 };
-use std::ffi::{CStr, CString};
+use std::ffi::{c_int, CStr, CString};
 
 /// `r` as a Lua userdata.
 pub struct RequestHandle {
@@ -24,11 +24,12 @@ impl RequestHandle {
     }
 }
 
+fn gone_text() -> String {
+    "request object used after its request ended (do not keep 'r' in globals or upvalues)".into()
+}
+
 fn gone() -> mlua::Error {
-    mlua::Error::RuntimeError(
-        "request object used after its request ended (do not keep 'r' in globals or upvalues)"
-            .into(),
-    )
+    mlua::Error::RuntimeError(gone_text())
 }
 
 fn req(live: &LiveRequest) -> mlua::Result<Request<'_>> {
@@ -120,56 +121,79 @@ pub struct TableHandle {
 
 /// Keys and values that would let a script split a response or truncate a value are refused
 /// (mod_lua turns `\n` into a space and lets `\r` through).
-fn checked(lua: &Lua, what: &str, kind: TableKind, bytes: Vec<u8>) -> mlua::Result<CString> {
+fn checked<'v>(
+    s: &Stack<'v>,
+    what: &str,
+    kind: TableKind,
+    i: c_int,
+    fname: &str,
+) -> Result<&'v CStr, String> {
+    let bytes = s.string_arg(i, fname)?;
     let newline = !kind.allows_newlines() && bytes.iter().any(|&b| b == b'\r' || b == b'\n');
-    if newline || has_nul(&bytes) {
-        let shown = String::from_utf8_lossy(&bytes).escape_default().to_string();
-        return Err(mlua::Error::RuntimeError(format!(
-            "{}{what} '{shown}' for table '{}' contains {}: refused",
-            caller_where(lua),
-            kind.name(),
-            if newline { "CR or LF" } else { "a NUL byte" }
-        )));
-    }
-    Ok(CString::new(bytes).expect("NUL checked above"))
-}
-
-fn table_handle(ud: &AnyUserData) -> mlua::Result<mlua::UserDataRef<TableHandle>> {
-    ud.borrow::<TableHandle>()
-}
-
-fn table_get(lua: &Lua, (ud, key): (AnyUserData, Value)) -> mlua::Result<Value> {
-    let this = table_handle(&ud)?;
-    let r = req(&this.live)?;
-    let key = Args::new(lua, "get", MultiValue::from_iter([key])).string(1)?;
-    match CString::new(key) {
-        Ok(key) => cstr_value(lua, this.kind.of(r).get(&key)),
-        Err(_) => Ok(Value::Nil),
-    }
-}
-
-fn table_set(lua: &Lua, (ud, key, value): (AnyUserData, Value, Value)) -> mlua::Result<()> {
-    let this = table_handle(&ud)?;
-    let r = req(&this.live)?;
-    let args = Args::new(lua, "set", MultiValue::from_iter([key, value]));
-    let key = args.string(1)?;
-    let name = String::from_utf8_lossy(&key).into_owned();
-    let key = checked(lua, "key", this.kind, key)?;
-    let table = this.kind.of(r);
-    match args.opt_string(2)? {
-        None => table.unset(&key),
-        Some(v) => {
-            let v = checked(lua, &format!("value of '{name}'"), this.kind, v)?;
-            table.set(&key, &v);
+    match s.cstr(i) {
+        Some(c) if !newline => Ok(c),
+        _ => {
+            let shown = String::from_utf8_lossy(bytes).escape_default().to_string();
+            Err(format!(
+                "{}{what} '{shown}' for table '{}' contains {}: refused",
+                s.caller_where(),
+                kind.name(),
+                if newline { "CR or LF" } else { "a NUL byte" }
+            ))
         }
     }
-    Ok(())
+}
+
+/// The table handle a table function was called on, and its live request.
+fn raw_table<'l>(s: &Stack<'l>, fname: &str) -> Result<(&'l TableHandle, Request<'l>), String> {
+    let h = s.userdata::<TableHandle>(1).ok_or_else(|| {
+        s.arg_error(
+            1,
+            fname,
+            &format!("Apr.Table expected, got {}", s.kind(1).name()),
+        )
+    })?;
+    Ok((h, h.live.get().ok_or_else(gone_text)?))
+}
+
+/// `r.headers_in[key]`.
+fn table_index(s: &Stack<'_>) -> Result<c_int, String> {
+    let (h, r) = raw_table(s, "get")?;
+    s.string_arg(2, "get")?;
+    match s.cstr(2) {
+        Some(key) => push_cstr(s, h.kind.of(r).get(key)),
+        None => s.push_nil(),
+    }
+    Ok(1)
+}
+
+/// `r.headers_out[key] = value` (nil removes it).
+fn table_newindex(s: &Stack<'_>) -> Result<c_int, String> {
+    let (h, r) = raw_table(s, "set")?;
+    let key = checked(s, "key", h.kind, 2, "set")?;
+    let table = h.kind.of(r);
+    match s.kind(3) {
+        Kind::None | Kind::Nil => table.unset(key),
+        _ => {
+            let name = String::from_utf8_lossy(key.to_bytes());
+            let v = checked(s, &format!("value of '{name}'"), h.kind, 3, "set")?;
+            table.set(key, v);
+        }
+    }
+    Ok(0)
+}
+
+fn table_tostring(s: &Stack<'_>) -> Result<c_int, String> {
+    let (h, _) = raw_table(s, "tostring")?;
+    s.push_bytes(format!("Apr.Table({})", h.kind.name()).as_bytes());
+    Ok(1)
 }
 
 /// Beyond mod_lua: `pairs(r.headers_in)` iterates a snapshot of every entry in order
 /// (Lua 5.2+; LuaJIT has no __pairs: use r:headers_in_table() there).
 fn table_pairs(lua: &Lua, ud: AnyUserData) -> mlua::Result<(Function, Value, Value)> {
-    let this = table_handle(&ud)?;
+    let this = luac::userdata_of::<TableHandle>(lua, &ud)
+        .ok_or_else(|| mlua::Error::RuntimeError("Apr.Table expected".into()))?;
     let r = req(&this.live)?;
     let mut entries: Vec<(Vec<u8>, Vec<u8>)> = this
         .kind
@@ -184,18 +208,6 @@ fn table_pairs(lua: &Lua, ud: AnyUserData) -> mlua::Result<(Function, Value, Val
         None => Ok((Value::Nil, Value::Nil)),
     })?;
     Ok((next, Value::Nil, Value::Nil))
-}
-
-impl UserData for TableHandle {
-    fn register(registry: &mut UserDataRegistry<Self>) {
-        registry.add_meta_field_with(MetaMethod::Index, |lua| api_entry(lua, "table_index"));
-        registry.add_meta_field_with(MetaMethod::NewIndex, |lua| api_entry(lua, "table_newindex"));
-        #[cfg(not(feature = "luajit"))]
-        registry.add_meta_field_with(MetaMethod::Pairs, |lua| api_entry(lua, "table_pairs"));
-        registry.add_meta_method(MetaMethod::ToString, |_, this, ()| {
-            Ok(format!("Apr.Table({})", this.kind.name()))
-        });
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -275,109 +287,153 @@ fn options_text(opts: i32) -> String {
     .join(" ")
 }
 
-fn index(lua: &Lua, this: &RequestHandle, key: &[u8]) -> mlua::Result<Value> {
-    let r = req(&this.live)?;
-    if let Some(s) = string_field(r, key) {
-        return cstr_value(lua, s);
+fn push_cstr(s: &Stack<'_>, v: Option<&CStr>) {
+    match v {
+        Some(v) => s.push_bytes(v.to_bytes()),
+        None => s.push_nil(),
+    }
+}
+
+/// The request a raw method was called on (`self`, argument 1), with luaL_checkudata's message
+/// when it is not one.
+fn raw_request<'l>(s: &Stack<'l>, fname: &str) -> Result<(&'l RequestHandle, Request<'l>), String> {
+    let h = s.userdata::<RequestHandle>(1).ok_or_else(|| {
+        s.arg_error(
+            1,
+            fname,
+            &format!("Apache2.Request expected, got {}", s.kind(1).name()),
+        )
+    })?;
+    Ok((h, h.live.get().ok_or_else(gone_text)?))
+}
+
+/// `r.key`: a method (upvalue 2 holds the method table), else a field read live.
+fn request_index(s: &Stack<'_>) -> Result<c_int, String> {
+    if s.lookup_upvalue(2) {
+        return Ok(1);
+    }
+    let Some(key) = s.str(2) else {
+        s.push_nil();
+        return Ok(1);
+    };
+    let (h, r) = raw_request(s, "index")?;
+    if let Some(v) = string_field(r, key) {
+        push_cstr(s, v);
+        return Ok(1);
     }
     if let Some(kind) = table_field(key) {
-        return lua
-            .create_userdata(TableHandle {
-                live: this.live.clone(),
-                kind,
-            })
-            .map(Value::UserData);
+        s.push_userdata(TableHandle {
+            live: h.live.clone(),
+            kind,
+        });
+        return Ok(1);
     }
-    Ok(match key {
-        b"status" => Value::Integer(r.status() as i64),
-        b"port" => Value::Integer(r.server_port() as i64),
-        b"remaining" => Value::Integer(r.remaining()),
-        b"limit_req_body" => Value::Integer(r.limit_req_body() as i32 as i64),
-        b"started" => Value::Integer(httpd::server_started()),
-        b"assbackwards" => Value::Boolean(r.assbackwards()),
-        b"is_initial_req" => Value::Boolean(r.is_initial_req()),
-        b"is_https" => Value::Boolean(r.is_https()),
-        b"some_auth_required" => Value::Boolean(r.some_auth_required()),
-        b"server_name" => return cstr_value(lua, Some(r.server_name().unwrap_or(c"localhost"))),
-        b"auth_name" => return cstr_value(lua, Some(r.auth_name().unwrap_or(c""))),
-        b"basic_auth_pw" => return cstr_value(lua, Some(r.basic_auth_pw().unwrap_or(c""))),
-        b"banner" => return lua_bytes(lua, httpd::server_banner()),
-        b"server_built" => return lua_bytes(lua, httpd::server_built()),
-        b"allowoverrides" => return lua_bytes(lua, overrides_text(r.allow_overrides())),
-        b"options" => return lua_bytes(lua, options_text(r.allow_options())),
-        b"proxyreq" => {
-            let name = match r.proxyreq() {
-                0 => "PROXYREQ_NONE",
-                1 => "PROXYREQ_PROXY",
-                2 => "PROXYREQ_REVERSE",
-                3 => "PROXYREQ_RESPONSE",
-                _ => return Ok(Value::Nil),
-            };
-            return lua_bytes(lua, name);
-        }
-        _ => Value::Nil,
-    })
+    match key {
+        b"status" => s.push_int(r.status() as i64),
+        b"port" => s.push_int(r.server_port() as i64),
+        b"remaining" => s.push_int(r.remaining()),
+        b"limit_req_body" => s.push_int(r.limit_req_body() as i32 as i64),
+        b"started" => s.push_int(httpd::server_started()),
+        b"assbackwards" => s.push_bool(r.assbackwards()),
+        b"is_initial_req" => s.push_bool(r.is_initial_req()),
+        b"is_https" => s.push_bool(r.is_https()),
+        b"some_auth_required" => s.push_bool(r.some_auth_required()),
+        b"server_name" => push_cstr(s, Some(r.server_name().unwrap_or(c"localhost"))),
+        b"auth_name" => push_cstr(s, Some(r.auth_name().unwrap_or(c""))),
+        b"basic_auth_pw" => push_cstr(s, Some(r.basic_auth_pw().unwrap_or(c""))),
+        b"banner" => s.push_bytes(httpd::server_banner().as_bytes()),
+        b"server_built" => s.push_bytes(httpd::server_built().as_bytes()),
+        b"allowoverrides" => s.push_bytes(overrides_text(r.allow_overrides()).as_bytes()),
+        b"options" => s.push_bytes(options_text(r.allow_options()).as_bytes()),
+        b"proxyreq" => match r.proxyreq() {
+            0 => s.push_bytes(b"PROXYREQ_NONE"),
+            1 => s.push_bytes(b"PROXYREQ_PROXY"),
+            2 => s.push_bytes(b"PROXYREQ_REVERSE"),
+            3 => s.push_bytes(b"PROXYREQ_RESPONSE"),
+            _ => s.push_nil(),
+        },
+        _ => s.push_nil(),
+    }
+    Ok(1)
 }
 
 /// mod_lua `req_newindex`: eight writable fields; values checked as luaL_check* would.
-fn newindex(lua: &Lua, this: &RequestHandle, key: &[u8], value: Value) -> mlua::Result<()> {
-    let r = req(&this.live)?;
-    let args = Args::new(
-        lua,
-        "newindex",
-        MultiValue::from_iter([Value::Nil, Value::Nil, value]),
-    );
-    let text = || -> mlua::Result<Vec<u8>> {
-        let v = args.string(3)?;
-        if has_nul(&v) {
-            return Err(mlua::Error::RuntimeError(format!(
+fn request_newindex(s: &Stack<'_>) -> Result<c_int, String> {
+    let (_, r) = raw_request(s, "newindex")?;
+    let key = s.string_arg(2, "newindex")?;
+    let text = || -> Result<&[u8], String> {
+        let v = s.string_arg(3, "newindex")?;
+        if has_nul(v) {
+            return Err(format!(
                 "{}value for request field '{}' contains a NUL byte",
-                caller_where(lua),
+                s.caller_where(),
                 String::from_utf8_lossy(key)
-            )));
+            ));
         }
         Ok(v)
     };
     match key {
-        b"status" => r.set_status(args.integer(3)? as i32),
-        b"proxyreq" => r.set_proxyreq(args.integer(3)? as i32),
-        b"uri" => r.set_uri(&text()?),
-        b"args" => r.set_args(Some(&text()?)),
-        b"filename" => r.set_filename(&text()?),
-        b"handler" => r.set_handler(Some(&text()?)),
-        b"user" => r.set_user(Some(&text()?)),
-        b"content_type" => r.set_content_type(&text()?),
+        b"status" => r.set_status(s.integer_arg(3, "newindex")? as i32),
+        b"proxyreq" => r.set_proxyreq(s.integer_arg(3, "newindex")? as i32),
+        b"uri" => r.set_uri(text()?),
+        b"args" => r.set_args(Some(text()?)),
+        b"filename" => r.set_filename(text()?),
+        b"handler" => r.set_handler(Some(text()?)),
+        b"user" => r.set_user(Some(text()?)),
+        b"content_type" => r.set_content_type(text()?),
         _ => {
-            return Err(mlua::Error::RuntimeError(format!(
+            return Err(format!(
                 "Property [{}] may not be set on a request_rec",
                 String::from_utf8_lossy(key)
-            )))
+            ))
         }
     }
-    Ok(())
+    Ok(0)
+}
+
+fn request_tostring(s: &Stack<'_>) -> Result<c_int, String> {
+    s.push_bytes(b"Apache2.Request");
+    Ok(1)
+}
+
+/// r:puts(...): every argument, as strings, in order.
+fn puts(s: &Stack<'_>) -> Result<c_int, String> {
+    let (_, r) = raw_request(s, "puts")?;
+    for n in 2..=s.len().max(2) {
+        r.write(s.string_arg(n, "puts")?);
+    }
+    Ok(0)
+}
+
+/// r:write(s) → bytes written (or -1).
+fn write(s: &Stack<'_>) -> Result<c_int, String> {
+    let (_, r) = raw_request(s, "write")?;
+    s.push_int(r.write(s.string_arg(2, "write")?));
+    Ok(1)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Methods
 
 /// `self` of a method call, with luaL_checkudata's message when it is not a request.
-fn this(
+fn this<'u>(
     lua: &Lua,
     fname: &'static str,
-    args: &MultiValue,
-) -> mlua::Result<mlua::UserDataRef<RequestHandle>> {
-    match args.front() {
-        Some(Value::UserData(ud)) if ud.is::<RequestHandle>() => ud.borrow::<RequestHandle>(),
-        other => {
-            let got = other.map(lua_type_name).unwrap_or("no value");
-            Err(arg_error(
-                lua,
-                1,
-                fname,
-                &format!("Apache2.Request expected, got {got}"),
-            ))
-        }
-    }
+    first: Option<&'u Value>,
+) -> mlua::Result<&'u RequestHandle> {
+    let found = match first {
+        Some(Value::UserData(ud)) => luac::userdata_of::<RequestHandle>(lua, ud),
+        _ => None,
+    };
+    found.ok_or_else(|| {
+        let got = first.map(lua_type_name).unwrap_or("no value");
+        arg_error(
+            lua,
+            1,
+            fname,
+            &format!("Apache2.Request expected, got {got}"),
+        )
+    })
 }
 
 /// The tag an API function returns (followed by the message) instead of raising; api.lua's
@@ -435,17 +491,12 @@ where
     R: IntoLuaMulti,
 {
     let func = api_fn(lua, move |lua, args: MultiValue| {
-        let h = this(lua, name, &args)?;
+        let first = args.front().cloned();
+        let h = this(lua, name, first.as_ref())?;
         let r = req(&h.live)?;
         f(lua, &h.live, r, &Args::new(lua, name, args))
     })?;
     methods.raw_set(name, func)
-}
-
-const API_KEY: &str = "mod_lua_rs.request_api";
-
-fn api_entry(lua: &Lua, key: &str) -> mlua::Result<Value> {
-    lua.named_registry_value::<Table>(API_KEY)?.get(key)
 }
 
 /// mod_lua's default `max` for r:parsebody() (MAX_STRING_LEN).
@@ -455,36 +506,48 @@ pub const MULTIPART_MAX_PARTS: usize = 1000;
 /// Ceiling on bodies read into memory when neither the caller nor LimitRequestBody sets one.
 const BODY_CEILING: u64 = 1 << 30;
 
-/// Builds parseargs/parsebody's two tables: first value per key, and every value in order.
-fn form_tables<'k>(
-    lua: &Lua,
+/// Pushes parseargs/parsebody's two tables: first value per key, and every value in order.
+fn push_form_tables<'k>(
+    s: &Stack<'_>,
     pairs: impl IntoIterator<Item = (&'k [u8], &'k [u8])>,
-) -> mlua::Result<(Table, Table)> {
-    let simple = lua.create_table()?;
-    let multi = lua.create_table()?;
+) -> Result<c_int, String> {
+    s.reserve(8)?;
+    let simple = s.new_table(0, 0);
+    let multi = s.new_table(0, 0);
     for (k, v) in pairs {
-        let key = lua.create_string(k)?;
-        let val = lua.create_string(v)?;
-        let list = match multi.raw_get::<Option<Table>>(&key)? {
-            Some(t) => t,
-            None => {
-                simple.raw_set(&key, &val)?;
-                let t = lua.create_table()?;
-                multi.raw_set(&key, &t)?;
-                t
-            }
-        };
-        list.raw_push(val)?;
+        s.push_bytes(k);
+        if s.raw_get(multi) == Kind::Nil {
+            s.pop(1);
+            s.push_bytes(k);
+            s.push_bytes(v);
+            s.raw_set(simple);
+            let list = s.new_table(1, 0);
+            s.push_bytes(k);
+            s.push_copy(list);
+            s.raw_set(multi);
+        }
+        let list = s.top();
+        s.push_bytes(v);
+        s.raw_seti(list, s.raw_len(list) as i64 + 1);
+        s.pop(1);
     }
-    Ok((simple, multi))
+    Ok(2)
 }
 
-fn table_snapshot(lua: &Lua, t: AprTable<'_>) -> mlua::Result<(Table, Table)> {
-    let entries = t.entries();
-    form_tables(
-        lua,
-        entries.iter().map(|(k, v)| (k.to_bytes(), v.to_bytes())),
-    )
+/// r:headers_in_table() and the other snapshots: table `K` of [`TableKind::ALL`] as
+/// parseargs-shaped tables.
+fn snapshot<const K: usize>(s: &Stack<'_>) -> Result<c_int, String> {
+    let kind = TableKind::ALL[K];
+    let (_, r) = raw_request(s, kind.snapshot_method())?;
+    let entries = kind.of(r).entries();
+    push_form_tables(s, entries.iter().map(|(k, v)| (k.to_bytes(), v.to_bytes())))
+}
+
+/// r:parseargs() → simple, multi.
+fn parseargs(s: &Stack<'_>) -> Result<c_int, String> {
+    let (_, r) = raw_request(s, "parseargs")?;
+    let pairs = form::parse_args(r.args().map(|a| a.to_bytes()).unwrap_or(b""));
+    push_form_tables(s, pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
 }
 
 /// The limit for reading a body: the caller's `max` if positive, else LimitRequestBody, and
@@ -510,45 +573,42 @@ fn body_error_text(e: BodyError, limit: u64) -> String {
 }
 
 /// r:parsebody([max]) → simple, multi[, error].
-fn parsebody(lua: &Lua, r: Request<'_>, a: &Args<'_>) -> mlua::Result<MultiValue> {
-    let max = a.opt_integer(2, DEFAULT_PARSEBODY_MAX)?;
+fn parsebody(s: &Stack<'_>) -> Result<c_int, String> {
+    let (_, r) = raw_request(s, "parsebody")?;
+    let max = s.opt_integer_arg(2, "parsebody", DEFAULT_PARSEBODY_MAX)?;
     let limit = body_limit(r, max);
     let ctype = r
         .headers_in()
         .get(c"Content-Type")
-        .map(|c| c.to_bytes().to_vec())
+        .map(|c| c.to_bytes())
         .unwrap_or_default();
     let lower = ctype.to_ascii_lowercase();
     let multipart = lower.starts_with(b"multipart/form-data");
-    let fail = |why: String| -> mlua::Result<MultiValue> {
-        let (s, m) = form_tables(lua, [])?;
-        (s, m, why).into_lua_multi(lua)
+    let fail = |why: String| -> Result<c_int, String> {
+        push_form_tables(s, [])?;
+        s.push_bytes(why.as_bytes());
+        Ok(3)
     };
     if !multipart && !lower.starts_with(b"application/x-www-form-urlencoded") {
-        let (s, m) = form_tables(lua, [])?;
-        return (s, m).into_lua_multi(lua);
+        return push_form_tables(s, []);
     }
     let body = match r.read_body(limit) {
         Ok(b) => b.unwrap_or_default(),
         Err(e) => return fail(body_error_text(e, limit)),
     };
     if multipart {
-        match form::parse_multipart(&ctype, &body, MULTIPART_MAX_PARTS) {
-            Ok(parts) => {
-                let (s, m) = form_tables(
-                    lua,
-                    parts
-                        .iter()
-                        .map(|p| (p.name.as_slice(), p.value.as_slice())),
-                )?;
-                (s, m).into_lua_multi(lua)
-            }
+        match form::parse_multipart(ctype, &body, MULTIPART_MAX_PARTS) {
+            Ok(parts) => push_form_tables(
+                s,
+                parts
+                    .iter()
+                    .map(|p| (p.name.as_slice(), p.value.as_slice())),
+            ),
             Err(e) => fail(e.to_string()),
         }
     } else {
         let pairs = form::parse_urlencoded(&body);
-        let (s, m) = form_tables(lua, pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))?;
-        (s, m).into_lua_multi(lua)
+        push_form_tables(s, pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
     }
 }
 
@@ -738,27 +798,10 @@ fn log_method(lua: &Lua, methods: &Table, name: &'static str, level: Level) -> m
     })
 }
 
-impl UserData for RequestHandle {
-    fn register(registry: &mut UserDataRegistry<Self>) {
-        registry.add_meta_field_with(MetaMethod::Index, |lua| api_entry(lua, "request_index"));
-        registry.add_meta_field_with(MetaMethod::NewIndex, |lua| {
-            api_entry(lua, "request_newindex")
-        });
-        registry.add_meta_method(MetaMethod::ToString, |_, _, ()| Ok("Apache2.Request"));
-    }
-}
-
 /// Builds the request API of a new VM (methods, field access, table access; see api.lua).
 pub fn install(lua: &Lua) -> mlua::Result<()> {
     let m = lua.create_table()?;
-    // §5a Output.
-    method(lua, &m, "puts", |_, r, a| {
-        for n in 2..=a.len().max(2) {
-            r.write(&a.string(n)?);
-        }
-        Ok(())
-    })?;
-    method(lua, &m, "write", |_, r, a| Ok(r.write(&a.string(2)?)))?;
+    // §5a Output (puts, write: raw functions, below).
     method(lua, &m, "flush", |_, r, _| Ok(r.flush()))?;
     method(lua, &m, "sendfile", |lua, r, a| {
         let path = a.strict_string(2)?;
@@ -787,17 +830,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         Ok(r.add_input_filter(&name))
     })?;
 
-    // §5b Request data.
-    for kind in TableKind::ALL {
-        method(lua, &m, kind.snapshot_method(), move |lua, r, _| {
-            table_snapshot(lua, kind.of(r))
-        })?;
-    }
-    method(lua, &m, "parseargs", |lua, r, _| {
-        let pairs = form::parse_args(r.args().map(|a| a.to_bytes()).unwrap_or(b""));
-        form_tables(lua, pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
-    })?;
-    method(lua, &m, "parsebody", parsebody)?;
+    // §5b Request data (the table snapshots, parseargs, parsebody: raw functions, below).
     method(lua, &m, "requestbody", requestbody)?;
     method(lua, &m, "getcookie", getcookie)?;
     method(lua, &m, "setcookie", setcookie)?;
@@ -922,31 +955,71 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     ] {
         log_method(lua, &m, name, level)?;
     }
-    let getfield = api_fn(lua, |lua, (ud, key): (AnyUserData, Value)| {
-        let this = ud.borrow::<RequestHandle>()?;
-        match key {
-            Value::String(s) => index(lua, &this, &s.as_bytes()),
-            _ => Ok(Value::Nil),
-        }
-    })?;
-    let setfield = api_fn(lua, |lua, (ud, key, value): (AnyUserData, Value, Value)| {
-        let this = ud.borrow::<RequestHandle>()?;
-        let key = Args::new(lua, "newindex", MultiValue::from_iter([Value::Nil, key])).string(2)?;
-        newindex(lua, &this, &key, value)
-    })?;
-    let api: Table = lua
+    let methods: Table = lua
         .load(include_str!("api.lua"))
         .set_name("=mod_lua_rs api")
-        .call((
-            fail_tag(),
-            m,
-            getfield,
-            setfield,
-            api_fn(lua, table_get)?,
-            api_fn(lua, table_set)?,
-            api_fn(lua, table_pairs)?,
-        ))?;
-    lua.set_named_registry_value(API_KEY, api)
+        .call((fail_tag(), m))?;
+    // What runs on most requests is plain C functions over the Lua stack (see luac).
+    let raw: [(&str, RawFn); 9] = [
+        ("puts", puts),
+        ("write", write),
+        ("parseargs", parseargs),
+        ("parsebody", parsebody),
+        (TableKind::ALL[0].snapshot_method(), snapshot::<0>),
+        (TableKind::ALL[1].snapshot_method(), snapshot::<1>),
+        (TableKind::ALL[2].snapshot_method(), snapshot::<2>),
+        (TableKind::ALL[3].snapshot_method(), snapshot::<3>),
+        (TableKind::ALL[4].snapshot_method(), snapshot::<4>),
+    ];
+    for (name, f) in raw {
+        methods.raw_set(name, luac::function(lua, f)?)?;
+    }
+    luac::define::<RequestHandle>(
+        lua,
+        &[
+            ("__index", luac::closure(lua, request_index, &methods)?),
+            ("__newindex", luac::function(lua, request_newindex)?),
+            ("__tostring", luac::function(lua, request_tostring)?),
+        ],
+    )?;
+    let mut table_entries = vec![
+        ("__index", luac::function(lua, table_index)?),
+        ("__newindex", luac::function(lua, table_newindex)?),
+        ("__tostring", luac::function(lua, table_tostring)?),
+    ];
+    if cfg!(not(feature = "luajit")) {
+        let pairs: Function = lua
+            .load("local FAIL, f = ...; return function(t) local a, b, c = f(t); if a == FAIL then error(b, 0) end; return a, b, c end")
+            .set_name("=mod_lua_rs pairs")
+            .call((fail_tag(), api_fn(lua, table_pairs)?))?;
+        table_entries.push(("__pairs", pairs));
+    }
+    luac::define::<TableHandle>(lua, &table_entries)?;
+    lua.set_app_data(RequestFns::new(lua)?);
+    Ok(())
+}
+
+/// Calls `f(r, args…)` for the live request `live` (the entry point of every script call).
+pub fn call_entry(
+    lua: &Lua,
+    f: &Function,
+    live: &LiveRequest,
+    args: impl IntoIterator<Item = Value>,
+) -> mlua::Result<Value> {
+    request_fns(lua)?.call(f, live, args)
+}
+
+/// A new `r` for `live`.
+pub fn new_request(lua: &Lua, live: &LiveRequest) -> mlua::Result<Value> {
+    request_fns(lua)?.request(live)
+}
+
+/// The VM's RequestFns, copied so that no app-data borrow is held while scripts run (they may
+/// set app data of their own, e.g. r:dbacquire).
+fn request_fns(lua: &Lua) -> mlua::Result<RequestFns> {
+    lua.app_data_ref::<RequestFns>()
+        .map(|f| f.clone())
+        .ok_or_else(|| mlua::Error::RuntimeError("the request API is not installed".into()))
 }
 
 #[cfg(test)]

@@ -1,0 +1,563 @@
+//! The Lua C API, for what runs on every request: `r`'s field access and output methods, its
+//! header tables and the form parsers are plain Lua C functions over a [`Stack`], and `r` and
+//! its tables are plain userdata. mlua's callbacks cost about 4,000 instructions a call
+//! (argument marshalling into references, error wrapping); these cost a few hundred. All raw
+//! Lua stack work of the crate is in this module; what it offers is safe.
+//!
+//! Errors: a [`RawFn`] returns `Err(message)`; the C entry point raises it with `lua_error` only
+//! after every Rust value of the call is gone, so the longjmp crosses no frame with a
+//! destructor. Panics are caught and raised as Lua errors. Pushing cannot raise: mlua's
+//! allocator aborts on exhaustion instead of returning NULL, so Lua raises no memory errors
+//! here (a future memory cap must keep that so on this path, or run these functions protected).
+#![allow(unsafe_code)]
+
+use crate::httpd::LiveRequest;
+use crate::lua_api::request::{RequestHandle, TableHandle};
+use mlua::ffi::{self, lua_State};
+use mlua::{AnyUserData, Function, IntoLua, LightUserData, Lua, Value};
+use std::ffi::{c_int, c_void, CStr};
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// A function scripts call: reads its arguments from the stack, pushes its results and returns
+/// how many, or returns the error message to raise.
+pub type RawFn = fn(&Stack<'_>) -> Result<c_int, String>;
+
+/// Lua's value types, as `lua_type` tells them.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    None,
+    Nil,
+    Boolean,
+    LightUserData,
+    Number,
+    String,
+    Table,
+    Function,
+    UserData,
+    Thread,
+}
+
+impl Kind {
+    /// The name Lua's auxiliary library prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::None => "no value",
+            Kind::Nil => "nil",
+            Kind::Boolean => "boolean",
+            Kind::LightUserData | Kind::UserData => "userdata",
+            Kind::Number => "number",
+            Kind::String => "string",
+            Kind::Table => "table",
+            Kind::Function => "function",
+            Kind::Thread => "thread",
+        }
+    }
+
+    fn of(t: c_int) -> Kind {
+        match t {
+            ffi::LUA_TNIL => Kind::Nil,
+            ffi::LUA_TBOOLEAN => Kind::Boolean,
+            ffi::LUA_TLIGHTUSERDATA => Kind::LightUserData,
+            ffi::LUA_TNUMBER => Kind::Number,
+            ffi::LUA_TSTRING => Kind::String,
+            ffi::LUA_TTABLE => Kind::Table,
+            ffi::LUA_TFUNCTION => Kind::Function,
+            ffi::LUA_TUSERDATA => Kind::UserData,
+            ffi::LUA_TTHREAD => Kind::Thread,
+            _ => Kind::None,
+        }
+    }
+}
+
+/// The stack of one call of a [`RawFn`]. Arguments are slots `1..=len()`; they are never
+/// popped or overwritten while the call runs, so strings and userdata borrowed from them live
+/// as long as the `Stack`. Values pushed above them may be popped.
+pub struct Stack<'l> {
+    l: *mut lua_State,
+    args: c_int,
+    _call: PhantomData<&'l mut lua_State>,
+}
+
+impl<'l> Stack<'l> {
+    /// How many arguments the function was called with.
+    pub fn len(&self) -> c_int {
+        self.args
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.args == 0
+    }
+
+    pub fn kind(&self, i: c_int) -> Kind {
+        if i < 1 || i > self.args {
+            return Kind::None;
+        }
+        // SAFETY: a valid index of this call's stack.
+        Kind::of(unsafe { ffi::lua_type(self.l, i) })
+    }
+
+    /// lua_toboolean.
+    pub fn truthy(&self, i: c_int) -> bool {
+        // SAFETY: lua_toboolean accepts any acceptable index.
+        self.kind(i) != Kind::None && unsafe { ffi::lua_toboolean(self.l, i) } != 0
+    }
+
+    /// The bytes of argument `i` if it is a string (numbers are not converted).
+    pub fn str(&self, i: c_int) -> Option<&'l [u8]> {
+        (self.kind(i) == Kind::String).then(|| self.tostring(i))
+    }
+
+    /// lua_tolstring on an argument known to be a string or number: numbers are converted in
+    /// place, as luaL_checklstring does.
+    fn tostring(&self, i: c_int) -> &'l [u8] {
+        let mut len = 0usize;
+        // SAFETY: slot `i` is an argument holding a string or number, so lua_tolstring returns
+        // a pointer to `len` bytes owned by the string in that slot, which stays there (and
+        // reachable) for the whole call ('l).
+        unsafe {
+            let p = ffi::lua_tolstring(self.l, i, &mut len);
+            std::slice::from_raw_parts(p.cast::<u8>(), len)
+        }
+    }
+
+    /// Argument `i` (a string, or a number converted to one) as a C string: Lua keeps a NUL
+    /// after every string's bytes. None when the bytes hold a NUL, or for other types.
+    pub fn cstr(&self, i: c_int) -> Option<&'l CStr> {
+        if !matches!(self.kind(i), Kind::String | Kind::Number) {
+            return None;
+        }
+        let b = self.tostring(i);
+        // SAFETY: Lua strings are followed by a NUL byte, within the same allocation.
+        let with_nul = unsafe { std::slice::from_raw_parts(b.as_ptr(), b.len() + 1) };
+        CStr::from_bytes_with_nul(with_nul).ok()
+    }
+
+    /// luaL_checklstring: a string, or a number converted to one.
+    pub fn string_arg(&self, i: c_int, fname: &str) -> Result<&'l [u8], String> {
+        match self.kind(i) {
+            Kind::String | Kind::Number => Ok(self.tostring(i)),
+            k => Err(self.arg_error(i, fname, &format!("string expected, got {}", k.name()))),
+        }
+    }
+
+    /// luaL_optlstring.
+    pub fn opt_string_arg(&self, i: c_int, fname: &str) -> Result<Option<&'l [u8]>, String> {
+        match self.kind(i) {
+            Kind::None | Kind::Nil => Ok(None),
+            _ => self.string_arg(i, fname).map(Some),
+        }
+    }
+
+    /// luaL_checkinteger.
+    pub fn integer_arg(&self, i: c_int, fname: &str) -> Result<i64, String> {
+        let kind = self.kind(i);
+        if matches!(kind, Kind::Number | Kind::String) {
+            let mut ok = 0;
+            // SAFETY: a valid argument index.
+            let v = unsafe { ffi::lua_tointegerx(self.l, i, &mut ok) };
+            if ok != 0 {
+                return Ok(v);
+            }
+            // SAFETY: as above.
+            if unsafe { ffi::lua_isnumber(self.l, i) } != 0 {
+                return Err(self.arg_error(i, fname, "number has no integer representation"));
+            }
+        }
+        Err(self.arg_error(i, fname, &format!("number expected, got {}", kind.name())))
+    }
+
+    /// luaL_optinteger.
+    pub fn opt_integer_arg(&self, i: c_int, fname: &str, default: i64) -> Result<i64, String> {
+        match self.kind(i) {
+            Kind::None | Kind::Nil => Ok(default),
+            _ => self.integer_arg(i, fname),
+        }
+    }
+
+    /// Argument `i` as the Rust value behind a userdata of type `T`.
+    pub fn userdata<T: RawUserData>(&self, i: c_int) -> Option<&'l T> {
+        if self.kind(i) != Kind::UserData {
+            return None;
+        }
+        // SAFETY: slot `i` holds a full userdata that stays there for 'l; see `block_of`.
+        unsafe { block_of::<T>(self.l, i) }
+    }
+
+    fn debug_info(&self, level: c_int, what: &CStr) -> Option<ffi::lua_Debug> {
+        // SAFETY: lua_Debug is plain data that lua_getstack/lua_getinfo fill in.
+        unsafe {
+            let mut ar: ffi::lua_Debug = std::mem::zeroed();
+            if ffi::lua_getstack(self.l, level, &mut ar) == 0 {
+                return None;
+            }
+            ffi::lua_getinfo(self.l, what.as_ptr(), &mut ar);
+            Some(ar)
+        }
+    }
+
+    /// luaL_where(L, 1): `file:line: ` of the code that called this function.
+    pub fn caller_where(&self) -> String {
+        match self.debug_info(1, c"Sl") {
+            Some(ar) if ar.currentline > 0 => {
+                // SAFETY: lua_getinfo("S") leaves short_src NUL-terminated.
+                let src = unsafe { CStr::from_ptr(ar.short_src.as_ptr()) };
+                format!("{}:{}: ", src.to_string_lossy(), ar.currentline)
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// luaL_argerror's text: arguments numbered as the caller sees them (a `:` call hides
+    /// `self`), with the caller's position.
+    pub fn arg_error(&self, n: c_int, fname: &str, msg: &str) -> String {
+        let method = self.debug_info(0, c"n").is_some_and(|ar| {
+            // SAFETY: namewhat is a static NUL-terminated string set by lua_getinfo("n").
+            !ar.namewhat.is_null() && unsafe { CStr::from_ptr(ar.namewhat) }.to_bytes() == b"method"
+        });
+        let text = if method && n == 1 {
+            format!("calling '{fname}' on bad self ({msg})")
+        } else {
+            let n = if method { n - 1 } else { n };
+            format!("bad argument #{n} to '{fname}' ({msg})")
+        };
+        format!("{}{text}", self.caller_where())
+    }
+
+    pub fn top(&self) -> c_int {
+        // SAFETY: always valid in a C function.
+        unsafe { ffi::lua_gettop(self.l) }
+    }
+
+    /// Makes room for `n` more values (a C function is guaranteed 20).
+    pub fn reserve(&self, n: c_int) -> Result<(), String> {
+        // SAFETY: lua_checkstack never raises.
+        match unsafe { ffi::lua_checkstack(self.l, n) } {
+            0 => Err("stack overflow".into()),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn push_nil(&self) {
+        // SAFETY: pushing within the stack space a C function has (see `reserve`).
+        unsafe { ffi::lua_pushnil(self.l) }
+    }
+
+    pub fn push_bool(&self, b: bool) {
+        // SAFETY: as push_nil.
+        unsafe { ffi::lua_pushboolean(self.l, b as c_int) }
+    }
+
+    pub fn push_int(&self, i: i64) {
+        // SAFETY: as push_nil.
+        unsafe { ffi::lua_pushinteger(self.l, i as ffi::lua_Integer) }
+    }
+
+    pub fn push_bytes(&self, b: &[u8]) {
+        // SAFETY: as push_nil; Lua copies the bytes.
+        unsafe {
+            ffi::lua_pushlstring(self.l, b.as_ptr().cast(), b.len());
+        }
+    }
+
+    /// Pushes a copy of argument `i`.
+    pub fn push_arg(&self, i: c_int) {
+        assert!(i >= 1 && i <= self.args, "not an argument");
+        // SAFETY: a valid index.
+        unsafe { ffi::lua_pushvalue(self.l, i) }
+    }
+
+    /// Pushes a new userdata holding `value` with `T`'s metatable (see [`define`]).
+    pub fn push_userdata<T: RawUserData>(&self, value: T) {
+        // SAFETY: see `push_block`.
+        unsafe { push_block(self.l, value) }
+    }
+
+    /// Pushes a new table and returns its stack index.
+    pub fn new_table(&self, narr: c_int, nrec: c_int) -> c_int {
+        // SAFETY: as push_nil.
+        unsafe { ffi::lua_createtable(self.l, narr, nrec) };
+        self.top()
+    }
+
+    fn check_table(&self, t: c_int, pops: c_int) {
+        let top = self.top();
+        assert!(
+            t > self.args && t <= top - pops,
+            "not a table pushed by this call"
+        );
+        assert!(top - pops >= self.args, "would pop an argument");
+    }
+
+    /// `t[k]` (raw) for the key on top, which is replaced by the value; returns its kind.
+    pub fn raw_get(&self, t: c_int) -> Kind {
+        self.check_table(t, 1);
+        // SAFETY: `t` is a table this call pushed; the key is above the arguments.
+        Kind::of(unsafe { ffi::lua_rawget(self.l, t) })
+    }
+
+    /// `t[k] = v` (raw) for the key and value on top, which are popped.
+    pub fn raw_set(&self, t: c_int) {
+        self.check_table(t, 2);
+        // SAFETY: as raw_get.
+        unsafe { ffi::lua_rawset(self.l, t) }
+    }
+
+    /// `t[n] = v` (raw) for the value on top, which is popped.
+    pub fn raw_seti(&self, t: c_int, n: i64) {
+        self.check_table(t, 1);
+        // SAFETY: as raw_get.
+        unsafe { ffi::lua_rawseti(self.l, t, n as _) }
+    }
+
+    /// The raw length of the table at `t`.
+    pub fn raw_len(&self, t: c_int) -> usize {
+        self.check_table(t, 0);
+        // SAFETY: `t` is a table this call pushed.
+        unsafe { ffi::lua_rawlen(self.l, t) }
+    }
+
+    /// Pushes a copy of the value at `i` (pushed by this call, or an argument).
+    pub fn push_copy(&self, i: c_int) {
+        assert!(i >= 1 && i <= self.top(), "invalid index");
+        // SAFETY: a valid index.
+        unsafe { ffi::lua_pushvalue(self.l, i) }
+    }
+
+    /// Pops `n` values pushed by this call.
+    pub fn pop(&self, n: c_int) {
+        assert!(self.top() - n >= self.args, "would pop an argument");
+        // SAFETY: only values above the arguments are removed.
+        unsafe { ffi::lua_settop(self.l, -n - 1) }
+    }
+
+    /// Looks argument `key` up (raw) in the table that is upvalue 2 of this function; pushes
+    /// the value and returns true when it is not nil.
+    pub fn lookup_upvalue(&self, key: c_int) -> bool {
+        assert!(key >= 1 && key <= self.args, "not an argument");
+        // SAFETY: functions made by `closure` carry a table as upvalue 2.
+        unsafe {
+            ffi::lua_pushvalue(self.l, key);
+            if ffi::lua_rawget(self.l, ffi::lua_upvalueindex(2)) == ffi::LUA_TNIL {
+                ffi::lua_settop(self.l, -2);
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// A Rust type Lua holds as plain userdata, identified by a tag stored beside the value.
+///
+/// # Safety
+/// `TAG` must be unique among the types implementing this trait.
+pub unsafe trait RawUserData: Sized + 'static {
+    const TAG: u64;
+    /// The registry name of the type's metatable.
+    const METATABLE: &'static CStr;
+}
+
+// SAFETY: tags are distinct.
+unsafe impl RawUserData for RequestHandle {
+    const TAG: u64 = 0x6d6f_645f_6c75_6101;
+    const METATABLE: &'static CStr = c"mod_lua_rs.Apache2.Request";
+}
+
+// SAFETY: tags are distinct.
+unsafe impl RawUserData for TableHandle {
+    const TAG: u64 = 0x6d6f_645f_6c75_6102;
+    const METATABLE: &'static CStr = c"mod_lua_rs.Apr.Table";
+}
+
+/// A tag written over a block whose value was dropped by `__gc`.
+const DEAD: u64 = 0;
+
+#[repr(C)]
+struct Block<T> {
+    tag: u64,
+    value: T,
+}
+
+/// Pushes a new userdata holding `value`.
+///
+/// # Safety
+/// `l` is a running Lua state with a free stack slot.
+unsafe fn push_block<T: RawUserData>(l: *mut lua_State, value: T) {
+    const { assert!(std::mem::align_of::<Block<T>>() <= 8) };
+    let p = ffi::lua_newuserdata(l, std::mem::size_of::<Block<T>>()).cast::<Block<T>>();
+    // Lua aligns userdata memory for any C type (LUAI_MAXALIGN), so `p` is aligned for Block.
+    p.write(Block { tag: T::TAG, value });
+    ffi::lua_getfield(l, ffi::LUA_REGISTRYINDEX, T::METATABLE.as_ptr());
+    ffi::lua_setmetatable(l, -2);
+}
+
+/// The value in the userdata at `i`, if it is a live `T`.
+///
+/// # Safety
+/// `i` holds a full userdata that stays reachable while the reference is used.
+unsafe fn block_of<'a, T: RawUserData>(l: *mut lua_State, i: c_int) -> Option<&'a T> {
+    if ffi::lua_rawlen(l, i) != std::mem::size_of::<Block<T>>() {
+        return None;
+    }
+    // A block of exactly Block<T>'s size: its first word is readable, and only our blocks
+    // carry T's tag there.
+    let p = ffi::lua_touserdata(l, i).cast::<Block<T>>();
+    (!p.is_null() && (*p).tag == T::TAG).then(|| &(*p).value)
+}
+
+unsafe extern "C-unwind" fn gc<T: RawUserData>(l: *mut lua_State) -> c_int {
+    if block_of::<T>(l, 1).is_some() {
+        let p = ffi::lua_touserdata(l, 1).cast::<Block<T>>();
+        // Marked dead first: a finalizer running later must not reach the value.
+        (*p).tag = DEAD;
+        std::ptr::drop_in_place(&raw mut (*p).value);
+    }
+    0
+}
+
+/// Creates `T`'s metatable with these entries plus `__gc`, and keeps it in the registry.
+pub fn define<T: RawUserData>(lua: &Lua, entries: &[(&str, Function)]) -> mlua::Result<()> {
+    let mt = lua.create_table()?;
+    for (k, f) in entries {
+        mt.raw_set(*k, f)?;
+    }
+    // SAFETY: gc::<T> only drops blocks carrying T's tag.
+    mt.raw_set("__gc", unsafe { lua.create_c_function(gc::<T>)? })?;
+    lua.set_named_registry_value(
+        T::METATABLE.to_str().expect("metatable names are ASCII"),
+        mt,
+    )
+}
+
+/// The `T` behind a userdata an mlua function was given.
+pub fn userdata_of<'u, T: RawUserData>(lua: &Lua, ud: &'u AnyUserData) -> Option<&'u T> {
+    // SAFETY: the closure checks the value exec_raw pushed and leaves one light userdata.
+    let p: LightUserData = unsafe {
+        lua.exec_raw(ud, |l| {
+            let v = block_of::<T>(l, 1).map_or(std::ptr::null(), |v| v as *const T);
+            ffi::lua_settop(l, 0);
+            ffi::lua_pushlightuserdata(l, v.cast_mut().cast());
+        })
+    }
+    .ok()?;
+    // SAFETY: a live T inside the userdata `ud` keeps reachable for 'u.
+    (!p.0.is_null()).then(|| unsafe { &*p.0.cast::<T>() })
+}
+
+unsafe extern "C-unwind" fn trampoline(l: *mut lua_State) -> c_int {
+    let n = run(l);
+    if n < 0 {
+        // Every Rust value of the call is gone: this frame has nothing to drop.
+        ffi::lua_error(l)
+    } else {
+        n
+    }
+}
+
+/// Runs the RawFn in upvalue 1; on failure pushes the message and returns -1.
+unsafe fn run(l: *mut lua_State) -> c_int {
+    let f = ffi::lua_touserdata(l, ffi::lua_upvalueindex(1));
+    // SAFETY: upvalue 1 of a trampoline closure is a RawFn stored by `closure`.
+    let f: RawFn = std::mem::transmute::<*mut c_void, RawFn>(f);
+    let stack = Stack {
+        l,
+        args: ffi::lua_gettop(l),
+        _call: PhantomData,
+    };
+    let message = match catch_unwind(AssertUnwindSafe(|| f(&stack))) {
+        Ok(Ok(n)) => return n,
+        Ok(Err(m)) => m,
+        Err(panic) => format!(
+            "Rust panic: {}",
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into())
+        ),
+    };
+    ffi::lua_pushlstring(l, message.as_ptr().cast(), message.len());
+    -1
+}
+
+/// A Lua function running `f`.
+pub fn function(lua: &Lua, f: RawFn) -> mlua::Result<Function> {
+    closure(lua, f, Value::Nil)
+}
+
+/// A Lua function running `f`, with `upvalue` as its upvalue 2 (see [`Stack::lookup_upvalue`]).
+pub fn closure(lua: &Lua, f: RawFn, upvalue: impl IntoLua) -> mlua::Result<Function> {
+    let f = LightUserData(f as *mut c_void);
+    // SAFETY: the two pushed values become the closure's upvalues.
+    unsafe {
+        lua.exec_raw((f, upvalue), |l| {
+            ffi::lua_pushcclosure(l, trampoline, 2);
+        })
+    }
+}
+
+/// (f, live request, args…): makes `r` for the request and calls `f(r, args…)`, one result.
+unsafe extern "C-unwind" fn invoke(l: *mut lua_State) -> c_int {
+    make_request(l, 2);
+    ffi::lua_call(l, ffi::lua_gettop(l) - 1, 1);
+    1
+}
+
+/// (live request): returns `r` for it.
+unsafe extern "C-unwind" fn new_request(l: *mut lua_State) -> c_int {
+    make_request(l, 1);
+    1
+}
+
+/// Replaces the light userdata at `i` (a `*const LiveRequest`) with a new `r`.
+unsafe fn make_request(l: *mut lua_State, i: c_int) {
+    let live = ffi::lua_touserdata(l, i).cast::<LiveRequest>().cast_const();
+    assert!(!live.is_null());
+    push_block(l, RequestHandle::new((*live).clone()));
+    ffi::lua_replace(l, i);
+}
+
+/// The C functions that hand `r` to scripts, made once per VM.
+#[derive(Clone)]
+pub struct RequestFns {
+    invoke: Function,
+    new_request: Function,
+}
+
+impl RequestFns {
+    pub fn new(lua: &Lua) -> mlua::Result<RequestFns> {
+        // SAFETY: both functions take a light userdata pointing at a live LiveRequest, which
+        // only `call` and `request` below pass.
+        unsafe {
+            Ok(RequestFns {
+                invoke: lua.create_c_function(invoke)?,
+                new_request: lua.create_c_function(new_request)?,
+            })
+        }
+    }
+
+    /// Calls `f(r, args…)` with a new `r` for `live`; returns the first result.
+    pub fn call(
+        &self,
+        f: &Function,
+        live: &LiveRequest,
+        args: impl IntoIterator<Item = Value>,
+    ) -> mlua::Result<Value> {
+        let mut all = mlua::MultiValue::new();
+        all.push_back(Value::Function(f.clone()));
+        all.push_back(light(live));
+        all.extend(args);
+        self.invoke.call(all)
+    }
+
+    /// A new `r` for `live`.
+    pub fn request(&self, live: &LiveRequest) -> mlua::Result<Value> {
+        self.new_request.call(light(live))
+    }
+}
+
+fn light(live: &LiveRequest) -> Value {
+    Value::LightUserData(LightUserData(
+        (live as *const LiveRequest).cast_mut().cast(),
+    ))
+}
