@@ -216,12 +216,14 @@ fn run(
         let runtime = |e: mlua::Error| Failure::Runtime(ErrorText::of(&e));
         match entry.function {
             Some(name) => {
-                let f = vm.resolve(spec, mode, name)?;
+                let env = vm.resolve_env(spec, mode)?;
                 let mut args = Vec::with_capacity(entry.args.len());
                 for a in entry.args {
                     args.push(Value::String(lua.create_string(a).map_err(lua_failure)?));
                 }
-                request::call_entry(lua, &f, &live, args).map_err(runtime)
+                request::call_entry(lua, &env, name, &live, args)
+                    .map_err(runtime)?
+                    .ok_or(Failure::NotAFunction)
             }
             None => {
                 let (code, env) = vm.resolve_body(spec, mode)?;

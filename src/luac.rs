@@ -14,7 +14,7 @@
 use crate::httpd::LiveRequest;
 use crate::lua_api::request::{RequestHandle, TableHandle};
 use mlua::ffi::{self, lua_State};
-use mlua::{AnyUserData, Function, IntoLua, LightUserData, Lua, Value};
+use mlua::{AnyUserData, Function, IntoLua, LightUserData, Lua, Table, Value};
 use std::ffi::{c_int, c_void, CStr};
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -496,11 +496,25 @@ pub fn closure(lua: &Lua, f: RawFn, upvalue: impl IntoLua) -> mlua::Result<Funct
     }
 }
 
-/// (f, live request, args…): makes `r` for the request and calls `f(r, args…)`, one result.
+/// (env, name pointer, name length, live request, args…): looks the name up in `env` as a
+/// global read would (metamethods included); if it is a function, makes `r` for the request
+/// and calls it with (r, args…). Returns true and the first result, or false when the name is
+/// not a function.
 unsafe extern "C-unwind" fn invoke(l: *mut lua_State) -> c_int {
-    make_request(l, 2);
-    ffi::lua_call(l, ffi::lua_gettop(l) - 1, 1);
-    1
+    let name = ffi::lua_touserdata(l, 2).cast::<std::ffi::c_char>();
+    let len = ffi::lua_tointeger(l, 3) as usize;
+    ffi::lua_pushlstring(l, name, len);
+    ffi::lua_gettable(l, 1);
+    if ffi::lua_type(l, -1) != ffi::LUA_TFUNCTION {
+        ffi::lua_pushboolean(l, 0);
+        return 1;
+    }
+    ffi::lua_replace(l, 3);
+    make_request(l, 4);
+    ffi::lua_call(l, ffi::lua_gettop(l) - 3, 1);
+    ffi::lua_pushboolean(l, 1);
+    ffi::lua_insert(l, -2);
+    2
 }
 
 /// (live request): returns `r` for it.
@@ -536,18 +550,26 @@ impl RequestFns {
         }
     }
 
-    /// Calls `f(r, args…)` with a new `r` for `live`; returns the first result.
+    /// Calls the function `name` of `env` as `name(r, args…)` with a new `r` for `live`;
+    /// returns its first result, or None when `name` is not a function.
     pub fn call(
         &self,
-        f: &Function,
+        env: &Table,
+        name: &str,
         live: &LiveRequest,
         args: impl IntoIterator<Item = Value>,
-    ) -> mlua::Result<Value> {
+    ) -> mlua::Result<Option<Value>> {
         let mut all = mlua::MultiValue::new();
-        all.push_back(Value::Function(f.clone()));
+        all.push_back(Value::Table(env.clone()));
+        // The name is read by `invoke` during this call, while `name` is borrowed.
+        all.push_back(Value::LightUserData(LightUserData(
+            name.as_ptr().cast_mut().cast(),
+        )));
+        all.push_back(Value::Integer(name.len() as _));
         all.push_back(light(live));
         all.extend(args);
-        self.invoke.call(all)
+        let (found, result): (bool, Value) = self.invoke.call(all)?;
+        Ok(found.then_some(result))
     }
 
     /// A new `r` for `live`.

@@ -999,14 +999,16 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     Ok(())
 }
 
-/// Calls `f(r, args…)` for the live request `live` (the entry point of every script call).
+/// Calls the function `name` of `env` with a new `r` for `live` and `args` (the entry point
+/// of every script call); None when `name` is not a function there.
 pub fn call_entry(
     lua: &Lua,
-    f: &Function,
+    env: &Table,
+    name: &str,
     live: &LiveRequest,
     args: impl IntoIterator<Item = Value>,
-) -> mlua::Result<Value> {
-    request_fns(lua)?.call(f, live, args)
+) -> mlua::Result<Option<Value>> {
+    request_fns(lua)?.call(env, name, live, args)
 }
 
 /// A new `r` for `live`.

@@ -12,10 +12,33 @@ use mlua::chunk::ChunkMode;
 use mlua::{Function, Lua, Table, Value};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 use std::sync::Arc;
 
 const PRELUDE: &str = include_str!("prelude.lua");
+
+/// A fast hasher for the VM's maps, keyed by script paths from the configuration and the file
+/// system (SipHash's flooding resistance buys nothing there and costs on every call).
+#[derive(Default)]
+struct PathHasher(u64);
+
+impl Hasher for PathHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type PathMap<V> = HashMap<Vec<u8>, V, BuildHasherDefault<PathHasher>>;
 
 /// How a call finds its global environment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,11 +164,10 @@ struct ChunkEntry {
     code: Rc<CodeCell>,
     stamp: Option<FileStamp>,
     generation: u64,
-    profile: Option<Profile>,
+    profile: Rc<Profile>,
 }
 
 /// A module profile (package.path/cpath and loaded table) and the config lists it came from.
-#[derive(Clone)]
 struct Profile {
     paths: Arc<Vec<String>>,
     cpaths: Arc<Vec<String>>,
@@ -162,7 +184,7 @@ struct EnvEntry {
     generation: u64,
 }
 
-fn remember(map: &RefCell<HashMap<Vec<u8>, EnvEntry>>, key: &[u8], env: &Table, generation: u64) {
+fn remember(map: &RefCell<PathMap<EnvEntry>>, key: &[u8], env: &Table, generation: u64) {
     map.borrow_mut().insert(
         key.to_vec(),
         EnvEntry {
@@ -179,9 +201,9 @@ pub struct Vm {
     new_env: Function,
     base_path: String,
     base_cpath: String,
-    chunks: RefCell<HashMap<Vec<u8>, ChunkEntry>>,
-    request_envs: RefCell<HashMap<Vec<u8>, EnvEntry>>,
-    persistent_envs: RefCell<HashMap<Vec<u8>, EnvEntry>>,
+    chunks: RefCell<PathMap<ChunkEntry>>,
+    request_envs: RefCell<PathMap<EnvEntry>>,
+    persistent_envs: RefCell<PathMap<EnvEntry>>,
     generation: Cell<u64>,
     poisoned: Cell<bool>,
 }
@@ -249,18 +271,25 @@ impl Vm {
         mode: EnvMode,
         function: &str,
     ) -> Result<(Function, Table), VmError> {
-        let (code, generation, profile) = self.chunk(spec)?;
-        let env = match self.env_map(mode) {
-            None => {
-                let env: Table = self.new_env.call(&profile)?;
-                self.run_chunk(&code, &env)?;
-                env
-            }
-            Some(map) => self.cached_env(map, spec.path, generation, &code, &profile)?,
-        };
+        let env = self.resolve_env(spec, mode)?;
         match env.get::<Value>(function)? {
             Value::Function(f) => Ok((f, env)),
             _ => Err(VmError::NotAFunction),
+        }
+    }
+
+    /// The environment a script's entry functions are looked up in for `mode`, loading or
+    /// reloading the script as the code cache requires and running its top level where a new
+    /// environment (or a reloaded script) needs it.
+    pub fn resolve_env(&self, spec: &ChunkSpec<'_>, mode: EnvMode) -> Result<Table, VmError> {
+        let (code, generation, profile) = self.chunk(spec)?;
+        match self.env_map(mode) {
+            None => {
+                let env: Table = self.new_env.call(&profile.table)?;
+                self.run_chunk(&code, &env)?;
+                Ok(env)
+            }
+            Some(map) => self.cached_env(map, spec.path, generation, &code, &profile.table),
         }
     }
 
@@ -273,8 +302,8 @@ impl Vm {
     ) -> Result<(Rc<CodeCell>, Table), VmError> {
         let (code, generation, profile) = self.chunk(spec)?;
         let env = match self.env_map(mode) {
-            None => self.new_env.call(&profile)?,
-            Some(map) => self.env_only(map, spec.path, generation, &profile)?,
+            None => self.new_env.call(&profile.table)?,
+            Some(map) => self.env_only(map, spec.path, generation, &profile.table)?,
         };
         Ok((code, env))
     }
@@ -301,7 +330,7 @@ impl Vm {
     }
 
     /// Where environments of `mode` are kept (None: a fresh one for every call).
-    fn env_map(&self, mode: EnvMode) -> Option<&RefCell<HashMap<Vec<u8>, EnvEntry>>> {
+    fn env_map(&self, mode: EnvMode) -> Option<&RefCell<PathMap<EnvEntry>>> {
         match mode {
             EnvMode::Once => None,
             EnvMode::Request => Some(&self.request_envs),
@@ -311,7 +340,7 @@ impl Vm {
 
     fn env_only(
         &self,
-        map: &RefCell<HashMap<Vec<u8>, EnvEntry>>,
+        map: &RefCell<PathMap<EnvEntry>>,
         key: &[u8],
         generation: u64,
         profile: &Table,
@@ -326,7 +355,7 @@ impl Vm {
 
     fn cached_env(
         &self,
-        map: &RefCell<HashMap<Vec<u8>, EnvEntry>>,
+        map: &RefCell<PathMap<EnvEntry>>,
         key: &[u8],
         generation: u64,
         code: &CodeCell,
@@ -366,7 +395,7 @@ impl Vm {
 
     /// Returns the compiled script, (re)loading it per the code-cache policy, its generation
     /// (bumped on every reload) and its module profile.
-    fn chunk(&self, spec: &ChunkSpec<'_>) -> Result<(Rc<CodeCell>, u64, Table), VmError> {
+    fn chunk(&self, spec: &ChunkSpec<'_>) -> Result<(Rc<CodeCell>, u64, Rc<Profile>), VmError> {
         let path = spec.path;
         // Only `stat` looks at the file again; httpd's own stat is used when we have it.
         // Inline code never changes while the configuration lives.
@@ -393,33 +422,44 @@ impl Vm {
                 fresh.then(|| (e.code.clone(), e.generation, e.profile.clone()))
             })
         };
-        if let Some((code, generation, Some(p))) = &cached {
+        if let Some((code, generation, p)) = cached {
             if same_list(&p.paths, spec.package_paths) && same_list(&p.cpaths, spec.package_cpaths)
             {
-                return Ok((code.clone(), *generation, p.table.clone()));
+                return Ok((code, generation, p));
             }
+            return self.reprofile(spec, code, generation, current);
         }
-        let (code, generation) = match cached {
-            Some((code, generation, _)) => (code, generation),
-            None => (Rc::new(self.compile(spec)?), self.next_generation()),
-        };
+        let code = Rc::new(self.compile(spec)?);
+        let generation = self.next_generation();
+        self.reprofile(spec, code, generation, current)
+    }
+
+    /// Records `code` for the script with a module profile for the paths in effect.
+    fn reprofile(
+        &self,
+        spec: &ChunkSpec<'_>,
+        code: Rc<CodeCell>,
+        generation: u64,
+        current: Option<FileStamp>,
+    ) -> Result<(Rc<CodeCell>, u64, Rc<Profile>), VmError> {
+        let path = spec.path;
         // Scripts find modules next to themselves; inline blocks next to their config file.
         let origin = spec.inline.map(|i| i.file.as_bytes()).unwrap_or(path);
         let dir = parent_dir(std::str::from_utf8(origin).unwrap_or("/"));
         let p = munge_path(&self.base_path, "./?.lua", dir, spec.package_paths);
         let c = munge_path(&self.base_cpath, "./?.so", dir, spec.package_cpaths);
-        let profile = self.new_profile.call::<Table>((p, c))?;
+        let profile = Rc::new(Profile {
+            paths: spec.package_paths.clone(),
+            cpaths: spec.package_cpaths.clone(),
+            table: self.new_profile.call::<Table>((p, c))?,
+        });
         self.chunks.borrow_mut().insert(
             path.to_vec(),
             ChunkEntry {
                 code: code.clone(),
                 stamp: current,
                 generation,
-                profile: Some(Profile {
-                    paths: spec.package_paths.clone(),
-                    cpaths: spec.package_cpaths.clone(),
-                    table: profile.clone(),
-                }),
+                profile: profile.clone(),
             },
         );
         Ok((code, generation, profile))
