@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Instructions per request, by function, for one workload under callgrind.
 #
-# usage: bench/profile.sh ours|mod_lua SCOPE hello|args|compute [REQUESTS]
+# usage: bench/profile.sh ours|mod_lua SCOPE hello|args|compute|output_filter [REQUESTS]
 #
 # Starts a single-process httpd (-X) under valgrind --tool=callgrind on 127.0.0.1 with the
 # module and LuaScope given, warms it up, zeroes the counters, sends REQUESTS keep-alive
@@ -9,7 +9,7 @@
 # (inclusive). Output stays in $OUT (default /tmp/mod_lua_rs-profile). Stops only the server
 # it started.
 set -euo pipefail
-which=${1:?ours|mod_lua}; scope=${2:?scope}; workload=${3:?hello|args|compute}; n=${4:-2000}
+which=${1:?ours|mod_lua}; scope=${2:?scope}; workload=${3:?hello|args|compute|output_filter}; n=${4:-2000}
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-/tmp/mod_lua_rs-profile}/$which-$scope-$workload
 rm -rf "$out"; mkdir -p "$out/htdocs" "$out/logs" "$out/run"
@@ -43,6 +43,14 @@ function handle(r)
   r:puts(#out, " ", out:sub(1, 40), "\n")
 end
 LUA
+cat > "$out/filters.lua" <<'LUA'
+function upper(r)
+  coroutine.yield()
+  while bucket do coroutine.yield(bucket:upper()) end
+end
+LUA
+mkdir -p "$out/htdocs/f"
+python3 -c 'import sys; sys.stdout.write("abcdefgh" * 8192)' > "$out/htdocs/f/big.html"
 scopeline="LuaScope $scope"; [ "$scope" = default ] && scopeline=""
 cat > "$out/httpd.conf" <<CONF
 ServerRoot $out
@@ -62,6 +70,10 @@ DocumentRoot $out/htdocs
  Require all granted
 </Directory>
 AddHandler lua-script .lua
+LuaOutputFilter UPPER $out/filters.lua upper
+<Location /f/>
+ SetOutputFilter UPPER
+</Location>
 $scopeline
 CONF
 valgrind --tool=callgrind --callgrind-out-file="$out/cg.out" \
@@ -70,6 +82,7 @@ vg=$!
 trap 'kill $vg 2>/dev/null || true' EXIT
 url="http://127.0.0.1:$port/$workload.lua"
 [ "$workload" = args ] && url="$url?a=1&b=two&c=3&d=four&e=5"
+[ "$workload" = output_filter ] && url="http://127.0.0.1:$port/f/big.html"
 for _ in $(seq 60); do curl -s -o /dev/null "$url" && break; sleep 1; done
 ab -q -k -n 300 -H 'X-Test: yes' "$url" >/dev/null
 callgrind_control -z "$vg" >/dev/null

@@ -28,8 +28,39 @@ pub struct FilterState {
     scratch: Option<PoolBrigade>,
 }
 
+/// What a filter yielded: a Lua string (copied once, straight into a bucket) or a number's
+/// text.
+enum Chunk {
+    Lua(mlua::LuaString),
+    Text(Vec<u8>),
+}
+
+impl Chunk {
+    fn is_empty(&self) -> bool {
+        match self {
+            Chunk::Lua(s) => s.as_bytes().is_empty(),
+            Chunk::Text(t) => t.is_empty(),
+        }
+    }
+
+    /// Appends a copy to `bb`; returns how many bytes.
+    fn append_to(&self, bb: Brigade<'_>) -> usize {
+        match self {
+            Chunk::Lua(s) => {
+                let b = s.as_bytes();
+                bb.append(&b);
+                b.len()
+            }
+            Chunk::Text(t) => {
+                bb.append(t);
+                t.len()
+            }
+        }
+    }
+}
+
 enum Step {
-    Yielded(Option<Vec<u8>>),
+    Yielded(Option<Chunk>),
     Finished,
     Failed(String),
 }
@@ -43,10 +74,12 @@ fn resume(co: &Coroutine, arg: Value) -> Step {
             if co.thread.status() != ThreadStatus::Resumable {
                 return Step::Finished;
             }
-            Step::Yielded(match values.front() {
-                Some(Value::String(s)) => Some(s.as_bytes().to_vec()),
-                Some(Value::Integer(i)) => Some(i.to_string().into_bytes()),
-                Some(Value::Number(n)) => Some(crate::lua_api::number_to_string(*n).into_bytes()),
+            Step::Yielded(match values.into_iter().next() {
+                Some(Value::String(s)) => Some(Chunk::Lua(s)),
+                Some(Value::Integer(i)) => Some(Chunk::Text(i.to_string().into_bytes())),
+                Some(Value::Number(n)) => Some(Chunk::Text(
+                    crate::lua_api::number_to_string(n).into_bytes(),
+                )),
                 _ => None,
             })
         }
@@ -79,7 +112,7 @@ fn find_spec<'c>(cfg: &'c DirConfig, name: &str, kind: FilterKind) -> Option<&'c
 /// How a filter's first resume went.
 enum Start {
     /// It yielded (the value, if any, is an output filter's prefix).
-    Accepted(Coroutine, Option<Vec<u8>>),
+    Accepted(Coroutine, Option<Chunk>),
     /// It returned before yielding, or has no Lua spec here: pass data through.
     Declined,
     /// No VM or no function: logged.
@@ -173,8 +206,8 @@ pub fn output(f: Filter<'_>, bb: Brigade<'_>) -> ffi::apr_status_t {
                         r.headers_out().unset(h);
                     }
                 }
-                if let Some(p) = prefix.filter(|p| !p.is_empty()) {
-                    out.append(&p);
+                if let Some(p) = prefix {
+                    p.append_to(out);
                 }
             }
         }
@@ -192,7 +225,9 @@ pub fn output(f: Filter<'_>, bb: Brigade<'_>) -> ffi::apr_status_t {
         match bucket.kind() {
             BucketKind::Eos => {
                 match feed(co, None) {
-                    Step::Yielded(Some(suffix)) if !suffix.is_empty() => out.append(&suffix),
+                    Step::Yielded(Some(suffix)) if !suffix.is_empty() => {
+                        suffix.append_to(out);
+                    }
                     Step::Failed(msg) => return abort(r, f, state, &msg),
                     _ => {}
                 }
@@ -220,10 +255,7 @@ pub fn output(f: Filter<'_>, bb: Brigade<'_>) -> ffi::apr_status_t {
                     Err(rv) => return rv,
                 };
                 match feed(co, Some(data)) {
-                    Step::Yielded(Some(v)) => {
-                        pending += v.len();
-                        out.append(&v);
-                    }
+                    Step::Yielded(Some(v)) => pending += v.append_to(out),
                     Step::Yielded(None) => {}
                     Step::Finished => {
                         return abort(
@@ -315,7 +347,9 @@ pub fn input(
         match bucket.kind() {
             BucketKind::Eos => {
                 match feed(co, None) {
-                    Step::Yielded(Some(suffix)) if !suffix.is_empty() => bb.append(&suffix),
+                    Step::Yielded(Some(suffix)) if !suffix.is_empty() => {
+                        suffix.append_to(bb);
+                    }
                     Step::Failed(msg) => {
                         tmp.clear();
                         return abort(r, f, state, &msg);
@@ -332,7 +366,9 @@ pub fn input(
                     Err(rv) => return rv,
                 };
                 match feed(co, Some(data)) {
-                    Step::Yielded(Some(v)) => bb.append(&v),
+                    Step::Yielded(Some(v)) => {
+                        v.append_to(bb);
+                    }
                     Step::Yielded(None) => {}
                     Step::Finished => {
                         tmp.clear();
