@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Instructions per request, by function, for one workload under callgrind.
 #
-# usage: bench/profile.sh ours|mod_lua SCOPE hello|args|compute|output_filter [REQUESTS]
+# usage: bench/profile.sh ours|mod_lua SCOPE hello|args|post_form|compute|output_filter [REQUESTS]
 #
 # Starts a single-process httpd (-X) under valgrind --tool=callgrind on 127.0.0.1 with the
 # module and LuaScope given, warms it up, zeroes the counters, sends REQUESTS keep-alive
@@ -9,7 +9,7 @@
 # (inclusive). Output stays in $OUT (default /tmp/mod_lua_rs-profile). Stops only the server
 # it started.
 set -euo pipefail
-which=${1:?ours|mod_lua}; scope=${2:?scope}; workload=${3:?hello|args|compute|output_filter}; n=${4:-2000}
+which=${1:?ours|mod_lua}; scope=${2:?scope}; workload=${3:?hello|args|post_form|compute|output_filter}; n=${4:-2000}
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-/tmp/mod_lua_rs-profile}/$which-$scope-$workload
 rm -rf "$out"; mkdir -p "$out/htdocs" "$out/logs" "$out/run"
@@ -51,6 +51,16 @@ end
 LUA
 mkdir -p "$out/htdocs/f"
 python3 -c 'import sys; sys.stdout.write("abcdefgh" * 8192)' > "$out/htdocs/f/big.html"
+cat > "$out/htdocs/post_form.lua" <<'LUA'
+function handle(r)
+  r.content_type = "text/plain"
+  local post = r:parsebody()
+  local n = 0
+  for k, v in pairs(post) do n = n + #v end
+  r:puts("fields bytes ", n, "\n")
+end
+LUA
+python3 -c 'import sys; sys.stdout.write("&".join("field%02d=%s" % (i, "v" * 40) for i in range(1, 41)))' > "$out/post.txt"
 scopeline="LuaScope $scope"; [ "$scope" = default ] && scopeline=""
 cat > "$out/httpd.conf" <<CONF
 ServerRoot $out
@@ -84,9 +94,10 @@ url="http://127.0.0.1:$port/$workload.lua"
 [ "$workload" = args ] && url="$url?a=1&b=two&c=3&d=four&e=5"
 [ "$workload" = output_filter ] && url="http://127.0.0.1:$port/f/big.html"
 for _ in $(seq 60); do curl -s -o /dev/null "$url" && break; sleep 1; done
-ab -q -k -n 300 -H 'X-Test: yes' "$url" >/dev/null
+post=(); [ "$workload" = post_form ] && post=(-p "$out/post.txt" -T application/x-www-form-urlencoded)
+ab -q -k -n 300 -H 'X-Test: yes' "${post[@]}" "$url" >/dev/null
 callgrind_control -z "$vg" >/dev/null
-ab -q -k -n "$n" -H 'X-Test: yes' "$url" >"$out/ab.txt"
+ab -q -k -n "$n" -H 'X-Test: yes' "${post[@]}" "$url" >"$out/ab.txt"
 callgrind_control -d "$vg" >/dev/null
 kill "$vg"; wait "$vg" 2>/dev/null || true; trap - EXIT
 dump=$(ls -t "$out"/cg.out.* | head -1)

@@ -385,12 +385,16 @@ impl<'a> Request<'a> {
                 return Ok(None);
             }
             let mut total: u64 = 0;
-            let mut buf = vec![0u8; 64 * 1024];
+            // Not sized by Content-Length: an input filter may return more than was announced,
+            // and ap_get_client_block drops what does not fit. Never zeroed: only the bytes
+            // httpd wrote are read.
+            let size = 64 * 1024;
+            let mut buf: Vec<u8> = Vec::with_capacity(size);
             loop {
                 let n = ffi::ap_get_client_block(
                     self.as_ptr(),
                     buf.as_mut_ptr().cast(),
-                    buf.len() as ffi::apr_size_t,
+                    size as ffi::apr_size_t,
                 );
                 if n < 0 {
                     return Err(BodyError::Read);
@@ -402,7 +406,7 @@ impl<'a> Request<'a> {
                 if total > max {
                     return Err(BodyError::TooLarge);
                 }
-                sink(&buf[..n as usize])?;
+                sink(std::slice::from_raw_parts(buf.as_ptr(), n as usize))?;
             }
         }
     }

@@ -2,10 +2,18 @@
 //! kept (mod_lua's parseargs collapses repeated keys and its parsebody reverses them).
 #![forbid(unsafe_code)]
 
+use std::borrow::Cow;
+
+/// A decoded key and value (borrowed from the input when nothing needed decoding).
+pub type Pair<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
+
 /// Decodes `%XX` escapes as httpd's `ap_unescape_url` does for parseargs: a malformed escape
 /// stays literally, and `%00` ends the value (a C string ends there). With `plus`, `+` becomes a
-/// space first (form bodies, `ap_unescape_urlencoded`).
-pub fn unescape(s: &[u8], plus: bool) -> Vec<u8> {
+/// space first (form bodies, `ap_unescape_urlencoded`). Text without escapes is borrowed.
+pub fn unescape(s: &[u8], plus: bool) -> Cow<'_, [u8]> {
+    if !s.iter().any(|&b| b == b'%' || (plus && b == b'+')) {
+        return Cow::Borrowed(s);
+    }
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
@@ -31,7 +39,7 @@ pub fn unescape(s: &[u8], plus: bool) -> Vec<u8> {
             i += 1;
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -45,19 +53,19 @@ fn hex(b: u8) -> Option<u8> {
 
 /// Splits a query string like httpd's `ap_args_to_table`: pairs separated by `&` (empty ones
 /// skipped), a key without `=` gets the value "1", `+` stays `+`.
-pub fn parse_args(args: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub fn parse_args(args: &[u8]) -> Vec<Pair<'_>> {
     args.split(|&b| b == b'&')
         .filter(|p| !p.is_empty())
         .map(|p| match p.iter().position(|&b| b == b'=') {
             Some(eq) => (unescape(&p[..eq], false), unescape(&p[eq + 1..], false)),
-            None => (unescape(p, false), b"1".to_vec()),
+            None => (unescape(p, false), Cow::Borrowed(&b"1"[..])),
         })
         .collect()
 }
 
 /// Parses an `application/x-www-form-urlencoded` body like httpd's `ap_parse_form_data`:
 /// pairs separated by `&`, `+` is a space, pairs without `=` are dropped.
-pub fn parse_urlencoded(body: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub fn parse_urlencoded(body: &[u8]) -> Vec<Pair<'_>> {
     body.split(|&b| b == b'&')
         .filter_map(|p| {
             let eq = p.iter().position(|&b| b == b'=')?;
@@ -71,7 +79,7 @@ pub fn parse_urlencoded(body: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
 mod tests {
     use super::*;
 
-    fn s(v: &[(Vec<u8>, Vec<u8>)]) -> Vec<(String, String)> {
+    fn s(v: &[Pair<'_>]) -> Vec<(String, String)> {
         v.iter()
             .map(|(k, v)| {
                 (
@@ -98,11 +106,11 @@ mod tests {
 
     #[test]
     fn escapes_like_httpd() {
-        assert_eq!(unescape(b"100%", false), b"100%");
-        assert_eq!(unescape(b"%zz%4", false), b"%zz%4");
-        assert_eq!(unescape(b"ab%00cd", false), b"ab");
-        assert_eq!(unescape(b"a+b%2B", true), b"a b+");
-        assert_eq!(unescape(b"%e2%82%ac", false), "€".as_bytes());
+        assert_eq!(&*unescape(b"100%", false), b"100%");
+        assert_eq!(&*unescape(b"%zz%4", false), b"%zz%4");
+        assert_eq!(&*unescape(b"ab%00cd", false), b"ab");
+        assert_eq!(&*unescape(b"a+b%2B", true), b"a b+");
+        assert_eq!(&*unescape(b"%e2%82%ac", false), "€".as_bytes());
     }
 
     #[test]

@@ -507,29 +507,35 @@ pub const MULTIPART_MAX_PARTS: usize = 1000;
 const BODY_CEILING: u64 = 1 << 30;
 
 /// Pushes parseargs/parsebody's two tables: first value per key, and every value in order.
+/// Each key and value is pushed once; both tables are sized for every key up front.
 fn push_form_tables<'k>(
     s: &Stack<'_>,
-    pairs: impl IntoIterator<Item = (&'k [u8], &'k [u8])>,
+    pairs: impl ExactSizeIterator<Item = (&'k [u8], &'k [u8])>,
 ) -> Result<c_int, String> {
-    s.reserve(8)?;
-    let simple = s.new_table(0, 0);
-    let multi = s.new_table(0, 0);
+    s.reserve(10)?;
+    let size = pairs.len().min(1 << 16) as c_int;
+    let simple = s.new_table(0, size);
+    let multi = s.new_table(0, size);
     for (k, v) in pairs {
         s.push_bytes(k);
+        let key = s.top();
+        s.push_bytes(v);
+        let value = key + 1;
+        s.push_copy(key);
         if s.raw_get(multi) == Kind::Nil {
             s.pop(1);
-            s.push_bytes(k);
-            s.push_bytes(v);
+            s.push_copy(key);
+            s.push_copy(value);
             s.raw_set(simple);
             let list = s.new_table(1, 0);
-            s.push_bytes(k);
+            s.push_copy(key);
             s.push_copy(list);
             s.raw_set(multi);
         }
         let list = s.top();
-        s.push_bytes(v);
+        s.push_copy(value);
         s.raw_seti(list, s.raw_len(list) as i64 + 1);
-        s.pop(1);
+        s.pop(3);
     }
     Ok(2)
 }
@@ -547,7 +553,7 @@ fn snapshot<const K: usize>(s: &Stack<'_>) -> Result<c_int, String> {
 fn parseargs(s: &Stack<'_>) -> Result<c_int, String> {
     let (_, r) = raw_request(s, "parseargs")?;
     let pairs = form::parse_args(r.args().map(|a| a.to_bytes()).unwrap_or(b""));
-    push_form_tables(s, pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+    push_form_tables(s, pairs.iter().map(|(k, v)| (&**k, &**v)))
 }
 
 /// The limit for reading a body: the caller's `max` if positive, else LimitRequestBody, and
@@ -585,12 +591,12 @@ fn parsebody(s: &Stack<'_>) -> Result<c_int, String> {
     let lower = ctype.to_ascii_lowercase();
     let multipart = lower.starts_with(b"multipart/form-data");
     let fail = |why: String| -> Result<c_int, String> {
-        push_form_tables(s, [])?;
+        push_form_tables(s, [].into_iter())?;
         s.push_bytes(why.as_bytes());
         Ok(3)
     };
     if !multipart && !lower.starts_with(b"application/x-www-form-urlencoded") {
-        return push_form_tables(s, []);
+        return push_form_tables(s, [].into_iter());
     }
     let body = match r.read_body(limit) {
         Ok(b) => b.unwrap_or_default(),
@@ -608,7 +614,7 @@ fn parsebody(s: &Stack<'_>) -> Result<c_int, String> {
         }
     } else {
         let pairs = form::parse_urlencoded(&body);
-        push_form_tables(s, pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+        push_form_tables(s, pairs.iter().map(|(k, v)| (&**k, &**v)))
     }
 }
 
