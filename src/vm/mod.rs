@@ -285,11 +285,11 @@ impl Vm {
         let (code, generation, profile) = self.chunk(spec)?;
         match self.env_map(mode) {
             None => {
-                let env: Table = self.new_env.call(&profile.table)?;
+                let env = self.fresh_env(&profile.table, mode)?;
                 self.run_chunk(&code, &env)?;
                 Ok(env)
             }
-            Some(map) => self.cached_env(map, spec.path, generation, &code, &profile.table),
+            Some(map) => self.cached_env(map, spec.path, generation, &code, &profile.table, mode),
         }
     }
 
@@ -302,8 +302,8 @@ impl Vm {
     ) -> Result<(Rc<CodeCell>, Table), VmError> {
         let (code, generation, profile) = self.chunk(spec)?;
         let env = match self.env_map(mode) {
-            None => self.new_env.call(&profile.table)?,
-            Some(map) => self.env_only(map, spec.path, generation, &profile.table)?,
+            None => self.fresh_env(&profile.table, mode)?,
+            Some(map) => self.env_only(map, spec.path, generation, &profile.table, mode)?,
         };
         Ok((code, env))
     }
@@ -338,17 +338,26 @@ impl Vm {
         }
     }
 
+    /// A new environment for `mode`. Those that live for the VM's lifetime get the globals
+    /// copied in once, so hot code does not go through `__index` for `string`, `table`, … on
+    /// every access; per-call and per-request ones stay empty and fall through (a copy would
+    /// cost more than it saves).
+    fn fresh_env(&self, profile: &Table, mode: EnvMode) -> mlua::Result<Table> {
+        self.new_env.call((profile, mode == EnvMode::Persistent))
+    }
+
     fn env_only(
         &self,
         map: &RefCell<PathMap<EnvEntry>>,
         key: &[u8],
         generation: u64,
         profile: &Table,
+        mode: EnvMode,
     ) -> Result<Table, VmError> {
         if let Some(e) = map.borrow().get(key) {
             return Ok(e.env.clone());
         }
-        let env: Table = self.new_env.call((profile, true))?;
+        let env = self.fresh_env(profile, mode)?;
         remember(map, key, &env, generation);
         Ok(env)
     }
@@ -360,6 +369,7 @@ impl Vm {
         generation: u64,
         code: &CodeCell,
         profile: &Table,
+        mode: EnvMode,
     ) -> Result<Table, VmError> {
         let existing = map.borrow().get(key).map(|e| (e.env.clone(), e.generation));
         let env = match existing {
@@ -367,7 +377,7 @@ impl Vm {
             // The script changed: run the new version in the existing environment, keeping
             // its globals (mod_lua reloads into the live VM the same way).
             Some((env, _)) => env,
-            None => self.new_env.call((profile, true))?,
+            None => self.fresh_env(profile, mode)?,
         };
         self.run_chunk(code, &env)?;
         remember(map, key, &env, generation);

@@ -103,7 +103,7 @@ end
 local env_mt = { __index = base }
 local pkg_mt = { __index = package }
 
--- `copy`: for environments that live long (request, thread, server, conn), copy the globals in
+-- `copy`: for environments that live as long as the VM (thread, server, conn), copy the globals in
 -- once, so that hot code does not go through __index for `string`, `table`, … on every access;
 -- a per-call environment (once) stays empty and falls through instead.
 local function new_env(p, copy)
