@@ -9,6 +9,10 @@ crashes, and each ratio to mod_lua's best clean setting. Writes bench/results.md
 bench/results.svg. Loopback only; every server it starts is stopped by PID.
 
 usage: bench/bench.py [--duration S] [--rounds N] [--workloads a,b] [--scopes default,thread]
+                      [--flavour lua54|lua53|luajit]
+
+--flavour builds our module against another Lua (cargo feature, own target directory) and
+writes bench/results-<flavour>.md/.svg/.json instead.
 """
 import argparse
 import json
@@ -297,13 +301,21 @@ def main():
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--scopes", default=",".join(SCOPES))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench"))
+    ap.add_argument("--flavour", default="lua54", choices=["lua54", "lua53", "luajit"])
     a = ap.parse_args()
     workloads = a.workloads.split(",")
     scopes = a.scopes.split(",")
     for tool in ("wrk", "/usr/sbin/apache2"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: run scripts/install-deps.sh")
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    if a.flavour == "lua54":
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+        ours = OURS
+    else:
+        target = os.path.join(ROOT, "target", a.flavour)
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--no-default-features",
+                        "--features", a.flavour, "--target-dir", target], cwd=ROOT, check=True)
+        ours = os.path.join(target, "release", "libmod_lua_rs.so")
     results = {wl: {"ours": {}, "mod_lua": {}, "static": None} for wl in workloads}
     for wl in workloads:
         static_rounds = []
@@ -313,9 +325,9 @@ def main():
                 # Alternate which server goes first, round by round.
                 order = ("ours", "mod_lua") if rnd % 2 == 0 else ("mod_lua", "ours")
                 for mod in order:
-                    measure(OURS if mod == "ours" else MOD_LUA, scope, wl, a.duration, raw[(mod, scope)])
+                    measure(ours if mod == "ours" else MOD_LUA, scope, wl, a.duration, raw[(mod, scope)])
             if WORKLOADS[wl][4]:
-                measure(OURS, "default", wl, a.duration, static_rounds, static=True)
+                measure(ours, "default", wl, a.duration, static_rounds, static=True)
             print(f"{wl}: round {rnd + 1}/{a.rounds} done", file=sys.stderr)
         for (mod, scope), rounds in raw.items():
             results[wl][mod][scope] = median_of(rounds)
@@ -334,7 +346,8 @@ def write_report(results, workloads, scopes, a):
         pass
     httpd = subprocess.run(["/usr/sbin/apache2", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
     lines.append(f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs ({cpu}), {platform.platform()}; "
-                 f"{httpd}; mpm_event 2×32 threads; wrk -t2 -c32, {a.duration} s × {a.rounds} rounds, median.\n")
+                 f"{httpd}; our module built for {a.flavour} (mod_lua: Debian's, Lua 5.3); "
+                 f"mpm_event 2×32 threads; wrk -t2 -c32, {a.duration} s × {a.rounds} rounds, median.\n")
     lines.append("| workload | scope | mod_lua_rs req/s | mod_lua req/s | ratio to mod_lua's best clean | p50 / p99 ms (ours) | p50 / p99 ms (mod_lua) | RSS MB ours / mod_lua | errors ours / mod_lua | crashes ours / mod_lua |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|")
     summary = {}
@@ -363,11 +376,12 @@ def write_report(results, workloads, scopes, a):
         lines.append("Default scope vs mod_lua's default: " + ", ".join(f"{wl} {r:.2f}" for wl, r in zip(workloads, d)) + ".")
     text = "\n".join(lines) + "\n"
     os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, "results.md"), "w") as f:
+    name = "results" if a.flavour == "lua54" else f"results-{a.flavour}"
+    with open(os.path.join(a.out, f"{name}.md"), "w") as f:
         f.write(text)
-    with open(os.path.join(a.out, "results.svg"), "w") as f:
+    with open(os.path.join(a.out, f"{name}.svg"), "w") as f:
         f.write(svg_chart(results, workloads, scopes))
-    with open(os.path.join(a.out, "results.json"), "w") as f:
+    with open(os.path.join(a.out, f"{name}.json"), "w") as f:
         json.dump(results, f, indent=1)
     print(text)
 

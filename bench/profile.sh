@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Instructions per request, by function, for one workload under callgrind.
 #
-# usage: bench/profile.sh ours|mod_lua SCOPE hello|args|post_form|compute|output_filter [REQUESTS]
+# usage: bench/profile.sh ours|mod_lua SCOPE hello|args|post_form|compute|output_filter|map_handler [REQUESTS]
 #
 # Starts a single-process httpd (-X) under valgrind --tool=callgrind on 127.0.0.1 with the
 # module and LuaScope given, warms it up, zeroes the counters, sends REQUESTS keep-alive
@@ -9,7 +9,7 @@
 # (inclusive). Output stays in $OUT (default /tmp/mod_lua_rs-profile). Stops only the server
 # it started.
 set -euo pipefail
-which=${1:?ours|mod_lua}; scope=${2:?scope}; workload=${3:?hello|args|post_form|compute|output_filter}; n=${4:-2000}
+which=${1:?ours|mod_lua}; scope=${2:?scope}; workload=${3:?hello|args|post_form|compute|output_filter|map_handler}; n=${4:-2000}
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-/tmp/mod_lua_rs-profile}/$which-$scope-$workload
 rm -rf "$out"; mkdir -p "$out/htdocs" "$out/logs" "$out/run"
@@ -61,6 +61,12 @@ function handle(r)
 end
 LUA
 python3 -c 'import sys; sys.stdout.write("&".join("field%02d=%s" % (i, "v" * 40) for i in range(1, 41)))' > "$out/post.txt"
+cat > "$out/map.lua" <<'LUA'
+function handle_item(r)
+  r.content_type = 'text/plain'
+  r:puts('item ', r.uri:match('(%d+)$'), '\n')
+end
+LUA
 scopeline="LuaScope $scope"; [ "$scope" = default ] && scopeline=""
 cat > "$out/httpd.conf" <<CONF
 ServerRoot $out
@@ -81,6 +87,7 @@ DocumentRoot $out/htdocs
 </Directory>
 AddHandler lua-script .lua
 LuaOutputFilter UPPER $out/filters.lua upper
+LuaMapHandler ^/items/(\\d+)$ $out/map.lua handle_item
 <Location /f/>
  SetOutputFilter UPPER
 </Location>
@@ -93,6 +100,7 @@ trap 'kill $vg 2>/dev/null || true' EXIT
 url="http://127.0.0.1:$port/$workload.lua"
 [ "$workload" = args ] && url="$url?a=1&b=two&c=3&d=four&e=5"
 [ "$workload" = output_filter ] && url="http://127.0.0.1:$port/f/big.html"
+[ "$workload" = map_handler ] && url="http://127.0.0.1:$port/items/42"
 for _ in $(seq 60); do curl -s -o /dev/null "$url" && break; sleep 1; done
 post=(); [ "$workload" = post_form ] && post=(-p "$out/post.txt" -T application/x-www-form-urlencoded)
 ab -q -k -n 300 -H 'X-Test: yes' "${post[@]}" "$url" >/dev/null

@@ -21,7 +21,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// A function scripts call: reads its arguments from the stack, pushes its results and returns
 /// how many, or returns the error message to raise.
-pub type RawFn = fn(&Stack<'_>) -> Result<c_int, String>;
+pub type RawFn = fn(&Stack<'_>) -> Returned;
+
+/// How many results a [`RawFn`] pushed, or the error to raise. The count is a full machine word
+/// on purpose: LuaJIT's interpreter reads a C function's result from all of RAX, although the
+/// ABI defines only EAX for an `int`; a 32-bit count loaded together with its padding made
+/// LuaJIT see garbage (found under valgrind: "uninitialised value ... stack allocation").
+pub type Returned = Result<usize, String>;
 
 /// Lua's value types, as `lua_type` tells them.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -450,12 +456,12 @@ unsafe extern "C-unwind" fn trampoline(l: *mut lua_State) -> c_int {
         // Every Rust value of the call is gone: this frame has nothing to drop.
         ffi::lua_error(l)
     } else {
-        n
+        n as c_int
     }
 }
 
 /// Runs the RawFn in upvalue 1; on failure pushes the message and returns -1.
-unsafe fn run(l: *mut lua_State) -> c_int {
+unsafe fn run(l: *mut lua_State) -> isize {
     let f = ffi::lua_touserdata(l, ffi::lua_upvalueindex(1));
     // SAFETY: upvalue 1 of a trampoline closure is a RawFn stored by `closure`.
     let f: RawFn = std::mem::transmute::<*mut c_void, RawFn>(f);
@@ -465,7 +471,7 @@ unsafe fn run(l: *mut lua_State) -> c_int {
         _call: PhantomData,
     };
     let message = match catch_unwind(AssertUnwindSafe(|| f(&stack))) {
-        Ok(Ok(n)) => return n,
+        Ok(Ok(n)) => return n.min(isize::MAX as usize) as isize,
         Ok(Err(m)) => m,
         Err(panic) => format!(
             "Rust panic: {}",
@@ -488,12 +494,16 @@ pub fn function(lua: &Lua, f: RawFn) -> mlua::Result<Function> {
 /// A Lua function running `f`, with `upvalue` as its upvalue 2 (see [`Stack::lookup_upvalue`]).
 pub fn closure(lua: &Lua, f: RawFn, upvalue: impl IntoLua) -> mlua::Result<Function> {
     let f = LightUserData(f as *mut c_void);
-    // SAFETY: the two pushed values become the closure's upvalues.
-    unsafe {
-        lua.exec_raw((f, upvalue), |l| {
-            ffi::lua_pushcclosure(l, trampoline, 2);
-        })
-    }
+    // SAFETY: make_closure turns its two arguments into the closure's upvalues.
+    let make = unsafe { lua.create_c_function(make_closure)? };
+    make.call((f, upvalue))
+}
+
+/// (RawFn, upvalue) → a trampoline closure over them.
+unsafe extern "C-unwind" fn make_closure(l: *mut lua_State) -> c_int {
+    ffi::lua_settop(l, 2);
+    ffi::lua_pushcclosure(l, trampoline, 2);
+    1
 }
 
 /// (env, name pointer, name length, live request, args…): looks the name up in `env` as a
@@ -582,4 +592,89 @@ fn light(live: &LiveRequest) -> Value {
     Value::LightUserData(LightUserData(
         (live as *const LiveRequest).cast_mut().cast(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Probe(i64);
+
+    // SAFETY: a tag of its own.
+    unsafe impl RawUserData for Probe {
+        const TAG: u64 = 0x6d6f_645f_6c75_61ff;
+        const METATABLE: &'static CStr = c"mod_lua_rs.test.Probe";
+    }
+
+    fn index(s: &Stack<'_>) -> Returned {
+        if s.lookup_upvalue(2) {
+            return Ok(1);
+        }
+        let p = s.userdata::<Probe>(1).ok_or("not a probe")?;
+        match s.str(2) {
+            Some(b"n") => s.push_int(p.0),
+            Some(b"s") => s.push_bytes(b"/t2.lua"),
+            _ => s.push_nil(),
+        }
+        Ok(1)
+    }
+
+    fn make(s: &Stack<'_>) -> Returned {
+        let n = s.integer_arg(1, "make")?;
+        s.push_userdata(Probe(n));
+        Ok(1)
+    }
+
+    fn concat(s: &Stack<'_>) -> Returned {
+        let mut out = Vec::new();
+        for i in 1..=s.len() {
+            out.extend_from_slice(s.string_arg(i, "concat")?);
+        }
+        s.push_bytes(&out);
+        Ok(1)
+    }
+
+    #[test]
+    fn raw_functions_and_userdata() {
+        let lua = Lua::new();
+        let methods = lua.create_table().unwrap();
+        methods
+            .set("twice", lua.create_function(|_, n: i64| Ok(n * 2)).unwrap())
+            .unwrap();
+        define::<Probe>(
+            &lua,
+            &[("__index", closure(&lua, index, &methods).unwrap())],
+        )
+        .unwrap();
+        lua.globals()
+            .set("make", function(&lua, make).unwrap())
+            .unwrap();
+        lua.globals()
+            .set("concat", function(&lua, concat).unwrap())
+            .unwrap();
+        let n: i64 = lua
+            .load("local p = make(21); return p.twice(p.n)")
+            .eval()
+            .unwrap();
+        assert_eq!(n, 42);
+        let s: String = lua.load("return concat('a', 1, 'b')").eval().unwrap();
+        assert_eq!(s, "a1b");
+        let e: String = lua
+            .load("local ok, e = pcall(concat, 'a', {}); return e")
+            .eval()
+            .unwrap();
+        assert!(
+            e.contains("bad argument #2 to 'concat' (string expected, got table)"),
+            "{e}"
+        );
+        let e: String = lua
+            .load("local ok, e = pcall(make, 'x'); return e")
+            .eval()
+            .unwrap();
+        assert!(e.contains("number expected, got string"), "{e}");
+        // Collected values are dropped once; their tag dies with them.
+        lua.load("for i = 1, 1000 do make(i) end").exec().unwrap();
+        lua.gc_collect().unwrap();
+        lua.gc_collect().unwrap();
+    }
 }

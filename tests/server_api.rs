@@ -18,7 +18,7 @@ function ops.files(r)
   local st2 = r:stat(dir .. "/file.txt")
   local c = r:rmdir(dir .. "/x/y/z")
   r:puts(tostring(a), tostring(b), " size=", st.size, " type=", st.filetype, " mtime>0=", tostring(st.mtime > 0),
-    " names=", table.concat(names, ","), " touched=", tostring(touched), " mtime=", st2.mtime, " rmdir=", tostring(c),
+    " names=", table.concat(names, ","), " touched=", tostring(touched), " mtime=", string.format("%.0f", st2.mtime), " rmdir=", tostring(c),
     " missing=", select("#", r:stat("/nonexistent/file")), " prot=", tostring(st.protection), "|",
     tostring(r:stat(dir .. "/file.txt", 0x00700000).protection ~= nil), "|", r:runtime_dir_relative("x.sock"):match("[^/]+$"))
 end

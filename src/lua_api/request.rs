@@ -7,7 +7,7 @@ use super::args::{arg_error, caller_position, caller_where, lua_type_name, Args}
 use super::{encode, form, websocket};
 use crate::apr::{has_nul, Table as AprTable};
 use crate::httpd::{self, BodyError, Level, LiveRequest, Request};
-use crate::luac::{self, Kind, RawFn, RequestFns, Stack};
+use crate::luac::{self, Kind, RawFn, RequestFns, Returned, Stack};
 use mlua::{
     AnyUserData, FromLuaMulti, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Table, Value,
 };
@@ -157,7 +157,7 @@ fn raw_table<'l>(s: &Stack<'l>, fname: &str) -> Result<(&'l TableHandle, Request
 }
 
 /// `r.headers_in[key]`.
-fn table_index(s: &Stack<'_>) -> Result<c_int, String> {
+fn table_index(s: &Stack<'_>) -> Returned {
     let (h, r) = raw_table(s, "get")?;
     s.string_arg(2, "get")?;
     match s.cstr(2) {
@@ -168,7 +168,7 @@ fn table_index(s: &Stack<'_>) -> Result<c_int, String> {
 }
 
 /// `r.headers_out[key] = value` (nil removes it).
-fn table_newindex(s: &Stack<'_>) -> Result<c_int, String> {
+fn table_newindex(s: &Stack<'_>) -> Returned {
     let (h, r) = raw_table(s, "set")?;
     let key = checked(s, "key", h.kind, 2, "set")?;
     let table = h.kind.of(r);
@@ -183,7 +183,7 @@ fn table_newindex(s: &Stack<'_>) -> Result<c_int, String> {
     Ok(0)
 }
 
-fn table_tostring(s: &Stack<'_>) -> Result<c_int, String> {
+fn table_tostring(s: &Stack<'_>) -> Returned {
     let (h, _) = raw_table(s, "tostring")?;
     s.push_bytes(format!("Apr.Table({})", h.kind.name()).as_bytes());
     Ok(1)
@@ -308,7 +308,7 @@ fn raw_request<'l>(s: &Stack<'l>, fname: &str) -> Result<(&'l RequestHandle, Req
 }
 
 /// `r.key`: a method (upvalue 2 holds the method table), else a field read live.
-fn request_index(s: &Stack<'_>) -> Result<c_int, String> {
+fn request_index(s: &Stack<'_>) -> Returned {
     if s.lookup_upvalue(2) {
         return Ok(1);
     }
@@ -358,7 +358,7 @@ fn request_index(s: &Stack<'_>) -> Result<c_int, String> {
 }
 
 /// mod_lua `req_newindex`: eight writable fields; values checked as luaL_check* would.
-fn request_newindex(s: &Stack<'_>) -> Result<c_int, String> {
+fn request_newindex(s: &Stack<'_>) -> Returned {
     let (_, r) = raw_request(s, "newindex")?;
     let key = s.string_arg(2, "newindex")?;
     let text = || -> Result<&[u8], String> {
@@ -391,13 +391,13 @@ fn request_newindex(s: &Stack<'_>) -> Result<c_int, String> {
     Ok(0)
 }
 
-fn request_tostring(s: &Stack<'_>) -> Result<c_int, String> {
+fn request_tostring(s: &Stack<'_>) -> Returned {
     s.push_bytes(b"Apache2.Request");
     Ok(1)
 }
 
 /// r:puts(...): every argument, as strings, in order.
-fn puts(s: &Stack<'_>) -> Result<c_int, String> {
+fn puts(s: &Stack<'_>) -> Returned {
     let (_, r) = raw_request(s, "puts")?;
     for n in 2..=s.len().max(2) {
         r.write(s.string_arg(n, "puts")?);
@@ -406,7 +406,7 @@ fn puts(s: &Stack<'_>) -> Result<c_int, String> {
 }
 
 /// r:write(s) → bytes written (or -1).
-fn write(s: &Stack<'_>) -> Result<c_int, String> {
+fn write(s: &Stack<'_>) -> Returned {
     let (_, r) = raw_request(s, "write")?;
     s.push_int(r.write(s.string_arg(2, "write")?));
     Ok(1)
@@ -511,7 +511,7 @@ const BODY_CEILING: u64 = 1 << 30;
 fn push_form_tables<'k>(
     s: &Stack<'_>,
     pairs: impl ExactSizeIterator<Item = (&'k [u8], &'k [u8])>,
-) -> Result<c_int, String> {
+) -> Returned {
     s.reserve(10)?;
     let size = pairs.len().min(1 << 16) as c_int;
     let simple = s.new_table(0, size);
@@ -542,7 +542,7 @@ fn push_form_tables<'k>(
 
 /// r:headers_in_table() and the other snapshots: table `K` of [`TableKind::ALL`] as
 /// parseargs-shaped tables.
-fn snapshot<const K: usize>(s: &Stack<'_>) -> Result<c_int, String> {
+fn snapshot<const K: usize>(s: &Stack<'_>) -> Returned {
     let kind = TableKind::ALL[K];
     let (_, r) = raw_request(s, kind.snapshot_method())?;
     let entries = kind.of(r).entries();
@@ -550,7 +550,7 @@ fn snapshot<const K: usize>(s: &Stack<'_>) -> Result<c_int, String> {
 }
 
 /// r:parseargs() → simple, multi.
-fn parseargs(s: &Stack<'_>) -> Result<c_int, String> {
+fn parseargs(s: &Stack<'_>) -> Returned {
     let (_, r) = raw_request(s, "parseargs")?;
     let pairs = form::parse_args(r.args().map(|a| a.to_bytes()).unwrap_or(b""));
     push_form_tables(s, pairs.iter().map(|(k, v)| (&**k, &**v)))
@@ -579,7 +579,7 @@ fn body_error_text(e: BodyError, limit: u64) -> String {
 }
 
 /// r:parsebody([max]) → simple, multi[, error].
-fn parsebody(s: &Stack<'_>) -> Result<c_int, String> {
+fn parsebody(s: &Stack<'_>) -> Returned {
     let (_, r) = raw_request(s, "parsebody")?;
     let max = s.opt_integer_arg(2, "parsebody", DEFAULT_PARSEBODY_MAX)?;
     let limit = body_limit(r, max);
@@ -590,7 +590,7 @@ fn parsebody(s: &Stack<'_>) -> Result<c_int, String> {
         .unwrap_or_default();
     let lower = ctype.to_ascii_lowercase();
     let multipart = lower.starts_with(b"multipart/form-data");
-    let fail = |why: String| -> Result<c_int, String> {
+    let fail = |why: String| -> Returned {
         push_form_tables(s, [].into_iter())?;
         s.push_bytes(why.as_bytes());
         Ok(3)
