@@ -13,8 +13,13 @@ usage: bench/bench.py [--duration S] [--rounds N] [--workloads a,b] [--scopes de
 
 --flavour builds our module against another Lua (cargo feature, own target directory) and
 writes bench/results-<flavour>.md/.svg/.json instead.
+
+bench/bench.py --profile ours|mod_lua,SCOPE,WORKLOAD [--requests N] [--top N] runs one
+workload under valgrind's callgrind in a single-process httpd (-X) and prints instructions per
+request, in total and by function (inclusive): the numbers of the README's profile section.
 """
 import argparse
+import http.client
 import json
 import os
 import platform
@@ -92,11 +97,11 @@ WORKLOADS = {
     ),
 }
 
-POST_LUA = """wrk.method = "POST"
+# The post_form body: 40 urlencoded fields, about 2 KB.
+POST_BODY = "&".join(f"field{i:02d}={'v' * 40}" for i in range(1, 41))
+POST_LUA = f"""wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-local parts = {}
-for i = 1, 40 do parts[#parts + 1] = string.format("field%02d=%s", i, string.rep("v", 40)) end
-wrk.body = table.concat(parts, "&")
+wrk.body = "{POST_BODY}"
 """
 
 
@@ -109,7 +114,9 @@ def free_port():
 
 
 class Server:
-    def __init__(self, module, scope, workload, static=False):
+    """One private httpd; `wrapper` (e.g. valgrind) runs it as a single process (-X)."""
+
+    def __init__(self, module, scope, workload, static=False, wrapper=None):
         self.root = tempfile.mkdtemp(prefix="mod_lua_bench-")
         os.chmod(self.root, 0o755)
         for d in ("htdocs", "logs", "run"):
@@ -125,7 +132,8 @@ class Server:
         subprocess.run(["chmod", "-R", "a+rX", self.root], check=True)
         self.port = free_port()
         scope_line = "" if scope == "default" else ("LuaScope server 1 64\n" if scope == "server" else f"LuaScope {scope}\n")
-        user = "User www-data\nGroup www-data\n" if os.geteuid() == 0 else ""
+        # Under a wrapper the process keeps our uid, so that callgrind_control may reach it.
+        user = "User www-data\nGroup www-data\n" if os.geteuid() == 0 and not wrapper else ""
         lua = "" if static else f"LoadModule lua_module {module}\nAddHandler lua-script .lua\n{scope_line}{extra.format(root=self.root)}"
         if static and workload == "access_hook":
             lua = ""
@@ -157,12 +165,11 @@ DocumentRoot {self.root}/htdocs
 """
         with open(os.path.join(self.root, "httpd.conf"), "w") as f:
             f.write(conf)
-        self.proc = subprocess.Popen(
-            ["/usr/sbin/apache2", "-d", self.root, "-f", os.path.join(self.root, "httpd.conf"), "-DFOREGROUND"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        deadline = time.time() + 15
+        cmd = ["/usr/sbin/apache2", "-d", self.root, "-f", os.path.join(self.root, "httpd.conf"), "-DFOREGROUND"]
+        if wrapper:
+            cmd = [*wrapper, *cmd, "-X"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + (120 if wrapper else 15)
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"httpd failed: {self.proc.stderr.read().decode()} {self.log()}")
@@ -252,6 +259,56 @@ def measure(module, scope, workload, duration, rounds_out, static=False):
         s.stop()
 
 
+def send_requests(server, workload, n):
+    """`n` keep-alive requests of `workload` (as wrk sends them), one at a time."""
+    _, _, path, extra, _ = WORKLOADS[workload]
+    headers = dict(extra[i + 1].split(": ", 1) for i, a in enumerate(extra) if a == "-H")
+    method, body = "GET", None
+    if workload == "post_form":
+        method, body = "POST", POST_BODY
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+    for _ in range(n):
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"{workload}: HTTP {resp.status}")
+        if resp.will_close:
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+    conn.close()
+
+
+def profile(which, scope, workload, n, top):
+    """Instructions per request under callgrind, in total and by function (inclusive)."""
+    for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing: apt-get install valgrind")
+    out = tempfile.mkdtemp(prefix="mod_lua_profile-")
+    module = OURS if which == "ours" else MOD_LUA
+    wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.out"]
+    s = Server(module, scope, workload, wrapper=wrapper)
+    try:
+        send_requests(s, workload, 200)
+        subprocess.run(["callgrind_control", "-z", str(s.proc.pid)], check=True, capture_output=True)
+        send_requests(s, workload, n)
+        subprocess.run(["callgrind_control", "-d", str(s.proc.pid)], check=True, capture_output=True)
+    finally:
+        s.stop()
+    dumps = sorted((f for f in os.listdir(out) if f.startswith("cg.out.")), key=lambda f: os.path.getmtime(os.path.join(out, f)))
+    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", os.path.join(out, dumps[-1])],
+                          capture_output=True, text=True).stdout
+    shutil.rmtree(out, ignore_errors=True)
+    total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", text).group(1).replace(",", ""))
+    print(f"{which} {scope} {workload}: {total // n:,} instructions per request ({n} requests)")
+    rows = text.split("file:function", 1)[1].splitlines()[2:]
+    for row in rows[:top]:
+        m = re.match(r"\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*)", row)
+        if m:
+            print(f"{int(m.group(1).replace(',', '')) // n:>10,}  {m.group(2)[:150]}")
+
+
 def median_of(rounds):
     return {
         "rps": statistics.median(r["rps"] for r in rounds),
@@ -302,7 +359,17 @@ def main():
     ap.add_argument("--scopes", default=",".join(SCOPES))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench"))
     ap.add_argument("--flavour", default="lua54", choices=["lua54", "lua53", "luajit"])
+    ap.add_argument("--profile", metavar="ours|mod_lua,SCOPE,WORKLOAD",
+                    help="instead of benchmarking: instructions per request under callgrind")
+    ap.add_argument("--requests", type=int, default=2000, help="with --profile")
+    ap.add_argument("--top", type=int, default=40, help="with --profile: functions shown")
     a = ap.parse_args()
+    if a.profile:
+        which, scope, workload = a.profile.split(",")
+        if which == "ours":
+            subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+        profile(which, scope, workload, a.requests, a.top)
+        return
     workloads = a.workloads.split(",")
     scopes = a.scopes.split(",")
     for tool in ("wrk", "/usr/sbin/apache2"):

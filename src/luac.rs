@@ -103,12 +103,6 @@ impl<'l> Stack<'l> {
         Kind::of(unsafe { ffi::lua_type(self.l, i) })
     }
 
-    /// lua_toboolean.
-    pub fn truthy(&self, i: c_int) -> bool {
-        // SAFETY: lua_toboolean accepts any acceptable index.
-        self.kind(i) != Kind::None && unsafe { ffi::lua_toboolean(self.l, i) } != 0
-    }
-
     /// The bytes of argument `i` if it is a string (numbers are not converted).
     pub fn str(&self, i: c_int) -> Option<&'l [u8]> {
         (self.kind(i) == Kind::String).then(|| self.tostring(i))
@@ -144,14 +138,6 @@ impl<'l> Stack<'l> {
         match self.kind(i) {
             Kind::String | Kind::Number => Ok(self.tostring(i)),
             k => Err(self.arg_error(i, fname, &format!("string expected, got {}", k.name()))),
-        }
-    }
-
-    /// luaL_optlstring.
-    pub fn opt_string_arg(&self, i: c_int, fname: &str) -> Result<Option<&'l [u8]>, String> {
-        match self.kind(i) {
-            Kind::None | Kind::Nil => Ok(None),
-            _ => self.string_arg(i, fname).map(Some),
         }
     }
 
@@ -264,13 +250,6 @@ impl<'l> Stack<'l> {
         unsafe {
             ffi::lua_pushlstring(self.l, b.as_ptr().cast(), b.len());
         }
-    }
-
-    /// Pushes a copy of argument `i`.
-    pub fn push_arg(&self, i: c_int) {
-        assert!(i >= 1 && i <= self.args, "not an argument");
-        // SAFETY: a valid index.
-        unsafe { ffi::lua_pushvalue(self.l, i) }
     }
 
     /// Pushes a new userdata holding `value` with `T`'s metatable (see [`define`]).

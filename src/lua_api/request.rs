@@ -7,7 +7,7 @@ use super::args::{arg_error, caller_position, caller_where, lua_type_name, Args}
 use super::{encode, form, websocket};
 use crate::apr::{has_nul, Table as AprTable};
 use crate::httpd::{self, BodyError, Level, LiveRequest, Request};
-use crate::luac::{self, Kind, RawFn, RequestFns, Returned, Stack};
+use crate::luac::{self, Kind, RawFn, RawUserData, RequestFns, Returned, Stack};
 use mlua::{
     AnyUserData, FromLuaMulti, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Table, Value,
 };
@@ -144,16 +144,27 @@ fn checked<'v>(
     }
 }
 
-/// The table handle a table function was called on, and its live request.
-fn raw_table<'l>(s: &Stack<'l>, fname: &str) -> Result<(&'l TableHandle, Request<'l>), String> {
-    let h = s.userdata::<TableHandle>(1).ok_or_else(|| {
+/// `self` (argument 1) of a raw method as a `T` with its live request, or luaL_checkudata's
+/// message naming the type expected.
+fn raw_self<'l, T: RawUserData>(
+    s: &Stack<'l>,
+    fname: &str,
+    expected: &str,
+    live: fn(&T) -> &LiveRequest,
+) -> Result<(&'l T, Request<'l>), String> {
+    let h = s.userdata::<T>(1).ok_or_else(|| {
         s.arg_error(
             1,
             fname,
-            &format!("Apr.Table expected, got {}", s.kind(1).name()),
+            &format!("{expected} expected, got {}", s.kind(1).name()),
         )
     })?;
-    Ok((h, h.live.get().ok_or_else(gone_text)?))
+    Ok((h, live(h).get().ok_or_else(gone_text)?))
+}
+
+/// The table handle a table function was called on, and its live request.
+fn raw_table<'l>(s: &Stack<'l>, fname: &str) -> Result<(&'l TableHandle, Request<'l>), String> {
+    raw_self(s, fname, "Apr.Table", |h: &TableHandle| &h.live)
 }
 
 /// `r.headers_in[key]`.
@@ -294,17 +305,9 @@ fn push_cstr(s: &Stack<'_>, v: Option<&CStr>) {
     }
 }
 
-/// The request a raw method was called on (`self`, argument 1), with luaL_checkudata's message
-/// when it is not one.
+/// The request a raw method was called on (`self`, argument 1).
 fn raw_request<'l>(s: &Stack<'l>, fname: &str) -> Result<(&'l RequestHandle, Request<'l>), String> {
-    let h = s.userdata::<RequestHandle>(1).ok_or_else(|| {
-        s.arg_error(
-            1,
-            fname,
-            &format!("Apache2.Request expected, got {}", s.kind(1).name()),
-        )
-    })?;
-    Ok((h, h.live.get().ok_or_else(gone_text)?))
+    raw_self(s, fname, "Apache2.Request", |h: &RequestHandle| &h.live)
 }
 
 /// `r.key`: a method (upvalue 2 holds the method table), else a field read live.
