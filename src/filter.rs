@@ -36,25 +36,17 @@ enum Chunk {
 }
 
 impl Chunk {
-    fn is_empty(&self) -> bool {
-        match self {
-            Chunk::Lua(s) => s.as_bytes().is_empty(),
-            Chunk::Text(t) => t.is_empty(),
-        }
-    }
-
-    /// Appends a copy to `bb`; returns how many bytes.
+    /// Appends a copy to `bb` (nothing for an empty chunk); returns how many bytes.
     fn append_to(&self, bb: Brigade<'_>) -> usize {
+        let append = |b: &[u8]| {
+            if !b.is_empty() {
+                bb.append(b);
+            }
+            b.len()
+        };
         match self {
-            Chunk::Lua(s) => {
-                let b = s.as_bytes();
-                bb.append(&b);
-                b.len()
-            }
-            Chunk::Text(t) => {
-                bb.append(t);
-                t.len()
-            }
+            Chunk::Lua(s) => append(&s.as_bytes()),
+            Chunk::Text(t) => append(t),
         }
     }
 }
@@ -225,7 +217,7 @@ pub fn output(f: Filter<'_>, bb: Brigade<'_>) -> ffi::apr_status_t {
         match bucket.kind() {
             BucketKind::Eos => {
                 match feed(co, None) {
-                    Step::Yielded(Some(suffix)) if !suffix.is_empty() => {
+                    Step::Yielded(Some(suffix)) => {
                         suffix.append_to(out);
                     }
                     Step::Failed(msg) => return abort(r, f, state, &msg),
@@ -347,7 +339,7 @@ pub fn input(
         match bucket.kind() {
             BucketKind::Eos => {
                 match feed(co, None) {
-                    Step::Yielded(Some(suffix)) if !suffix.is_empty() => {
+                    Step::Yielded(Some(suffix)) => {
                         suffix.append_to(bb);
                     }
                     Step::Failed(msg) => {

@@ -521,7 +521,6 @@ unsafe fn make_request(l: *mut lua_State, i: c_int) {
 }
 
 /// The C functions that hand `r` to scripts, made once per VM.
-#[derive(Clone)]
 pub struct RequestFns {
     invoke: Function,
     new_request: Function,

@@ -12,6 +12,7 @@ use mlua::{
     AnyUserData, FromLuaMulti, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Table, Value,
 };
 use std::ffi::{c_int, CStr, CString};
+use std::rc::Rc;
 
 /// `r` as a Lua userdata.
 pub struct RequestHandle {
@@ -964,7 +965,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     ] {
         log_method(lua, &m, name, level)?;
     }
-    let methods: Table = lua
+    let (methods, wrap): (Table, Function) = lua
         .load(include_str!("api.lua"))
         .set_name("=mod_lua_rs api")
         .call((fail_tag(), m))?;
@@ -997,14 +998,10 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         ("__tostring", luac::function(lua, table_tostring)?),
     ];
     if cfg!(not(feature = "luajit")) {
-        let pairs: Function = lua
-            .load("local FAIL, f = ...; return function(t) local a, b, c = f(t); if a == FAIL then error(b, 0) end; return a, b, c end")
-            .set_name("=mod_lua_rs pairs")
-            .call((fail_tag(), api_fn(lua, table_pairs)?))?;
-        table_entries.push(("__pairs", pairs));
+        table_entries.push(("__pairs", wrap.call(api_fn(lua, table_pairs)?)?));
     }
     luac::define::<TableHandle>(lua, &table_entries)?;
-    lua.set_app_data(RequestFns::new(lua)?);
+    lua.set_app_data(Rc::new(RequestFns::new(lua)?));
     Ok(())
 }
 
@@ -1025,11 +1022,11 @@ pub fn new_request(lua: &Lua, live: &LiveRequest) -> mlua::Result<Value> {
     request_fns(lua)?.request(live)
 }
 
-/// The VM's RequestFns, copied so that no app-data borrow is held while scripts run (they may
+/// The VM's RequestFns, shared so that no app-data borrow is held while scripts run (they may
 /// set app data of their own, e.g. r:dbacquire).
-fn request_fns(lua: &Lua) -> mlua::Result<RequestFns> {
-    lua.app_data_ref::<RequestFns>()
-        .map(|f| f.clone())
+fn request_fns(lua: &Lua) -> mlua::Result<Rc<RequestFns>> {
+    lua.app_data_ref::<Rc<RequestFns>>()
+        .map(|f| Rc::clone(&f))
         .ok_or_else(|| mlua::Error::RuntimeError("the request API is not installed".into()))
 }
 
