@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building, serving and testing mod_lua_rs need, through apt, when missing:
 # httpd and its headers (apxs, apr-1-config), libclang for bindgen, the system Lua libraries
-# (5.4 by default; 5.3 and LuaJIT for the other cargo features), lua-cjson, wrk and curl, and
+# (5.4 by default; 5.3 and LuaJIT for the other cargo features), lua-cjson, wrk, curl and valgrind
+# (bench.py --profile), and
 # for the database tests APR's SQLite and PostgreSQL drivers plus a PostgreSQL server.
 set -euo pipefail
 
 PKGS=(apache2 apache2-dev libclang-dev pkg-config liblua5.4-dev liblua5.3-dev libluajit-5.1-dev
-      lua-cjson wrk curl ca-certificates openssl libaprutil1-dbd-sqlite3 libaprutil1-dbd-pgsql
+      lua-cjson wrk curl valgrind ca-certificates openssl libaprutil1-dbd-sqlite3 libaprutil1-dbd-pgsql
       postgresql)
 
 missing=()
