@@ -201,12 +201,20 @@ impl<'l> Stack<'l> {
     }
 
     /// luaL_argerror's text: arguments numbered as the caller sees them (a `:` call hides
-    /// `self`), with the caller's position.
+    /// `self`), the function named as the call site names it (`fname` when it has no name, as
+    /// in `pcall(f)`), with the caller's position.
     pub fn arg_error(&self, n: c_int, fname: &str, msg: &str) -> String {
-        let method = self.debug_info(0, c"n").is_some_and(|ar| {
-            // SAFETY: namewhat is a static NUL-terminated string set by lua_getinfo("n").
-            !ar.namewhat.is_null() && unsafe { CStr::from_ptr(ar.namewhat) }.to_bytes() == b"method"
+        let ar = self.debug_info(0, c"n");
+        // SAFETY: lua_getinfo("n") sets namewhat to a static NUL-terminated string and name to
+        // NULL or a string that the calling frame keeps alive during this call.
+        let (method, called) = ar.map_or((false, None), |ar| unsafe {
+            let method =
+                !ar.namewhat.is_null() && CStr::from_ptr(ar.namewhat).to_bytes() == b"method";
+            let called = (!ar.name.is_null())
+                .then(|| CStr::from_ptr(ar.name).to_string_lossy().into_owned());
+            (method, called)
         });
+        let fname = called.as_deref().unwrap_or(fname);
         let text = if method && n == 1 {
             format!("calling '{fname}' on bad self ({msg})")
         } else {

@@ -118,6 +118,16 @@ const SCRIPTS: &[(&str, &str)] = &[
          ',', r:ivm_get('s'), ',', select('#', r:ivm_get('never-set'))) end",
     ),
     (
+        // string.upper/lower are our own (faster) functions: same bytes, same errors.
+        "case.lua",
+        "function handle(r) local big = string.rep('aZ\\0\\195\\169-{@[`', 40) \
+         local function e(f) local ok, err = pcall(f) return (tostring(err):gsub('^.-:%d+: ', '')) end \
+         r:puts(('abc'):upper(), '|', string.lower('\\195\\128BC'), '|', string.upper(12.5), '|', \
+         (big:upper():gsub('\\0', '0')), '|', (big:lower():gsub('\\0', '0')), '|', e(function() return string.upper(nil) end), '|', e(function() return ('x').lower() end), '|', \
+         e(function() return string.upper({}) end), '|', select(2, pcall(string.upper)), '|', \
+         select(2, pcall(string.lower, {}))) end",
+    ),
+    (
         "custom.lua",
         "function handle(r) r:custom_response(410, 'gone for good') return 410 end",
     ),
@@ -200,6 +210,7 @@ const REQUESTS: &[Req] = &[
     get("/info.lua"),
     get("/ivm.lua"),
     get("/custom.lua"),
+    get("/case.lua"),
 ];
 
 const COMPARED_HEADERS: &[&str] = &[
