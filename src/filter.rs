@@ -261,7 +261,10 @@ pub fn output(f: Filter<'_>, bb: Brigade<'_>) -> ffi::apr_status_t {
                 }
                 next = bucket.next(bb);
                 bucket.delete();
-                if pending >= PASS_EVERY {
+                // Output that is followed by the end of the body waits for it, so that the
+                // response leaves in one write.
+                let eos_next = next.is_some_and(|b| b.kind() == BucketKind::Eos);
+                if pending >= PASS_EVERY && !eos_next {
                     let rv = f.pass(out);
                     out.clear();
                     pending = 0;
