@@ -14,9 +14,10 @@ usage: bench/bench.py [--duration S] [--rounds N] [--workloads a,b] [--scopes de
 --flavour builds our module against another Lua (cargo feature, own target directory) and
 writes bench/results-<flavour>.md/.svg/.json instead.
 
-bench/bench.py --profile ours|mod_lua,SCOPE,WORKLOAD [--requests N] [--top N] runs one
-workload under valgrind's callgrind in a single-process httpd (-X) and prints instructions per
-request, in total and by function (inclusive): the numbers of the README's profile section.
+bench/bench.py --profile ours|mod_lua,SCOPE,WORKLOAD [--requests N] [--top N] [--exclusive] runs
+one workload under valgrind's callgrind in a single-process httpd (-X) and prints instructions
+per request, in total and by function (inclusive, or each function's own cost with --exclusive):
+the numbers of the README's profile section.
 """
 import argparse
 import http.client
@@ -280,8 +281,9 @@ def send_requests(server, workload, n):
     conn.close()
 
 
-def profile(which, scope, workload, n, top):
-    """Instructions per request under callgrind, in total and by function (inclusive)."""
+def profile(which, scope, workload, n, top, exclusive=False):
+    """Instructions per request under callgrind, in total and by function (inclusive, or each
+    function's own cost with `exclusive`)."""
     for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: apt-get install valgrind")
@@ -297,7 +299,7 @@ def profile(which, scope, workload, n, top):
     finally:
         s.stop()
     dumps = sorted((f for f in os.listdir(out) if f.startswith("cg.out.")), key=lambda f: os.path.getmtime(os.path.join(out, f)))
-    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", os.path.join(out, dumps[-1])],
+    text = subprocess.run(["callgrind_annotate", f"--inclusive={'no' if exclusive else 'yes'}", "--threshold=100", os.path.join(out, dumps[-1])],
                           capture_output=True, text=True).stdout
     shutil.rmtree(out, ignore_errors=True)
     total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", text).group(1).replace(",", ""))
@@ -363,12 +365,13 @@ def main():
                     help="instead of benchmarking: instructions per request under callgrind")
     ap.add_argument("--requests", type=int, default=2000, help="with --profile")
     ap.add_argument("--top", type=int, default=40, help="with --profile: functions shown")
+    ap.add_argument("--exclusive", action="store_true", help="with --profile: each function's own cost")
     a = ap.parse_args()
     if a.profile:
         which, scope, workload = a.profile.split(",")
         if which == "ours":
             subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-        profile(which, scope, workload, a.requests, a.top)
+        profile(which, scope, workload, a.requests, a.top, a.exclusive)
         return
     workloads = a.workloads.split(",")
     scopes = a.scopes.split(",")
