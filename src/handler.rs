@@ -37,17 +37,22 @@ pub fn lua_script(r: Request<'_>) -> c_int {
         Ok(Outcome::NotNumber) => OK,
         Err(f) => failed(r, cfg, &entry, "handler", f),
     };
-    after_websocket(r, result)
+    finish(r, result)
 }
 
-/// After r:wsupgrade the connection carries WebSocket frames: httpd must not add a response
-/// of its own, and the connection ends with the handler.
-fn after_websocket(r: Request<'_>, result: c_int) -> c_int {
-    if r.root().state().websocket() == dispatch::WebSocket::None {
-        return result;
+/// Ends the response of a handler that ran: after r:wsupgrade the connection carries
+/// WebSocket frames, so httpd must not add a response of its own and the connection ends
+/// with the handler; a complete response (OK, DONE) is written out now (see
+/// `Request::end_response`).
+fn finish(r: Request<'_>, result: c_int) -> c_int {
+    if r.root().state().websocket() != dispatch::WebSocket::None {
+        r.connection().abort();
+        return DONE;
     }
-    r.connection().abort();
-    DONE
+    if result == OK || result == DONE {
+        r.end_response();
+    }
+    result
 }
 
 /// H13: runs the first LuaMapHandler whose pattern matches `r->uri` (any handler, any method).
@@ -81,13 +86,13 @@ pub fn map_handler(r: Request<'_>) -> c_int {
         let entry = Entry::file(path.as_bytes(), &function);
         match dispatch::call(r, cfg, &entry) {
             Ok(Outcome::Number(n)) if n == DECLINED as i64 => continue,
-            Ok(Outcome::Number(n)) => return after_websocket(r, status(n)),
+            Ok(Outcome::Number(n)) => return finish(r, status(n)),
             Ok(Outcome::NotNumber) => {
                 r.log(
                     Level::Warn,
                     &format!("lua: Lua handler {function} in {path} did not return a value, assuming apache2.OK"),
                 );
-                return after_websocket(r, OK);
+                return finish(r, OK);
             }
             Err(f) => return failed(r, cfg, &entry, "mapped handler", f),
         }

@@ -215,6 +215,8 @@ const REQUESTS: &[Req] = &[
 
 const COMPARED_HEADERS: &[&str] = &[
     "content-type",
+    "content-length",
+    "transfer-encoding",
     "location",
     "x-header",
     "x-host",

@@ -370,3 +370,41 @@ fn declined_lets_other_handlers_run() {
     assert_eq!(r.status, 200);
     assert!(r.text().contains("apache2.DECLINED"));
 }
+
+/// A handler's complete response is written out before httpd looks for the next request (as
+/// httpd's file handler does): framing, keep-alive, pipelining and an unread request body
+/// must come out exactly as when httpd ends the response itself.
+#[test]
+fn completed_responses_keep_framing_and_the_connection() {
+    let Some(s) = server() else { return };
+    let mut c = Client::connect(s.port);
+    for _ in 0..2 {
+        let r = c.send("GET", "/hello.lua", &[], b"", false);
+        assert_eq!((r.status, r.text().as_str()), (200, "Hello Lua World!\n"));
+        assert_eq!(r.header("content-length"), Some("17"));
+        assert_eq!(r.header("transfer-encoding"), None);
+    }
+    // A body the script never reads is discarded; the connection stays in step.
+    let body = vec![b'x'; 100_000];
+    let r = c.send("POST", "/hello.lua", &[], &body, false);
+    assert_eq!((r.status, r.text().as_str()), (200, "Hello Lua World!\n"));
+    let r = c.send("HEAD", "/head.lua", &[], b"", false);
+    assert_eq!((r.status, r.header("x-ran")), (200, Some("yes")));
+    assert!(r.body.is_empty());
+    let r = c.send("GET", "/ret404.lua", &[], b"", false);
+    assert_eq!(r.status, 404);
+    let r = c.send("GET", "/hello.lua", &[], b"", false);
+    assert_eq!(r.text(), "Hello Lua World!\n");
+
+    // Three pipelined requests in one write get three whole responses, in order.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    let one = "GET /hello.lua HTTP/1.1\r\nHost: x\r\n\r\n";
+    let last = "GET /multi.lua HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    std::io::Write::write_all(&mut stream, format!("{one}{one}{last}").as_bytes()).unwrap();
+    let mut reader = std::io::BufReader::new(stream);
+    for expected in ["Hello Lua World!\n", "Hello Lua World!\n", "a12.5b"] {
+        let r = read_response(&mut reader, false).unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, expected));
+    }
+    s.assert_no_crash();
+}
