@@ -61,6 +61,102 @@ impl<'a> Pool<'a> {
     }
 }
 
+/// A part of a per-directory configuration record: owned by the record that set it, borrowed
+/// by the records merged from that one.
+///
+/// httpd merges per-directory configurations on every request, into the request pool, and a
+/// merged record never outlives the records it was merged from (those live in the
+/// configuration pool, or in the same request pool where they were made earlier and so are
+/// cleaned up later). Borrowing by pointer instead of counting references means a
+/// per-request merge writes nothing: reference counts would be memory that every worker
+/// thread on every core reads and writes, moving cache lines between cores on each request.
+pub struct ConfRef<T: ?Sized + 'static>(Held<T>);
+
+enum Held<T: ?Sized + 'static> {
+    Own(Box<T>),
+    Borrowed(NonNull<T>),
+}
+
+// SAFETY: a ConfRef gives only shared access to a `T` (mutation goes through `make_mut`, which
+// needs the ConfRef itself mutably and never writes through a borrowed pointer), so it may
+// cross and be shared between threads when `&T` may.
+unsafe impl<T: ?Sized + Sync> Send for ConfRef<T> {}
+// SAFETY: as above.
+unsafe impl<T: ?Sized + Sync> Sync for ConfRef<T> {}
+
+impl<T: ?Sized + 'static> ConfRef<T> {
+    pub fn new(value: Box<T>) -> Self {
+        ConfRef(Held::Own(value))
+    }
+
+    /// The same value, borrowed for a record merged from the one holding `self`.
+    pub fn borrow(&self, _: &MergeInputsOutlive) -> Self {
+        ConfRef(Held::Borrowed(NonNull::from(&**self)))
+    }
+}
+
+/// The promise that lets a merge borrow from its inputs: the merged record is dropped (and no
+/// longer used) before either input record is.
+pub struct MergeInputsOutlive(());
+
+impl MergeInputsOutlive {
+    /// # Safety
+    /// The records merged under this promise must not outlive the records they are merged
+    /// from. httpd's merge_dir_config guarantees it (see [`ConfRef`]).
+    pub unsafe fn promise() -> MergeInputsOutlive {
+        MergeInputsOutlive(())
+    }
+
+    /// For unit tests whose merged records are locals dropped before their inputs.
+    #[cfg(test)]
+    pub fn for_tests() -> MergeInputsOutlive {
+        MergeInputsOutlive(())
+    }
+}
+
+impl<T: Clone + 'static> ConfRef<T> {
+    /// Mutable access, copying a borrowed value first (configuration time only).
+    pub fn make_mut(&mut self) -> &mut T {
+        if let Held::Borrowed(_) = self.0 {
+            self.0 = Held::Own(Box::new((**self).clone()));
+        }
+        match &mut self.0 {
+            Held::Own(b) => b,
+            Held::Borrowed(_) => unreachable!("made owned above"),
+        }
+    }
+}
+
+impl<T: ?Sized + 'static> std::ops::Deref for ConfRef<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match &self.0 {
+            Held::Own(b) => b,
+            // SAFETY: the promise `borrow` was given keeps the owner alive while this exists.
+            Held::Borrowed(p) => unsafe { p.as_ref() },
+        }
+    }
+}
+
+impl<T: Default + 'static> Default for ConfRef<T> {
+    fn default() -> Self {
+        ConfRef::new(Box::default())
+    }
+}
+
+/// A deep copy: the copy owns its value.
+impl<T: Clone + 'static> Clone for ConfRef<T> {
+    fn clone(&self) -> Self {
+        ConfRef::new(Box::new((**self).clone()))
+    }
+}
+
+impl<T: ?Sized + std::fmt::Debug + 'static> std::fmt::Debug for ConfRef<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
 /// True if `bytes` contains a NUL, which a C string cannot carry.
 pub fn has_nul(bytes: &[u8]) -> bool {
     bytes.contains(&0)

@@ -72,11 +72,10 @@ pub fn lookup(name: &str) -> Option<Arc<ProviderSpec>> {
 /// mod_lua `lua_authz_check`: `function(r, arg1, …)` → authz_status.
 pub fn check(r: Request<'_>, parsed: &ParsedRequire) -> i32 {
     let spec = &parsed.spec;
-    let root = r.dir_config::<DirConfig>().and_then(|c| c.root.clone());
     let default_cfg = DirConfig::default();
     let cfg = r.dir_config::<DirConfig>().unwrap_or(&default_cfg);
-    let path = httpd::merge_path(r.pool(), root.as_deref(), &spec.file)
-        .unwrap_or_else(|| spec.file.clone());
+    let path =
+        httpd::merge_path(r.pool(), cfg.root(), &spec.file).unwrap_or_else(|| spec.file.clone());
     let entry = Entry {
         args: &parsed.args,
         ..Entry::file(path.as_bytes(), &spec.function)

@@ -3,6 +3,7 @@
 //! (package.path munging, `$N` interpolation). No FFI here.
 #![forbid(unsafe_code)]
 
+use crate::apr::{ConfRef, MergeInputsOutlive};
 use crate::httpd::Regex;
 use std::sync::Arc;
 
@@ -214,13 +215,13 @@ const HOOK_LISTS: usize = Phase::ALL.len() * 3;
 /// Lua hooks per phase and slot.
 #[derive(Clone)]
 pub struct HookTable {
-    lists: [Arc<Vec<Arc<HookSpec>>>; HOOK_LISTS],
+    lists: [Vec<Arc<HookSpec>>; HOOK_LISTS],
 }
 
 impl Default for HookTable {
     fn default() -> Self {
         HookTable {
-            lists: std::array::from_fn(|_| Arc::default()),
+            lists: std::array::from_fn(|_| Vec::new()),
         }
     }
 }
@@ -235,7 +236,7 @@ impl HookTable {
     }
 
     pub fn push(&mut self, phase: Phase, slot: Slot, spec: HookSpec) {
-        Arc::make_mut(&mut self.lists[Self::at(phase, slot)]).push(Arc::new(spec));
+        self.lists[Self::at(phase, slot)].push(Arc::new(spec));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -243,18 +244,23 @@ impl HookTable {
     }
 
     /// mod_lua `overlay_hook_specs`: per phase and slot, lists combine as LuaInherit says.
-    pub fn merge(mode: Inherit, base: &Arc<HookTable>, add: &Arc<HookTable>) -> Arc<HookTable> {
+    pub fn merge(
+        mode: Inherit,
+        base: &ConfRef<HookTable>,
+        add: &ConfRef<HookTable>,
+        p: &MergeInputsOutlive,
+    ) -> ConfRef<HookTable> {
         match mode {
-            Inherit::None => return add.clone(),
-            _ if add.is_empty() => return base.clone(),
-            _ if base.is_empty() => return add.clone(),
+            Inherit::None => return add.borrow(p),
+            _ if add.is_empty() => return base.borrow(p),
+            _ if base.is_empty() => return add.borrow(p),
             _ => {}
         }
         let mut out = HookTable::default();
-        for i in 0..HOOK_LISTS {
-            out.lists[i] = inherit_list(mode, &base.lists[i], &add.lists[i]);
+        for (i, list) in out.lists.iter_mut().enumerate() {
+            *list = combine(mode, &base.lists[i], &add.lists[i]);
         }
-        Arc::new(out)
+        ConfRef::new(Box::new(out))
     }
 }
 
@@ -284,23 +290,30 @@ pub struct MapHandler {
     pub function: String,
 }
 
+/// Which of a merge's two inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergeSide {
+    Base,
+    Add,
+}
+
 /// The module's per-directory configuration (also used for server and `<Location>` contexts).
 #[derive(Clone, Default)]
 pub struct DirConfig {
     pub scope: Option<Scope>,
     pub codecache: Option<CodeCache>,
     pub inherit: Option<Inherit>,
-    pub package_paths: Arc<Vec<String>>,
-    pub package_cpaths: Arc<Vec<String>>,
-    pub map_handlers: Arc<Vec<Arc<MapHandler>>>,
+    pub package_paths: ConfRef<Vec<String>>,
+    pub package_cpaths: ConfRef<Vec<String>>,
+    pub map_handlers: ConfRef<Vec<Arc<MapHandler>>>,
     /// `LuaShowErrors`: send Lua error text to the client as mod_lua does (off by default).
     pub show_errors: Option<bool>,
     /// `LuaRoot` in effect here: base for relative script paths of mod_lua directives.
-    pub root: Option<Arc<str>>,
+    pub root: Option<ConfRef<String>>,
     /// `LuaHook*` and `LuaQuickHandler` lines and blocks.
-    pub hooks: Arc<HookTable>,
+    pub hooks: ConfRef<HookTable>,
     /// `LuaInputFilter` / `LuaOutputFilter` lines.
-    pub filters: Arc<Vec<Arc<FilterSpec>>>,
+    pub filters: ConfRef<Vec<Arc<FilterSpec>>>,
 }
 
 impl DirConfig {
@@ -313,45 +326,91 @@ impl DirConfig {
     pub fn inherit(&self) -> Inherit {
         self.inherit.unwrap_or(Inherit::ParentFirst)
     }
+    /// `LuaRoot` in effect here.
+    pub fn root(&self) -> Option<&str> {
+        self.root.as_deref().map(String::as_str)
+    }
     pub fn show_errors(&self) -> bool {
         self.show_errors.unwrap_or(false)
     }
 
+    /// No directive of this module set anything here.
+    pub fn is_unset(&self) -> bool {
+        self.scope.is_none()
+            && self.codecache.is_none()
+            && self.inherit.is_none()
+            && self.package_paths.is_empty()
+            && self.package_cpaths.is_empty()
+            && self.map_handlers.is_empty()
+            && self.show_errors.is_none()
+            && self.root.is_none()
+            && self.hooks.is_empty()
+            && self.filters.is_empty()
+    }
+
+    /// Which input a merge would equal, when it equals one of them: a side that sets nothing
+    /// adds nothing (except that a parent's `LuaInherit none` empties the child's lists).
+    /// httpd merges per-directory configs on every request; handing back an input there
+    /// writes nothing (a new config would bump reference counts that every worker thread
+    /// reads, on both cores).
+    pub fn merge_is_input(base: &DirConfig, add: &DirConfig) -> Option<MergeSide> {
+        if base.is_unset() {
+            Some(MergeSide::Add)
+        } else if add.is_unset() && base.inherit != Some(Inherit::None) {
+            Some(MergeSide::Base)
+        } else {
+            None
+        }
+    }
+
     /// mod_lua `merge_dir_config`: scalar values are the child's when set, else the parent's;
-    /// lists follow the effective LuaInherit.
-    pub fn merge(base: &DirConfig, add: &DirConfig) -> DirConfig {
+    /// lists follow the effective LuaInherit. The result borrows from both inputs.
+    pub fn merge(base: &DirConfig, add: &DirConfig, p: &MergeInputsOutlive) -> DirConfig {
         let inherit = add.inherit.or(base.inherit);
         let mode = inherit.unwrap_or(Inherit::ParentFirst);
         DirConfig {
             scope: add.scope.or(base.scope),
             codecache: add.codecache.or(base.codecache),
             inherit,
-            package_paths: inherit_list(mode, &base.package_paths, &add.package_paths),
-            package_cpaths: inherit_list(mode, &base.package_cpaths, &add.package_cpaths),
-            map_handlers: inherit_list(mode, &base.map_handlers, &add.map_handlers),
+            package_paths: inherit_list(mode, &base.package_paths, &add.package_paths, p),
+            package_cpaths: inherit_list(mode, &base.package_cpaths, &add.package_cpaths, p),
+            map_handlers: inherit_list(mode, &base.map_handlers, &add.map_handlers, p),
             show_errors: add.show_errors.or(base.show_errors),
-            root: add.root.clone().or_else(|| base.root.clone()),
-            hooks: HookTable::merge(mode, &base.hooks, &add.hooks),
-            filters: inherit_list(mode, &base.filters, &add.filters),
+            root: add
+                .root
+                .as_ref()
+                .or(base.root.as_ref())
+                .map(|r| r.borrow(p)),
+            hooks: HookTable::merge(mode, &base.hooks, &add.hooks, p),
+            filters: inherit_list(mode, &base.filters, &add.filters, p),
         }
     }
 }
 
-/// Combines a parent's and a child's list per LuaInherit, sharing storage when one side is
-/// empty (the common case) so that per-request merges do not copy.
-pub fn inherit_list<T: Clone>(mode: Inherit, base: &Arc<Vec<T>>, add: &Arc<Vec<T>>) -> Arc<Vec<T>> {
-    let (first, second) = match mode {
-        Inherit::None => return add.clone(),
-        Inherit::ParentFirst => (base, add),
-        Inherit::ParentLast => (add, base),
-    };
-    if second.is_empty() {
-        return first.clone();
+/// A parent's and a child's list combined per LuaInherit (an owned copy).
+fn combine<T: Clone>(mode: Inherit, base: &[T], add: &[T]) -> Vec<T> {
+    match mode {
+        Inherit::None => add.to_vec(),
+        Inherit::ParentFirst => base.iter().chain(add).cloned().collect(),
+        Inherit::ParentLast => add.iter().chain(base).cloned().collect(),
     }
-    if first.is_empty() {
-        return second.clone();
+}
+
+/// Combines a parent's and a child's list per LuaInherit, borrowing one side when the other
+/// adds nothing (the common case) so that per-request merges do not copy.
+///
+pub fn inherit_list<T: Clone>(
+    mode: Inherit,
+    base: &ConfRef<Vec<T>>,
+    add: &ConfRef<Vec<T>>,
+    p: &MergeInputsOutlive,
+) -> ConfRef<Vec<T>> {
+    match mode {
+        Inherit::None => add.borrow(p),
+        _ if add.is_empty() => base.borrow(p),
+        _ if base.is_empty() => add.borrow(p),
+        _ => ConfRef::new(Box::new(combine(mode, base, add))),
     }
-    Arc::new(first.iter().chain(second.iter()).cloned().collect())
 }
 
 /// Per-server configuration.
@@ -493,18 +552,40 @@ mod tests {
         assert_eq!(atoi("-3"), -3);
     }
 
+    fn promise() -> MergeInputsOutlive {
+        MergeInputsOutlive::for_tests()
+    }
+
+    fn list<T>(v: Vec<T>) -> ConfRef<Vec<T>> {
+        ConfRef::new(Box::new(v))
+    }
+
     #[test]
     fn inherit_orders_lists() {
-        let p = Arc::new(vec![1, 2]);
-        let c = Arc::new(vec![3]);
-        assert_eq!(*inherit_list(Inherit::ParentFirst, &p, &c), vec![1, 2, 3]);
-        assert_eq!(*inherit_list(Inherit::ParentLast, &p, &c), vec![3, 1, 2]);
-        assert_eq!(*inherit_list(Inherit::None, &p, &c), vec![3]);
-        let empty = Arc::new(vec![]);
-        assert!(Arc::ptr_eq(
-            &inherit_list(Inherit::ParentFirst, &p, &empty),
-            &p
+        let (p, c, m) = (list(vec![1, 2]), list(vec![3]), promise());
+        assert_eq!(
+            *inherit_list(Inherit::ParentFirst, &p, &c, &m),
+            vec![1, 2, 3]
+        );
+        assert_eq!(
+            *inherit_list(Inherit::ParentLast, &p, &c, &m),
+            vec![3, 1, 2]
+        );
+        assert_eq!(*inherit_list(Inherit::None, &p, &c, &m), vec![3]);
+        let empty = list(vec![]);
+        // One side adding nothing: the result is the other side's list itself, not a copy.
+        assert!(std::ptr::eq(
+            &*inherit_list(Inherit::ParentFirst, &p, &empty, &m),
+            &*p
         ));
+        assert!(std::ptr::eq(
+            &*inherit_list(Inherit::ParentLast, &empty, &c, &m),
+            &*c
+        ));
+        // A copy owns its value.
+        let copy = inherit_list(Inherit::None, &p, &c, &m).clone();
+        drop(c);
+        assert_eq!(*copy, vec![3]);
     }
 
     #[test]
@@ -519,7 +600,11 @@ mod tests {
         let mut child = HookTable::default();
         child.push(Phase::TranslateName, Slot::Middle, spec("c"));
         child.push(Phase::TranslateName, Slot::Early, spec("ce"));
-        let (p, c) = (Arc::new(parent), Arc::new(child));
+        let (p, c, m) = (
+            ConfRef::new(Box::new(parent)),
+            ConfRef::new(Box::new(child)),
+            promise(),
+        );
         let names = |t: &HookTable, ph, sl| -> Vec<String> {
             t.get(ph, sl)
                 .iter()
@@ -529,16 +614,16 @@ mod tests {
                 })
                 .collect()
         };
-        let first = HookTable::merge(Inherit::ParentFirst, &p, &c);
+        let first = HookTable::merge(Inherit::ParentFirst, &p, &c, &m);
         assert_eq!(
             names(&first, Phase::TranslateName, Slot::Middle),
             ["p", "c"]
         );
         assert_eq!(names(&first, Phase::TranslateName, Slot::Early), ["ce"]);
         assert_eq!(names(&first, Phase::Fixups, Slot::Middle), ["pf"]);
-        let last = HookTable::merge(Inherit::ParentLast, &p, &c);
+        let last = HookTable::merge(Inherit::ParentLast, &p, &c, &m);
         assert_eq!(names(&last, Phase::TranslateName, Slot::Middle), ["c", "p"]);
-        let none = HookTable::merge(Inherit::None, &p, &c);
+        let none = HookTable::merge(Inherit::None, &p, &c, &m);
         assert!(none.get(Phase::Fixups, Slot::Middle).is_empty());
         assert_eq!(Slot::parse(Some("LATE")), Ok(Slot::Late));
         assert_eq!(
@@ -558,7 +643,7 @@ mod tests {
             codecache: Some(CodeCache::Forever),
             ..Default::default()
         };
-        let m = DirConfig::merge(&parent, &child);
+        let m = DirConfig::merge(&parent, &child, &promise());
         assert_eq!(m.scope(), Scope::Thread);
         assert_eq!(m.codecache(), CodeCache::Forever);
         assert_eq!(DirConfig::default().scope(), Scope::Once);

@@ -162,8 +162,8 @@ fn chunk_spec<'a>(cfg: &'a DirConfig, entry: &Entry<'a>) -> ChunkSpec<'a> {
         path: entry.path,
         stamp: entry.stamp,
         codecache: cfg.codecache(),
-        package_paths: &cfg.package_paths,
-        package_cpaths: &cfg.package_cpaths,
+        package_paths: &cfg.package_paths[..],
+        package_cpaths: &cfg.package_cpaths[..],
         inline: entry.inline,
     }
 }

@@ -119,8 +119,8 @@ fn start(r: Request<'_>, f: Filter<'_>, kind: FilterKind) -> Start {
     let Some(spec) = find_spec(cfg, &name, kind) else {
         return Start::Declined;
     };
-    let path = httpd::merge_path(r.pool(), cfg.root.as_deref(), &spec.file)
-        .unwrap_or_else(|| spec.file.clone());
+    let path =
+        httpd::merge_path(r.pool(), cfg.root(), &spec.file).unwrap_or_else(|| spec.file.clone());
     let entry = Entry::file(path.as_bytes(), &spec.function);
     let report = |failure: Failure| {
         log_failure(r, &entry, &format!("filter {name}"), &failure);

@@ -82,7 +82,7 @@ pub fn map_handler(r: Request<'_>) -> c_int {
         }
         let file = String::from_utf8_lossy(&interpolate(&mh.file, &caps)).into_owned();
         let function = String::from_utf8_lossy(&interpolate(&mh.function, &caps)).into_owned();
-        let path = httpd::merge_path(r.pool(), cfg.root.as_deref(), &file).unwrap_or(file);
+        let path = httpd::merge_path(r.pool(), cfg.root(), &file).unwrap_or(file);
         let entry = Entry::file(path.as_bytes(), &function);
         match dispatch::call(r, cfg, &entry) {
             Ok(Outcome::Number(n)) if n == DECLINED as i64 => continue,

@@ -29,7 +29,7 @@ pub fn run(r: Request<'_>, phase: Phase, slot: Slot) -> c_int {
     for spec in specs {
         let (path, inline) = match &spec.code {
             HookCode::File(f) => (
-                httpd::merge_path(r.pool(), cfg.root.as_deref(), f).unwrap_or_else(|| f.clone()),
+                httpd::merge_path(r.pool(), cfg.root(), f).unwrap_or_else(|| f.clone()),
                 None,
             ),
             HookCode::Inline(chunk) => (chunk.key.clone(), Some(&**chunk)),

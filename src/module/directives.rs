@@ -2,7 +2,7 @@
 //! plus `LuaShowErrors` (ours). Handlers parse into the typed config of `crate::config`.
 
 use super::guard::guard;
-use crate::apr::opt_cstr;
+use crate::apr::{opt_cstr, ConfRef};
 use crate::config::{
     parse_codecache, parse_inherit, parse_scope, DirConfig, FilterKind, FilterSpec, HookCode,
     HookSpec, InlineChunk, MapHandler, Phase, ServerConfig, Slot,
@@ -299,7 +299,7 @@ fn directive(
 
 /// The LuaRoot in effect where a directive is read (the section's own, else the server's).
 fn root_here(cmd: CmdParms<'_>, cfg: &DirConfig) -> Option<String> {
-    cfg.root.as_deref().map(str::to_string).or_else(|| {
+    cfg.root().map(str::to_string).or_else(|| {
         cmd.server_config_mut::<ServerConfig>()
             .and_then(|s| s.root.clone())
     })
@@ -312,7 +312,7 @@ unsafe extern "C" fn lua_root(
 ) -> *const c_char {
     directive(parms, mconfig, |cmd, cfg| {
         let root = arg(a).unwrap_or_default();
-        cfg.root = Some(Arc::from(root.as_str()));
+        cfg.root = Some(ConfRef::new(Box::new(root.clone())));
         if !cmd.in_section() {
             if let Some(s) = cmd.server_config_mut::<ServerConfig>() {
                 s.root = Some(root);
@@ -335,7 +335,7 @@ unsafe extern "C" fn lua_package_path(
 ) -> *const c_char {
     directive(parms, mconfig, |cmd, cfg| {
         let p = package_dir(cmd, cfg, a)?;
-        Arc::make_mut(&mut cfg.package_paths).push(p);
+        cfg.package_paths.make_mut().push(p);
         Ok(())
     })
 }
@@ -347,7 +347,7 @@ unsafe extern "C" fn lua_package_cpath(
 ) -> *const c_char {
     directive(parms, mconfig, |cmd, cfg| {
         let p = package_dir(cmd, cfg, a)?;
-        Arc::make_mut(&mut cfg.package_cpaths).push(p);
+        cfg.package_cpaths.make_mut().push(p);
         Ok(())
     })
 }
@@ -402,7 +402,7 @@ unsafe extern "C" fn lua_map_handler(
             CString::new(pattern.clone()).map_err(|_| "Invalid regex pattern!".to_string())?;
         let regex = Regex::compile(cmd.pool(), &re_src)
             .ok_or_else(|| "Invalid regex pattern!".to_string())?;
-        Arc::make_mut(&mut cfg.map_handlers).push(Arc::new(MapHandler {
+        cfg.map_handlers.make_mut().push(Arc::new(MapHandler {
             pattern,
             regex,
             file: arg(file).unwrap_or_default(),
@@ -484,7 +484,7 @@ fn add_file_hook(
         code: HookCode::File(file.unwrap_or_default()),
         function: function.filter(|f| !f.is_empty()),
     };
-    Arc::make_mut(&mut cfg.hooks).push(phase, slot, spec);
+    cfg.hooks.make_mut().push(phase, slot, spec);
     Ok(())
 }
 
@@ -610,7 +610,7 @@ unsafe extern "C" fn lua_bytecode_hack(
             code: HookCode::Inline(def.chunk.clone()),
             function: def.function.clone(),
         };
-        Arc::make_mut(&mut cfg.hooks).push(def.phase, def.slot, spec);
+        cfg.hooks.make_mut().push(def.phase, def.slot, spec);
         Ok(())
     })
 }
@@ -668,7 +668,7 @@ unsafe extern "C" fn lua_filter(
         };
         let name = arg(name).unwrap_or_default();
         super::register_filter(cmd, &name, kind);
-        Arc::make_mut(&mut cfg.filters).push(Arc::new(FilterSpec {
+        cfg.filters.make_mut().push(Arc::new(FilterSpec {
             name,
             file: arg(file).unwrap_or_default(),
             function: arg(function).unwrap_or_default(),

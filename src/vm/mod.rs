@@ -14,7 +14,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
-use std::sync::Arc;
 
 const PRELUDE: &str = include_str!("prelude.lua");
 
@@ -59,8 +58,8 @@ pub struct ChunkSpec<'a> {
     pub stamp: Option<FileStamp>,
     pub codecache: CodeCache,
     /// `LuaPackagePath` / `LuaPackageCPath` entries in effect.
-    pub package_paths: &'a Arc<Vec<String>>,
-    pub package_cpaths: &'a Arc<Vec<String>>,
+    pub package_paths: &'a [String],
+    pub package_cpaths: &'a [String],
     /// Code given in the configuration instead of a file (`path` is then its key).
     pub inline: Option<&'a InlineChunk>,
 }
@@ -169,8 +168,8 @@ struct ChunkEntry {
 
 /// A module profile (package.path/cpath and loaded table) and the config lists it came from.
 struct Profile {
-    paths: Arc<Vec<String>>,
-    cpaths: Arc<Vec<String>>,
+    paths: Vec<String>,
+    cpaths: Vec<String>,
     table: Table,
 }
 
@@ -459,8 +458,8 @@ impl Vm {
         let p = munge_path(&self.base_path, "./?.lua", dir, spec.package_paths);
         let c = munge_path(&self.base_cpath, "./?.so", dir, spec.package_cpaths);
         let profile = Rc::new(Profile {
-            paths: spec.package_paths.clone(),
-            cpaths: spec.package_cpaths.clone(),
+            paths: spec.package_paths.to_vec(),
+            cpaths: spec.package_cpaths.to_vec(),
             table: self.new_profile.call::<Table>((p, c))?,
         });
         self.chunks.borrow_mut().insert(
@@ -513,8 +512,8 @@ impl Vm {
     }
 }
 
-fn same_list(a: &Arc<Vec<String>>, b: &Arc<Vec<String>>) -> bool {
-    Arc::ptr_eq(a, b) || a == b
+fn same_list(a: &[String], b: &[String]) -> bool {
+    a == b
 }
 
 /// Prepares a script's text as `luaL_loadfile` would (skip a UTF-8 BOM and a `#` first line,

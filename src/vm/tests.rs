@@ -34,11 +34,11 @@ impl Drop for Dir {
     }
 }
 
-fn empty() -> Arc<Vec<String>> {
-    Arc::new(Vec::new())
+fn empty() -> Vec<String> {
+    Vec::new()
 }
 
-fn spec<'a>(path: &'a Path, cc: CodeCache, paths: &'a Arc<Vec<String>>) -> ChunkSpec<'a> {
+fn spec<'a>(path: &'a Path, cc: CodeCache, paths: &'a [String]) -> ChunkSpec<'a> {
     ChunkSpec {
         path: path.as_os_str().as_encoded_bytes(),
         stamp: None,
@@ -230,7 +230,7 @@ fn require_uses_script_dir_and_package_path_and_isolates_edits() {
          function handle() return require('sib').v .. ',' .. require('far').v .. ',' .. #package.path end",
     );
     let vm = Vm::new(&setup()).unwrap();
-    let paths = Arc::new(vec![format!("{}/lib/?.lua", d.0.display())]);
+    let paths = vec![format!("{}/lib/?.lua", d.0.display())];
     let s = ChunkSpec {
         path: p.as_os_str().as_encoded_bytes(),
         stamp: None,
