@@ -29,6 +29,76 @@ pub type RawFn = fn(&Stack<'_>) -> Returned;
 /// LuaJIT see garbage (found under valgrind: "uninitialised value ... stack allocation").
 pub type Returned = Result<usize, String>;
 
+/// `Ok(DELEGATE)`: instead of returning results, call the function's upvalue 2 with the
+/// arguments and return what it returns (a fast path falling back to the function it
+/// replaces). Whatever the RawFn pushed is dropped first.
+pub const DELEGATE: usize = usize::MAX;
+
+/// A Lua number.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+/// The bytes of a Lua string, which Lua follows with a NUL, compared as Lua's `<` compares
+/// strings (`l_strcmp`: `strcoll` in the current locale, segment by segment around embedded
+/// NULs).
+#[derive(Clone, Copy)]
+pub struct LuaStr<'l>(&'l [u8]);
+
+/// Whether `strcoll` in the calling thread's locale orders strings as `strcmp` does (the "C"
+/// or "POSIX" collation, which httpd runs under unless a script calls os.setlocale): then
+/// Lua's string order is plain byte order, embedded NULs included.
+pub fn collation_is_bytewise() -> bool {
+    // glibc's value of LC_GLOBAL_LOCALE.
+    const GLOBAL: libc::locale_t = -1isize as libc::locale_t;
+    // SAFETY: uselocale(0) only reads the thread's locale; setlocale with a NULL locale only
+    // returns the current name (a concurrent os.setlocale in another thread races with it
+    // exactly as it does with Lua's own os.setlocale queries).
+    unsafe {
+        if libc::uselocale(std::ptr::null_mut()) != GLOBAL {
+            return false;
+        }
+        let name = libc::setlocale(libc::LC_COLLATE, std::ptr::null());
+        !name.is_null() && matches!(CStr::from_ptr(name).to_bytes(), b"C" | b"POSIX")
+    }
+}
+
+impl LuaStr<'_> {
+    pub fn bytes(&self) -> &[u8] {
+        self.0
+    }
+
+    pub fn coll_cmp(&self, other: &LuaStr<'_>) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        let (mut a, mut b) = (self.0, other.0);
+        loop {
+            // SAFETY: `a` and `b` are tails of Lua strings starting after a NUL or at the
+            // start, so a NUL ends each segment within the string's allocation (Lua keeps
+            // one after the last byte).
+            let c = unsafe { libc::strcoll(a.as_ptr().cast(), b.as_ptr().cast()) };
+            if c != 0 {
+                return c.cmp(&0);
+            }
+            let za = a.iter().position(|&x| x == 0).unwrap_or(a.len());
+            let zb = b.iter().position(|&x| x == 0).unwrap_or(b.len());
+            if zb == b.len() {
+                return if za == a.len() {
+                    Ordering::Equal
+                } else {
+                    Ordering::Greater
+                };
+            }
+            if za == a.len() {
+                return Ordering::Less;
+            }
+            a = &a[za + 1..];
+            b = &b[zb + 1..];
+        }
+    }
+}
+
 /// Lua's value types, as `lua_type` tells them.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
@@ -310,6 +380,84 @@ impl<'l> Stack<'l> {
         unsafe { ffi::lua_rawlen(self.l, t) }
     }
 
+    fn check_arg_table(&self, t: c_int) {
+        assert!(
+            t >= 1 && t <= self.args && self.kind(t) == Kind::Table,
+            "not a table argument"
+        );
+    }
+
+    /// Pushes `t[n]` (raw) of the table argument `t`; returns its kind.
+    pub fn arg_raw_geti(&self, t: c_int, n: i64) -> Kind {
+        self.check_arg_table(t);
+        // SAFETY: `t` is a table argument; the caller keeps within its stack space.
+        Kind::of(unsafe { ffi::lua_rawgeti(self.l, t, n as _) })
+    }
+
+    /// `t[n] = v` (raw) in the table argument `t` for the value on top, which is popped.
+    pub fn arg_raw_seti(&self, t: c_int, n: i64) {
+        self.check_arg_table(t);
+        assert!(self.top() > self.args, "no value pushed");
+        // SAFETY: as arg_raw_geti.
+        unsafe { ffi::lua_rawseti(self.l, t, n as _) }
+    }
+
+    /// The raw length of the table argument `t`.
+    pub fn arg_raw_len(&self, t: c_int) -> usize {
+        self.check_arg_table(t);
+        // SAFETY: `t` is a table argument.
+        unsafe { ffi::lua_rawlen(self.l, t) }
+    }
+
+    /// Whether the value at `i` has a metatable.
+    pub fn has_metatable(&self, i: c_int) -> bool {
+        if self.kind(i) == Kind::None {
+            return false;
+        }
+        // SAFETY: a valid index; lua_getmetatable pushes only when it returns non-zero, and
+        // that value is popped at once.
+        unsafe {
+            if ffi::lua_getmetatable(self.l, i) == 0 {
+                return false;
+            }
+            ffi::lua_settop(self.l, -2);
+        }
+        true
+    }
+
+    /// The kind of any value on this call's stack (arguments and values it pushed).
+    fn kind_on_stack(&self, i: c_int) -> Kind {
+        if i < 1 || i > self.top() {
+            return Kind::None;
+        }
+        // SAFETY: a valid index of this call's stack.
+        Kind::of(unsafe { ffi::lua_type(self.l, i) })
+    }
+
+    /// The string at `i` (an argument or a value this call pushed, which must stay on the
+    /// stack while the result is used; numbers are not converted), ordered as Lua orders
+    /// strings.
+    pub fn lua_str(&self, i: c_int) -> Option<LuaStr<'l>> {
+        (self.kind_on_stack(i) == Kind::String).then(|| LuaStr(self.tostring(i)))
+    }
+
+    /// The number at `i` (an argument or a value this call pushed), keeping Lua 5.3+'s
+    /// integer/float distinction.
+    #[cfg(not(feature = "luajit"))]
+    pub fn number(&self, i: c_int) -> Option<Number> {
+        if self.kind_on_stack(i) != Kind::Number {
+            return None;
+        }
+        // SAFETY: slot `i` holds a number.
+        unsafe {
+            Some(if ffi::lua_isinteger(self.l, i) != 0 {
+                Number::Int(ffi::lua_tointegerx(self.l, i, std::ptr::null_mut()))
+            } else {
+                Number::Float(ffi::lua_tonumberx(self.l, i, std::ptr::null_mut()))
+            })
+        }
+    }
+
     /// Pushes a copy of the value at `i` (pushed by this call, or an argument).
     pub fn push_copy(&self, i: c_int) {
         assert!(i >= 1 && i <= self.top(), "invalid index");
@@ -438,14 +586,24 @@ pub fn userdata_of<'u, T: RawUserData>(lua: &Lua, ud: &'u AnyUserData) -> Option
 }
 
 unsafe extern "C-unwind" fn trampoline(l: *mut lua_State) -> c_int {
-    let n = run(l);
-    if n < 0 {
-        // Every Rust value of the call is gone: this frame has nothing to drop.
-        ffi::lua_error(l)
-    } else {
-        n as c_int
+    let args = ffi::lua_gettop(l);
+    match run(l) {
+        // Every Rust value of the call is gone: this frame has nothing to drop when Lua
+        // raises (here or in the delegate).
+        FAILED => ffi::lua_error(l),
+        DELEGATED => {
+            ffi::lua_settop(l, args);
+            ffi::lua_pushvalue(l, ffi::lua_upvalueindex(2));
+            ffi::lua_insert(l, 1);
+            ffi::lua_call(l, args, ffi::LUA_MULTRET);
+            ffi::lua_gettop(l)
+        }
+        n => n as c_int,
     }
 }
+
+const FAILED: isize = -1;
+const DELEGATED: isize = -2;
 
 /// Runs the RawFn in upvalue 1; on failure pushes the message and returns -1.
 unsafe fn run(l: *mut lua_State) -> isize {
@@ -458,7 +616,8 @@ unsafe fn run(l: *mut lua_State) -> isize {
         _call: PhantomData,
     };
     let message = match catch_unwind(AssertUnwindSafe(|| f(&stack))) {
-        Ok(Ok(n)) => return n.min(isize::MAX as usize) as isize,
+        Ok(Ok(DELEGATE)) => return DELEGATED,
+        Ok(Ok(n)) => return n.min(c_int::MAX as usize) as isize,
         Ok(Err(m)) => m,
         Err(panic) => format!(
             "Rust panic: {}",
@@ -470,7 +629,7 @@ unsafe fn run(l: *mut lua_State) -> isize {
         ),
     };
     ffi::lua_pushlstring(l, message.as_ptr().cast(), message.len());
-    -1
+    FAILED
 }
 
 /// A Lua function running `f`.
@@ -583,6 +742,37 @@ fn light(live: &LiveRequest) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lua_string_order_is_byte_order_in_the_c_locale() {
+        // Test processes never call setlocale: they run in the "C" locale.
+        assert!(collation_is_bytewise());
+        let words: [&[u8]; 9] = [
+            b"",
+            b"a",
+            b"a\0",
+            b"a\0a",
+            b"a\0b",
+            b"ab",
+            b"b",
+            b"\xc3\xa9",
+            b"Z",
+        ];
+        // Lua keeps a NUL after every string's bytes.
+        let stored: Vec<Vec<u8>> = words.iter().map(|w| [*w, b"\0"].concat()).collect();
+        let strs: Vec<LuaStr<'_>> = stored.iter().map(|s| LuaStr(&s[..s.len() - 1])).collect();
+        for a in &strs {
+            for b in &strs {
+                assert_eq!(
+                    a.coll_cmp(b),
+                    a.bytes().cmp(b.bytes()),
+                    "{:?} {:?}",
+                    a.bytes(),
+                    b.bytes()
+                );
+            }
+        }
+    }
 
     struct Probe(i64);
 

@@ -128,6 +128,37 @@ const SCRIPTS: &[(&str, &str)] = &[
          select(2, pcall(string.lower, {}))) end",
     ),
     (
+        // table.sort has a native fast path (strings, integers or floats, no comparator).
+        "sort.lua",
+        r#"function handle(r)
+  local function e(f) local ok, err = pcall(f) return ok and "ok" or (tostring(err):gsub("^.-:%d+: ", "")) end
+  local function show(t) local o = {} for i, v in ipairs(t) do o[i] = (tostring(v):gsub("%z", "0")) end return table.concat(o, ",") end
+  local s = {"pear", "apple", "Zebra", "a\0b", "a\0a", "a", "", "éclair", "apple", "banana"}
+  table.sort(s)
+  local ints = {5, -3, 99, 0, 7, 7, math.maxinteger, math.mininteger}
+  table.sort(ints)
+  local floats = {2.5, -1.25, 1e300, -0.0, 3.75, 0.5}
+  table.sort(floats)
+  local mixed = {3, 1.5, 2, -1.0}
+  table.sort(mixed)
+  local desc = {1, 5, 3}
+  table.sort(desc, function(a, b) return a > b end)
+  local big = {} for i = 1, 300 do big[i] = string.format("k%04d", (i * 7919) % 1000) end
+  table.sort(big)
+  local okbig = true for i = 2, #big do if big[i - 1] > big[i] then okbig = false end end
+  local one = {"x"} table.sort(one)
+  local empty = {} table.sort(empty)
+  r:puts(show(s), "|", show(ints), "|", show(floats), "|", show(mixed), "|", show(desc), "|", tostring(okbig), big[1], big[300], "|",
+    show(one), #empty, "|",
+    e(function() table.sort({3, "x", 1}) end), "|", e(function() table.sort({1, nil, 3}) end), "|",
+    e(function() table.sort(nil) end), "|", e(function() table.sort({}, 5) end), "|", e(function() table.sort() end), "|",
+    e(function() table.sort({1, 0/0, 2, 0/0, 5, 0/0, 3}) end), "|",
+    e(function() table.sort(setmetatable({}, {__len = function() return 3 end, __index = function(_, i) return 4 - i end, __newindex = function() end})) end), "|",
+    select(2, pcall(table.sort)), "|", e(function() table.sort({true, false}) end))
+end
+"#,
+    ),
+    (
         "custom.lua",
         "function handle(r) r:custom_response(410, 'gone for good') return 410 end",
     ),
@@ -211,6 +242,7 @@ const REQUESTS: &[Req] = &[
     get("/ivm.lua"),
     get("/custom.lua"),
     get("/case.lua"),
+    get("/sort.lua"),
 ];
 
 const COMPARED_HEADERS: &[&str] = &[

@@ -2,10 +2,10 @@
 pub mod args;
 pub mod db;
 pub mod encode;
+mod fastlib;
 pub mod form;
 pub mod request;
 pub mod server;
-mod strlib;
 pub mod websocket;
 
 use mlua::{Lua, Table, Value};
@@ -34,7 +34,7 @@ const TEST_DEFINE: &std::ffi::CStr = c"MOD_LUA_RS_TESTING";
 /// Installs the module's API into a new Lua state (the `VmSetup::install` of every VM).
 pub fn install(lua: &Lua) -> mlua::Result<()> {
     request::install(lua)?;
-    strlib::install(lua)?;
+    fastlib::install(lua)?;
     let apache2 = lua.create_table()?;
     apache2.set("version", crate::httpd::server_banner())?;
     for (k, v) in CONSTANTS {
