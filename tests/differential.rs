@@ -245,6 +245,8 @@ const REQUESTS: &[Req] = &[
     get("/sort.lua"),
 ];
 
+const PUC_LUA_ONLY: &[&str] = &["/case.lua", "/sort.lua"];
+
 const COMPARED_HEADERS: &[&str] = &[
     "content-type",
     "content-length",
@@ -288,7 +290,13 @@ fn same_responses_as_debian_mod_lua() {
         assert_eq!((r.status, r.text().as_str()), (200, "Hello Lua World!\n"));
         assert_eq!(s.get("/map/x_quietly").text(), "hello!");
     }
+    // Scripts that exercise Lua 5.3/5.4 language details (patterns with NUL, integer
+    // subtypes) compare only when our module runs PUC Lua, as mod_lua does.
+    let luajit = std::env::var("MOD_LUA_RS_FEATURES").is_ok_and(|f| f.contains("luajit"));
     for req in REQUESTS {
+        if luajit && PUC_LUA_ONLY.contains(&req.path) {
+            continue;
+        }
         let a = ours.request(req.method, req.path, req.headers, req.body);
         let b = theirs.request(req.method, req.path, req.headers, req.body);
         let what = format!("{} {}", req.method, req.path);
