@@ -17,6 +17,10 @@ use std::rc::Rc;
 
 const PRELUDE: &str = include_str!("prelude.lua");
 
+/// How much a VM's Lua heap may grow past its size after the last full collection before the
+/// VM is collected on its way back to the pool.
+const IDLE_GARBAGE: usize = 64 * 1024;
+
 /// A fast hasher for the VM's maps, keyed by script paths from the configuration and the file
 /// system (SipHash's flooding resistance buys nothing there and costs on every call).
 #[derive(Default)]
@@ -205,6 +209,8 @@ pub struct Vm {
     persistent_envs: RefCell<PathMap<EnvEntry>>,
     generation: Cell<u64>,
     poisoned: Cell<bool>,
+    /// Lua heap size after the last full collection.
+    collected_at: Cell<usize>,
 }
 
 impl Vm {
@@ -230,6 +236,7 @@ impl Vm {
             persistent_envs: RefCell::default(),
             generation: Cell::new(0),
             poisoned: Cell::new(false),
+            collected_at: Cell::new(0),
         })
     }
 
@@ -246,9 +253,16 @@ impl Vm {
         self.poisoned.get()
     }
 
-    /// Forgets request-scope environments (called when the VM's request ends).
+    /// Forgets request-scope environments (called when the VM's request ends), and collects
+    /// the garbage of a VM that has made more than [`IDLE_GARBAGE`] since its last collection:
+    /// an idle VM allocates nothing, so Lua's incremental collector would leave that garbage
+    /// in every pooled VM until it is used again.
     pub fn end_request(&self) {
         self.request_envs.borrow_mut().clear();
+        if self.lua.used_memory() > self.collected_at.get() + IDLE_GARBAGE {
+            let _ = self.lua.gc_collect();
+            self.collected_at.set(self.lua.used_memory());
+        }
     }
 
     /// Finds `function` in the script's environment for `mode`, loading or reloading the

@@ -362,3 +362,30 @@ fn shared_pool_reuses_vms() {
     pool::checkin(vm);
     assert_eq!(pool::shared_idle(), before);
 }
+
+#[test]
+fn a_vm_going_back_to_the_pool_sheds_its_garbage() {
+    let vm = Vm::new(&setup()).unwrap();
+    vm.lua().gc_stop();
+    vm.end_request();
+    let base = vm.lua().used_memory();
+    // A little garbage stays for Lua's own collector ...
+    vm.lua()
+        .load("local t = {} for i = 1, 100 do t[i] = {} end")
+        .exec()
+        .unwrap();
+    vm.end_request();
+    assert!(vm.lua().used_memory() > base);
+    // ... a lot is collected before the VM waits idle in a pool.
+    vm.lua()
+        .load("for i = 1, 2000 do local s = string.rep('x', 100) .. i end")
+        .exec()
+        .unwrap();
+    assert!(vm.lua().used_memory() > base + IDLE_GARBAGE);
+    vm.end_request();
+    assert!(
+        vm.lua().used_memory() < base + IDLE_GARBAGE / 4,
+        "{} vs {base}",
+        vm.lua().used_memory()
+    );
+}
