@@ -102,7 +102,6 @@ fn sort_slots<K>(st: &Stack<'_>, mut items: Vec<(i32, K)>, cmp: impl Fn(&K, &K) 
     }
 }
 
-#[cfg(not(feature = "luajit"))]
 fn sort(st: &Stack<'_>) -> Returned {
     use luac::Number;
     const NAME: &str = "table.sort";
@@ -179,17 +178,12 @@ fn sort(st: &Stack<'_>) -> Returned {
 }
 
 pub fn install(lua: &Lua) -> mlua::Result<()> {
-    #[cfg(not(feature = "luajit"))]
-    {
-        let string: Table = lua.globals().get("string")?;
-        string.raw_set("upper", luac::function(lua, upper)?)?;
-        string.raw_set("lower", luac::function(lua, lower)?)?;
-        let table: Table = lua.globals().get("table")?;
-        let original: mlua::Function = table.raw_get("sort")?;
-        table.raw_set("sort", luac::closure(lua, sort, original)?)?;
-    }
-    #[cfg(feature = "luajit")]
-    let _ = lua;
+    let string: Table = lua.globals().get("string")?;
+    string.raw_set("upper", luac::function(lua, upper)?)?;
+    string.raw_set("lower", luac::function(lua, lower)?)?;
+    let table: Table = lua.globals().get("table")?;
+    let original: mlua::Function = table.raw_get("sort")?;
+    table.raw_set("sort", luac::closure(lua, sort, original)?)?;
     Ok(())
 }
 
