@@ -378,7 +378,7 @@ fn a_vm_going_back_to_the_pool_sheds_its_garbage() {
     assert!(vm.lua().used_memory() > base);
     // ... a lot is collected before the VM waits idle in a pool.
     vm.lua()
-        .load("for i = 1, 2000 do local s = string.rep('x', 100) .. i end")
+        .load("G = {} for i = 1, 2000 do G[i] = string.rep('x', 100) .. i end G = nil")
         .exec()
         .unwrap();
     assert!(vm.lua().used_memory() > base + IDLE_GARBAGE);
