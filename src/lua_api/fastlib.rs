@@ -152,23 +152,28 @@ fn sort(st: &Stack<'_>) -> Returned {
             let nums: Vec<_> = (0..n)
                 .map(|i| (slot(i), st.number(slot(i)).expect("a number")))
                 .collect();
-            if nums.iter().all(|(_, v)| matches!(v, Number::Int(_))) {
-                let ints = nums
-                    .into_iter()
-                    .map(|(s, v)| (s, if let Number::Int(i) = v { i } else { 0 }));
-                sort_slots(st, ints.collect(), |a, b| a.cmp(b));
-            } else if nums
+            let ints: Option<Vec<(i32, i64)>> = nums
                 .iter()
-                .all(|(_, v)| matches!(v, Number::Float(f) if !f.is_nan()))
-            {
-                let floats = nums
-                    .into_iter()
-                    .map(|(s, v)| (s, if let Number::Float(f) = v { f } else { 0.0 }));
-                sort_slots(st, floats.collect(), |a, b| {
+                .map(|&(s, v)| match v {
+                    Number::Int(i) => Some((s, i)),
+                    Number::Float(_) => None,
+                })
+                .collect();
+            let floats: Option<Vec<(i32, f64)>> = nums
+                .iter()
+                .map(|&(s, v)| match v {
+                    Number::Float(f) if !f.is_nan() => Some((s, f)),
+                    _ => None,
+                })
+                .collect();
+            match (ints, floats) {
+                (Some(ints), _) => sort_slots(st, ints, |a, b| a.cmp(b)),
+                // Without NaN, floats are totally ordered (0.0 and -0.0 equal, as in Lua).
+                (_, Some(floats)) => sort_slots(st, floats, |a, b| {
                     a.partial_cmp(b).unwrap_or(Ordering::Equal)
-                });
-            } else {
-                return Ok(DELEGATE);
+                }),
+                // Integers mixed with floats, or NaN: Lua's own comparisons decide.
+                (None, None) => return Ok(DELEGATE),
             }
         }
         _ => return Ok(DELEGATE),
