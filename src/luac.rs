@@ -443,18 +443,26 @@ impl<'l> Stack<'l> {
 
     /// The number at `i` (an argument or a value this call pushed), keeping Lua 5.3+'s
     /// integer/float distinction.
-    #[cfg(not(feature = "luajit"))]
+    /// (LuaJIT has no integer subtype: every number is a float.)
     pub fn number(&self, i: c_int) -> Option<Number> {
         if self.kind_on_stack(i) != Kind::Number {
             return None;
         }
         // SAFETY: slot `i` holds a number.
         unsafe {
-            Some(if ffi::lua_isinteger(self.l, i) != 0 {
-                Number::Int(ffi::lua_tointegerx(self.l, i, std::ptr::null_mut()))
-            } else {
-                Number::Float(ffi::lua_tonumberx(self.l, i, std::ptr::null_mut()))
-            })
+            #[cfg(not(feature = "luajit"))]
+            if ffi::lua_isinteger(self.l, i) != 0 {
+                return Some(Number::Int(ffi::lua_tointegerx(
+                    self.l,
+                    i,
+                    std::ptr::null_mut(),
+                )));
+            }
+            Some(Number::Float(ffi::lua_tonumberx(
+                self.l,
+                i,
+                std::ptr::null_mut(),
+            )))
         }
     }
 

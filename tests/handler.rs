@@ -5,6 +5,50 @@ mod common;
 use common::*;
 
 const SCRIPTS: &[(&str, &str)] = &[
+    (
+        // table.sort (native fast path where it applies) against a plain insertion sort by `<`.
+        "sortcheck.lua",
+        r#"
+local function reference(t)
+  local r = {}
+  for i, v in ipairs(t) do
+    local j = i - 1
+    while j >= 1 and v < r[j] do r[j + 1] = r[j]; j = j - 1 end
+    r[j + 1] = v
+  end
+  return r
+end
+local function same(a, b)
+  if #a ~= #b then return false end
+  for i = 1, #a do if a[i] ~= b[i] then return false end end
+  return true
+end
+function handle(r)
+  math.randomseed(7)
+  local bad = 0
+  for round = 1, 200 do
+    local n = math.random(0, 60)
+    local strs, nums, ints = {}, {}, {}
+    for i = 1, n do
+      strs[i] = string.char(math.random(0, 255), math.random(97, 99)) .. tostring(math.random(1, 5))
+      nums[i] = (math.random() - 0.5) * 1000
+      ints[i] = math.floor(nums[i])
+    end
+    for _, t in ipairs({strs, nums, ints}) do
+      local want = reference(t)
+      table.sort(t)
+      if not same(t, want) then bad = bad + 1 end
+    end
+  end
+  local desc = {3, 1, 2}
+  table.sort(desc, function(a, b) return a > b end)
+  local ok, err = pcall(table.sort, {1, "x", 2})
+  local ok2, err2 = pcall(function() table.sort(nil) end)
+  r:puts(bad, "|", table.concat(desc, ","), "|", tostring(ok), "|", tostring(err):match("attempt to compare") or err,
+    "|", (tostring(err2):gsub("^.-:%d+: ", "")))
+end
+"#,
+    ),
     ("hello.lua", "function handle(r)\n  r.content_type = 'text/plain'\n  r:puts('Hello Lua World!\\n')\nend\n"),
     ("multi.lua", "function handle(r) r:puts('a', 1, 2.5, 'b') end"),
     ("write.lua", "function handle(r) local n = r:write('x\\0y') r:puts(':', n) end"),
@@ -407,4 +451,13 @@ fn completed_responses_keep_framing_and_the_connection() {
         assert_eq!((r.status, r.text().as_str()), (200, expected));
     }
     s.assert_no_crash();
+}
+
+#[test]
+fn table_sort_orders_as_lua_compares() {
+    let Some(s) = server() else { return };
+    assert_eq!(
+        s.get("/sortcheck.lua").text(),
+        "0|3,2,1|false|attempt to compare|bad argument #1 to 'sort' (table expected, got nil)"
+    );
 }

@@ -1,38 +1,39 @@
-//! Faster standard library functions for PUC Lua (5.3, 5.4): the same results and errors,
-//! less work.
+//! Faster standard library functions: the same results and errors, less work.
 //!
-//! - `string.upper` / `string.lower`: PUC Lua maps a string one byte at a time through the C
-//!   library's `toupper`/`tolower` into a `luaL_Buffer`, about eight instructions a byte,
-//!   which made upper-casing a 64 KB response in an output filter cost more than the rest of
-//!   the request. These give the same bytes in whatever C locale the thread runs under: a
-//!   long string is mapped through a 256-entry table read from the C library on each call,
-//!   and when that table is plain ASCII case mapping (the "C" locale httpd runs in unless a
-//!   script calls os.setlocale) through a branch-free loop the compiler vectorises.
-//! - `table.sort` without a comparison function, on a table without a metatable whose
-//!   elements are all strings, all integers or all floats (no NaN): sorted in Rust with the
-//!   order Lua's `<` gives (strings through `strcoll` as Lua compares them, or by bytes in the
-//!   "C" collation, where that is the same order); PUC Lua's sort
-//!   goes through `lua_geti`/`lua_compare`/`lua_seti` for every step. Anything else (a
-//!   comparison function, metatables, mixed or other values) is handed to the original.
-//!   Only which of several equal elements lands where can differ (Lua's sort is not stable
-//!   either); equal strings are indistinguishable, and integer/float mixes go to the original.
-//!
-//! LuaJIT keeps its own functions: its string functions are ASCII fast functions the JIT
-//! compiles.
+//! - `string.upper` / `string.lower` (PUC Lua 5.3, 5.4): PUC Lua maps a string one byte at a
+//!   time through the C library's `toupper`/`tolower` into a `luaL_Buffer`, about eight
+//!   instructions a byte, which made upper-casing a 64 KB response in an output filter cost
+//!   more than the rest of the request. These give the same bytes in whatever C locale the
+//!   thread runs under: a long string is mapped through a 256-entry table read from the C
+//!   library on each call, and when that table is plain ASCII case mapping (the "C" locale
+//!   httpd runs in unless a script calls os.setlocale) through a branch-free loop the
+//!   compiler vectorises. LuaJIT keeps its own, which are ASCII fast functions its JIT
+//!   compiles.
+//! - `table.sort` without a comparison function, on a table whose elements are all strings,
+//!   all integers or all floats (no NaN): sorted in Rust with the order Lua's `<` gives
+//!   (strings through `strcoll` as PUC Lua compares them, or by bytes in the "C" collation and
+//!   in LuaJIT, where that is the same order); the interpreters' sorts go through a C API call
+//!   or a comparison per step. PUC Lua tables with a metatable, a comparison function, or
+//!   mixed or other values are handed to the original. Only which of several equal elements
+//!   lands where can differ (Lua's sort is not stable either); equal strings are
+//!   indistinguishable, and integer/float mixes go to the original.
 
 use crate::luac::{self, Kind, Returned, Stack, DELEGATE};
 use mlua::{Lua, Table};
 use std::cmp::Ordering;
 
 /// Below this length the per-byte C library call is cheaper than building the table.
+#[cfg(not(feature = "luajit"))]
 const TABLE_FROM: usize = 128;
 
+#[cfg(not(feature = "luajit"))]
 #[derive(Clone, Copy)]
 enum Case {
     Upper,
     Lower,
 }
 
+#[cfg(not(feature = "luajit"))]
 impl Case {
     /// The name an argument error gives when the call site has none (luaL_argerror's lookup
     /// in package.loaded).
@@ -79,16 +80,19 @@ impl Case {
     }
 }
 
+#[cfg(not(feature = "luajit"))]
 fn convert(st: &Stack<'_>, case: Case) -> Returned {
     let s = st.string_arg(1, case.name())?;
     st.push_bytes(&case.map(s));
     Ok(1)
 }
 
+#[cfg(not(feature = "luajit"))]
 fn upper(st: &Stack<'_>) -> Returned {
     convert(st, Case::Upper)
 }
 
+#[cfg(not(feature = "luajit"))]
 fn lower(st: &Stack<'_>) -> Returned {
     convert(st, Case::Lower)
 }
@@ -102,32 +106,63 @@ fn sort_slots<K>(st: &Stack<'_>, mut items: Vec<(i32, K)>, cmp: impl Fn(&K, &K) 
     }
 }
 
-fn sort(st: &Stack<'_>) -> Returned {
-    use luac::Number;
-    const NAME: &str = "table.sort";
+/// table.sort's own argument checks: `Ok(Some(n))` to sort `n` elements here, `Ok(None)`
+/// for Lua's sort to do it. PUC Lua reads and writes through metamethods and checks nothing
+/// more for fewer than two elements.
+#[cfg(not(feature = "luajit"))]
+fn sort_args(st: &Stack<'_>) -> Result<Option<usize>, String> {
     match st.kind(1) {
         Kind::Table if !st.has_metatable(1) => {}
         // A table with metamethods, or a value whose metatable may make it table-like.
-        Kind::Table => return Ok(DELEGATE),
-        _ if st.has_metatable(1) => return Ok(DELEGATE),
-        k => {
-            let msg = format!("table expected, got {}", k.name());
-            return Err(st.arg_error(1, NAME, &msg));
-        }
+        Kind::Table => return Ok(None),
+        _ if st.has_metatable(1) => return Ok(None),
+        k => return Err(type_error(st, 1, "table", k)),
     }
-    // As Lua's sort: nothing is checked further for fewer than two elements.
     let n = st.arg_raw_len(1);
     if n < 2 {
-        return Ok(0);
+        return Ok(Some(n));
     }
+    comparator(st).map(|none| none.then_some(n))
+}
+
+/// LuaJIT's: a real table (it sorts with raw reads and writes), and the comparison function
+/// checked first.
+#[cfg(feature = "luajit")]
+fn sort_args(st: &Stack<'_>) -> Result<Option<usize>, String> {
+    match st.kind(1) {
+        Kind::Table => {}
+        k => return Err(type_error(st, 1, "table", k)),
+    }
+    Ok(comparator(st)?.then(|| st.arg_raw_len(1)))
+}
+
+/// True when no comparison function was given; an error for a value that is not one.
+fn comparator(st: &Stack<'_>) -> Result<bool, String> {
     match st.kind(2) {
-        Kind::None | Kind::Nil => {}
-        Kind::Function => return Ok(DELEGATE),
-        k => {
-            let msg = format!("function expected, got {}", k.name());
-            return Err(st.arg_error(2, NAME, &msg));
-        }
+        Kind::None | Kind::Nil => Ok(true),
+        Kind::Function => Ok(false),
+        k => Err(type_error(st, 2, "function", k)),
     }
+}
+
+fn type_error(st: &Stack<'_>, arg: i32, expected: &str, got: Kind) -> String {
+    let msg = format!("{expected} expected, got {}", got.name());
+    st.arg_error(arg, "table.sort", &msg)
+}
+
+/// Whether strings sort by their bytes: always in LuaJIT (it compares strings with memcmp),
+/// in PUC Lua when the collation is "C".
+fn strings_bytewise() -> bool {
+    cfg!(feature = "luajit") || luac::collation_is_bytewise()
+}
+
+fn sort(st: &Stack<'_>) -> Returned {
+    use luac::Number;
+    let n = match sort_args(st)? {
+        Some(n) if n < 2 => return Ok(0),
+        Some(n) => n,
+        None => return Ok(DELEGATE),
+    };
     if n >= i32::MAX as usize - st.top() as usize || st.reserve(n as i32 + 2).is_err() {
         return Ok(DELEGATE);
     }
@@ -142,7 +177,7 @@ fn sort(st: &Stack<'_>) -> Returned {
     match first {
         Kind::String => {
             let items = (0..n).map(|i| (slot(i), st.lua_str(slot(i)).expect("a string")));
-            if luac::collation_is_bytewise() {
+            if strings_bytewise() {
                 sort_slots(st, items.collect(), |a, b| a.bytes().cmp(b.bytes()));
             } else {
                 sort_slots(st, items.collect(), |a, b| a.coll_cmp(b));
@@ -183,15 +218,19 @@ fn sort(st: &Stack<'_>) -> Returned {
 }
 
 pub fn install(lua: &Lua) -> mlua::Result<()> {
-    let string: Table = lua.globals().get("string")?;
-    string.raw_set("upper", luac::function(lua, upper)?)?;
-    string.raw_set("lower", luac::function(lua, lower)?)?;
+    #[cfg(not(feature = "luajit"))]
+    {
+        let string: Table = lua.globals().get("string")?;
+        string.raw_set("upper", luac::function(lua, upper)?)?;
+        string.raw_set("lower", luac::function(lua, lower)?)?;
+    }
     let table: Table = lua.globals().get("table")?;
     let original: mlua::Function = table.raw_get("sort")?;
     table.raw_set("sort", luac::closure(lua, sort, original)?)?;
     Ok(())
 }
 
+#[cfg(not(feature = "luajit"))]
 #[cfg(test)]
 mod tests {
     use super::Case;

@@ -2,7 +2,6 @@
 pub mod args;
 pub mod db;
 pub mod encode;
-#[cfg(not(feature = "luajit"))]
 mod fastlib;
 pub mod form;
 pub mod request;
@@ -35,7 +34,6 @@ const TEST_DEFINE: &std::ffi::CStr = c"MOD_LUA_RS_TESTING";
 /// Installs the module's API into a new Lua state (the `VmSetup::install` of every VM).
 pub fn install(lua: &Lua) -> mlua::Result<()> {
     request::install(lua)?;
-    #[cfg(not(feature = "luajit"))]
     fastlib::install(lua)?;
     let apache2 = lua.create_table()?;
     apache2.set("version", crate::httpd::server_banner())?;
