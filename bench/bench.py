@@ -236,14 +236,17 @@ def run_wrk(server, workload, duration, static=False):
     cmd = ["wrk", "-t2", "-c32", f"-d{duration}s", "--latency", *extra, f"http://127.0.0.1:{server.port}{path}"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    errors = 0
+    kinds = {}
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if m:
-        errors += int(m.group(1))
+        kinds["non-2xx/3xx"] = int(m.group(1))
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if m:
-        errors += sum(int(x) for x in m.groups())
-    return {"rps": rps, "p50": parse_latency(out, "50"), "p99": parse_latency(out, "99"), "errors": errors}
+        for kind, n in zip(("connect", "read", "write", "timeout"), m.groups()):
+            if int(n):
+                kinds[kind] = int(n)
+    return {"rps": rps, "p50": parse_latency(out, "50"), "p99": parse_latency(out, "99"),
+            "errors": sum(kinds.values()), "error_kinds": kinds}
 
 
 def measure(module, scope, workload, duration, rounds_out, static=False):
@@ -255,6 +258,9 @@ def measure(module, scope, workload, duration, rounds_out, static=False):
         r = run_wrk(s, workload, duration, static)
         r["rss_mb"] = s.child_rss_kb() / 1024.0
         r["crashes"] = s.crashes()
+        if r["errors"] or r["crashes"]:
+            # What the server logged, for the JSON report (the server's files go with it).
+            r["error_log_tail"] = s.log().splitlines()[-20:]
         rounds_out.append(r)
     finally:
         s.stop()
@@ -319,6 +325,8 @@ def median_of(rounds):
         "errors": sum(r["errors"] for r in rounds),
         "crashes": sum(r["crashes"] for r in rounds),
         "rss_mb": max(r["rss_mb"] for r in rounds),
+        "error_kinds": [r.get("error_kinds", {}) for r in rounds if r.get("errors")],
+        "error_log_tails": [r["error_log_tail"] for r in rounds if "error_log_tail" in r],
     }
 
 
