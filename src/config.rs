@@ -250,17 +250,13 @@ impl HookTable {
         add: &ConfRef<HookTable>,
         p: &MergeInputsOutlive,
     ) -> ConfRef<HookTable> {
-        match mode {
-            Inherit::None => return add.borrow(p),
-            _ if add.is_empty() => return base.borrow(p),
-            _ if base.is_empty() => return add.borrow(p),
-            _ => {}
-        }
-        let mut out = HookTable::default();
-        for (i, list) in out.lists.iter_mut().enumerate() {
-            *list = combine(mode, &base.lists[i], &add.lists[i]);
-        }
-        ConfRef::new(Box::new(out))
+        merge_parts(mode, base, add, p, HookTable::is_empty, |base, add| {
+            let mut out = HookTable::default();
+            for (i, list) in out.lists.iter_mut().enumerate() {
+                *list = combine(mode, &base.lists[i], &add.lists[i]);
+            }
+            out
+        })
     }
 }
 
@@ -288,13 +284,6 @@ pub struct MapHandler {
     pub file: String,
     /// Function template, possibly with `$0`–`$9`.
     pub function: String,
-}
-
-/// Which of a merge's two inputs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MergeSide {
-    Base,
-    Add,
 }
 
 /// The module's per-directory configuration (also used for server and `<Location>` contexts).
@@ -353,11 +342,11 @@ impl DirConfig {
     /// httpd merges per-directory configs on every request; handing back an input there
     /// writes nothing (a new config would bump reference counts that every worker thread
     /// reads, on both cores).
-    pub fn merge_is_input(base: &DirConfig, add: &DirConfig) -> Option<MergeSide> {
+    pub fn merge_is_input<'c>(base: &'c DirConfig, add: &'c DirConfig) -> Option<&'c DirConfig> {
         if base.is_unset() {
-            Some(MergeSide::Add)
+            Some(add)
         } else if add.is_unset() && base.inherit != Some(Inherit::None) {
-            Some(MergeSide::Base)
+            Some(base)
         } else {
             None
         }
@@ -396,21 +385,34 @@ fn combine<T: Clone>(mode: Inherit, base: &[T], add: &[T]) -> Vec<T> {
     }
 }
 
-/// Combines a parent's and a child's list per LuaInherit, borrowing one side when the other
-/// adds nothing (the common case) so that per-request merges do not copy.
-///
+/// LuaInherit over one part of a config: borrows one side when the other adds nothing (the
+/// common case, so that per-request merges do not copy), else `combine`s both.
+fn merge_parts<T>(
+    mode: Inherit,
+    base: &ConfRef<T>,
+    add: &ConfRef<T>,
+    p: &MergeInputsOutlive,
+    is_empty: impl Fn(&T) -> bool,
+    combine: impl FnOnce(&T, &T) -> T,
+) -> ConfRef<T> {
+    match mode {
+        Inherit::None => add.borrow(p),
+        _ if is_empty(add) => base.borrow(p),
+        _ if is_empty(base) => add.borrow(p),
+        _ => ConfRef::new(Box::new(combine(base, add))),
+    }
+}
+
+/// Combines a parent's and a child's list per LuaInherit (see [`merge_parts`]).
 pub fn inherit_list<T: Clone>(
     mode: Inherit,
     base: &ConfRef<Vec<T>>,
     add: &ConfRef<Vec<T>>,
     p: &MergeInputsOutlive,
 ) -> ConfRef<Vec<T>> {
-    match mode {
-        Inherit::None => add.borrow(p),
-        _ if add.is_empty() => base.borrow(p),
-        _ if base.is_empty() => add.borrow(p),
-        _ => ConfRef::new(Box::new(combine(mode, base, add))),
-    }
+    merge_parts(mode, base, add, p, Vec::is_empty, |b, a| {
+        combine(mode, b, a)
+    })
 }
 
 /// Per-server configuration.

@@ -330,18 +330,18 @@ impl<'a> Request<'a> {
         // SAFETY: live request and connection; the brigade lives in the request pool and is
         // emptied before return.
         unsafe {
-            if (*r.connection).aborted != 0 || ffi::ap_discard_request_body(self.as_ptr()) != OK {
+            if c.rec().aborted != 0 || ffi::ap_discard_request_body(self.as_ptr()) != OK {
                 return;
             }
             let bb = c.brigade(self.pool());
             bb.append_eos();
             let rv = ffi::ap_pass_brigade(r.output_filters, bb.as_ptr());
             bb.clear();
-            if rv != 0 || (*r.connection).aborted != 0 {
+            if rv != 0 || c.rec().aborted != 0 {
                 return;
             }
             bb.append_flush();
-            ffi::ap_pass_brigade((*r.connection).output_filters, bb.as_ptr());
+            ffi::ap_pass_brigade(c.rec().output_filters, bb.as_ptr());
             bb.clear();
         }
     }

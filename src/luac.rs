@@ -166,11 +166,10 @@ impl<'l> Stack<'l> {
     }
 
     pub fn kind(&self, i: c_int) -> Kind {
-        if i < 1 || i > self.args {
+        if i > self.args {
             return Kind::None;
         }
-        // SAFETY: a valid index of this call's stack.
-        Kind::of(unsafe { ffi::lua_type(self.l, i) })
+        self.kind_on_stack(i)
     }
 
     /// The bytes of argument `i` if it is a string (numbers are not converted).

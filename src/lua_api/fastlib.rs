@@ -22,81 +22,6 @@ use crate::luac::{self, Kind, Returned, Stack, DELEGATE};
 use mlua::{Lua, Table};
 use std::cmp::Ordering;
 
-/// Below this length the per-byte C library call is cheaper than building the table.
-#[cfg(not(feature = "luajit"))]
-const TABLE_FROM: usize = 128;
-
-#[cfg(not(feature = "luajit"))]
-#[derive(Clone, Copy)]
-enum Case {
-    Upper,
-    Lower,
-}
-
-#[cfg(not(feature = "luajit"))]
-impl Case {
-    /// The name an argument error gives when the call site has none (luaL_argerror's lookup
-    /// in package.loaded).
-    fn name(self) -> &'static str {
-        match self {
-            Case::Upper => "string.upper",
-            Case::Lower => "string.lower",
-        }
-    }
-
-    /// The C library's mapping of one byte under the thread's current locale.
-    fn libc(self, b: u8) -> u8 {
-        // SAFETY: toupper/tolower accept any value of unsigned char.
-        (unsafe {
-            match self {
-                Case::Upper => libc::toupper(b as libc::c_int),
-                Case::Lower => libc::tolower(b as libc::c_int),
-            }
-        }) as u8
-    }
-
-    fn ascii(self, b: u8) -> u8 {
-        match self {
-            Case::Upper => b ^ (((b.wrapping_sub(b'a') < 26) as u8) << 5),
-            Case::Lower => b ^ (((b.wrapping_sub(b'A') < 26) as u8) << 5),
-        }
-    }
-
-    fn map(self, s: &[u8]) -> Vec<u8> {
-        if s.len() < TABLE_FROM {
-            return s.iter().map(|&b| self.libc(b)).collect();
-        }
-        let mut table = [0u8; 256];
-        let mut ascii = true;
-        for (i, t) in table.iter_mut().enumerate() {
-            *t = self.libc(i as u8);
-            ascii &= *t == self.ascii(i as u8);
-        }
-        if ascii {
-            s.iter().map(|&b| self.ascii(b)).collect()
-        } else {
-            s.iter().map(|&b| table[b as usize]).collect()
-        }
-    }
-}
-
-#[cfg(not(feature = "luajit"))]
-fn convert(st: &Stack<'_>, case: Case) -> Returned {
-    let s = st.string_arg(1, case.name())?;
-    st.push_bytes(&case.map(s));
-    Ok(1)
-}
-
-#[cfg(not(feature = "luajit"))]
-fn upper(st: &Stack<'_>) -> Returned {
-    convert(st, Case::Upper)
-}
-
-#[cfg(not(feature = "luajit"))]
-fn lower(st: &Stack<'_>) -> Returned {
-    convert(st, Case::Lower)
-}
-
 /// Sorts a table argument's elements 1..n given as stack slots with their keys.
 fn sort_slots<K>(st: &Stack<'_>, mut items: Vec<(i32, K)>, cmp: impl Fn(&K, &K) -> Ordering) {
     items.sort_unstable_by(|a, b| cmp(&a.1, &b.1));
@@ -221,8 +146,8 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     #[cfg(not(feature = "luajit"))]
     {
         let string: Table = lua.globals().get("string")?;
-        string.raw_set("upper", luac::function(lua, upper)?)?;
-        string.raw_set("lower", luac::function(lua, lower)?)?;
+        string.raw_set("upper", luac::function(lua, case::upper)?)?;
+        string.raw_set("lower", luac::function(lua, case::lower)?)?;
     }
     let table: Table = lua.globals().get("table")?;
     let original: mlua::Function = table.raw_get("sort")?;
@@ -230,26 +155,100 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     Ok(())
 }
 
+/// string.upper / string.lower (PUC Lua only).
 #[cfg(not(feature = "luajit"))]
-#[cfg(test)]
-mod tests {
-    use super::Case;
+mod case {
+    use crate::luac::{Returned, Stack};
 
-    #[test]
-    fn matches_the_c_library_byte_for_byte() {
-        let all: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
-        for case in [Case::Upper, Case::Lower] {
-            let expected: Vec<u8> = all.iter().map(|&b| case.libc(b)).collect();
-            assert_eq!(case.map(&all), expected);
-            assert_eq!(case.map(&all[..50]), expected[..50]);
+    /// Below this length the per-byte C library call is cheaper than building the table.
+    const TABLE_FROM: usize = 128;
+
+    #[derive(Clone, Copy)]
+    enum Case {
+        Upper,
+        Lower,
+    }
+
+    impl Case {
+        /// The name an argument error gives when the call site has none (luaL_argerror's lookup
+        /// in package.loaded).
+        fn name(self) -> &'static str {
+            match self {
+                Case::Upper => "string.upper",
+                Case::Lower => "string.lower",
+            }
         }
-        assert_eq!(
-            Case::Upper.map(&b"abc-XYZ{}`@".repeat(20)),
-            b"ABC-XYZ{}`@".repeat(20)
-        );
-        assert_eq!(
-            Case::Lower.map(&b"abc-XYZ[]`@".repeat(20)),
-            b"abc-xyz[]`@".repeat(20)
-        );
+
+        /// The C library's mapping of one byte under the thread's current locale.
+        fn libc(self, b: u8) -> u8 {
+            // SAFETY: toupper/tolower accept any value of unsigned char.
+            (unsafe {
+                match self {
+                    Case::Upper => libc::toupper(b as libc::c_int),
+                    Case::Lower => libc::tolower(b as libc::c_int),
+                }
+            }) as u8
+        }
+
+        fn ascii(self, b: u8) -> u8 {
+            match self {
+                Case::Upper => b ^ (((b.wrapping_sub(b'a') < 26) as u8) << 5),
+                Case::Lower => b ^ (((b.wrapping_sub(b'A') < 26) as u8) << 5),
+            }
+        }
+
+        fn map(self, s: &[u8]) -> Vec<u8> {
+            if s.len() < TABLE_FROM {
+                return s.iter().map(|&b| self.libc(b)).collect();
+            }
+            let mut table = [0u8; 256];
+            let mut ascii = true;
+            for (i, t) in table.iter_mut().enumerate() {
+                *t = self.libc(i as u8);
+                ascii &= *t == self.ascii(i as u8);
+            }
+            if ascii {
+                s.iter().map(|&b| self.ascii(b)).collect()
+            } else {
+                s.iter().map(|&b| table[b as usize]).collect()
+            }
+        }
+    }
+
+    fn convert(st: &Stack<'_>, case: Case) -> Returned {
+        let s = st.string_arg(1, case.name())?;
+        st.push_bytes(&case.map(s));
+        Ok(1)
+    }
+
+    pub fn upper(st: &Stack<'_>) -> Returned {
+        convert(st, Case::Upper)
+    }
+
+    pub fn lower(st: &Stack<'_>) -> Returned {
+        convert(st, Case::Lower)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::Case;
+
+        #[test]
+        fn matches_the_c_library_byte_for_byte() {
+            let all: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+            for case in [Case::Upper, Case::Lower] {
+                let expected: Vec<u8> = all.iter().map(|&b| case.libc(b)).collect();
+                assert_eq!(case.map(&all), expected);
+                assert_eq!(case.map(&all[..50]), expected[..50]);
+            }
+            assert_eq!(
+                Case::Upper.map(&b"abc-XYZ{}`@".repeat(20)),
+                b"ABC-XYZ{}`@".repeat(20)
+            );
+            assert_eq!(
+                Case::Lower.map(&b"abc-XYZ[]`@".repeat(20)),
+                b"abc-xyz[]`@".repeat(20)
+            );
+        }
     }
 }

@@ -5,7 +5,7 @@ pub mod guard;
 
 mod directives;
 
-use crate::config::{DirConfig, MergeSide, Phase, ServerConfig, Slot};
+use crate::config::{DirConfig, Phase, ServerConfig, Slot};
 use crate::ffi;
 use crate::httpd::{Request, DECLINED, HTTP_INTERNAL_SERVER_ERROR};
 use guard::guard;
@@ -57,8 +57,7 @@ unsafe extern "C" fn merge_dir_config(
         };
         match DirConfig::merge_is_input(base, add) {
             // Merged configs are read-only: an input may stand for the result.
-            Some(MergeSide::Base) => (base as *const DirConfig).cast_mut().cast(),
-            Some(MergeSide::Add) => (add as *const DirConfig).cast_mut().cast(),
+            Some(same) => (same as *const DirConfig).cast_mut().cast(),
             None => {
                 // SAFETY: httpd merges into the pool of the request (or configuration) being
                 // served, and the records merged from live at least as long.

@@ -446,8 +446,7 @@ impl Vm {
             })
         };
         if let Some((code, generation, p)) = cached {
-            if same_list(&p.paths, spec.package_paths) && same_list(&p.cpaths, spec.package_cpaths)
-            {
+            if p.paths == spec.package_paths && p.cpaths == spec.package_cpaths {
                 return Ok((code, generation, p));
             }
             return self.reprofile(spec, code, generation, current);
@@ -524,10 +523,6 @@ impl Vm {
             name,
         })
     }
-}
-
-fn same_list(a: &[String], b: &[String]) -> bool {
-    a == b
 }
 
 /// Prepares a script's text as `luaL_loadfile` would (skip a UTF-8 BOM and a `#` first line,
