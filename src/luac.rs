@@ -31,7 +31,7 @@ pub type Returned = Result<usize, String>;
 
 /// `Ok(DELEGATE)`: instead of returning results, call the function's upvalue 2 with the
 /// arguments and return what it returns (a fast path falling back to the function it
-/// replaces). Whatever the RawFn pushed is dropped first.
+/// replaces; see [`delegating`]). Whatever the RawFn pushed is dropped first.
 pub const DELEGATE: usize = usize::MAX;
 
 /// A Lua number.
@@ -97,6 +97,13 @@ impl LuaStr<'_> {
             b = &b[zb + 1..];
         }
     }
+}
+
+/// A string or number argument as it is, or the kind of anything else.
+pub enum Scalar<'l> {
+    Str(&'l [u8]),
+    Num(Number),
+    Other(Kind),
 }
 
 /// Lua's value types, as `lua_type` tells them.
@@ -245,52 +252,18 @@ impl<'l> Stack<'l> {
         unsafe { block_of::<T>(self.l, i) }
     }
 
-    fn debug_info(&self, level: c_int, what: &CStr) -> Option<ffi::lua_Debug> {
-        // SAFETY: lua_Debug is plain data that lua_getstack/lua_getinfo fill in.
-        unsafe {
-            let mut ar: ffi::lua_Debug = std::mem::zeroed();
-            if ffi::lua_getstack(self.l, level, &mut ar) == 0 {
-                return None;
-            }
-            ffi::lua_getinfo(self.l, what.as_ptr(), &mut ar);
-            Some(ar)
-        }
-    }
-
     /// luaL_where(L, 1): `file:line: ` of the code that called this function.
     pub fn caller_where(&self) -> String {
-        match self.debug_info(1, c"Sl") {
-            Some(ar) if ar.currentline > 0 => {
-                // SAFETY: lua_getinfo("S") leaves short_src NUL-terminated.
-                let src = unsafe { CStr::from_ptr(ar.short_src.as_ptr()) };
-                format!("{}:{}: ", src.to_string_lossy(), ar.currentline)
-            }
-            _ => String::new(),
-        }
+        // SAFETY: level 1 of a running C function's stack.
+        unsafe { where_at(self.l, 1) }
     }
 
     /// luaL_argerror's text: arguments numbered as the caller sees them (a `:` call hides
     /// `self`), the function named as the call site names it (`fname` when it has no name, as
     /// in `pcall(f)`), with the caller's position.
     pub fn arg_error(&self, n: c_int, fname: &str, msg: &str) -> String {
-        let ar = self.debug_info(0, c"n");
-        // SAFETY: lua_getinfo("n") sets namewhat to a static NUL-terminated string and name to
-        // NULL or a string that the calling frame keeps alive during this call.
-        let (method, called) = ar.map_or((false, None), |ar| unsafe {
-            let method =
-                !ar.namewhat.is_null() && CStr::from_ptr(ar.namewhat).to_bytes() == b"method";
-            let called = (!ar.name.is_null())
-                .then(|| CStr::from_ptr(ar.name).to_string_lossy().into_owned());
-            (method, called)
-        });
-        let fname = called.as_deref().unwrap_or(fname);
-        let text = if method && n == 1 {
-            format!("calling '{fname}' on bad self ({msg})")
-        } else {
-            let n = if method { n - 1 } else { n };
-            format!("bad argument #{n} to '{fname}' ({msg})")
-        };
-        format!("{}{text}", self.caller_where())
+        // SAFETY: level 0 is this running function.
+        unsafe { arg_error_at(self.l, 0, n, fname, msg) }
     }
 
     pub fn top(&self) -> c_int {
@@ -393,6 +366,51 @@ impl<'l> Stack<'l> {
         Kind::of(unsafe { ffi::lua_rawgeti(self.l, t, n as _) })
     }
 
+    /// Calls `f` with `t[i]` (raw) of the table argument `t` for `i` in `from..=to` while it
+    /// returns true; returns whether it always did. Strings are lent for the one call.
+    pub fn arg_raw_each(
+        &self,
+        t: c_int,
+        from: i64,
+        to: i64,
+        mut f: impl FnMut(i64, Scalar<'_>) -> bool,
+    ) -> bool {
+        self.check_arg_table(t);
+        if from > to {
+            return true;
+        }
+        if self.reserve(1).is_err() {
+            return false;
+        }
+        let mut i = from;
+        loop {
+            // SAFETY: `t` is a table argument and there is room for one value, which is read
+            // (a string's bytes stay valid while it is on the stack, i.e. during `f`, which
+            // cannot keep them) and popped.
+            let more = unsafe {
+                let value = match Kind::of(ffi::lua_rawgeti(self.l, t, i as _)) {
+                    Kind::String => {
+                        let mut len = 0usize;
+                        let p = ffi::lua_tolstring(self.l, -1, &mut len);
+                        Scalar::Str(std::slice::from_raw_parts(p.cast::<u8>(), len))
+                    }
+                    Kind::Number => Scalar::Num(self.number_at(self.top())),
+                    k => Scalar::Other(k),
+                };
+                let more = f(i, value);
+                ffi::lua_settop(self.l, -2);
+                more
+            };
+            if !more {
+                return false;
+            }
+            if i == to {
+                return true;
+            }
+            i += 1;
+        }
+    }
+
     /// `t[n] = v` (raw) in the table argument `t` for the value on top, which is popped.
     pub fn arg_raw_seti(&self, t: c_int, n: i64) {
         self.check_arg_table(t);
@@ -424,6 +442,23 @@ impl<'l> Stack<'l> {
         true
     }
 
+    /// Whether argument `i`'s metatable has a (non-nil) field `name`, as luaL_getmetafield
+    /// finds it.
+    pub fn has_metafield(&self, i: c_int, name: &CStr) -> bool {
+        if self.kind(i) == Kind::None {
+            return false;
+        }
+        // SAFETY: a valid index; luaL_getmetafield pushes only when the field is there, and
+        // that value is popped at once.
+        unsafe {
+            if ffi::luaL_getmetafield(self.l, i, name.as_ptr()) == ffi::LUA_TNIL {
+                return false;
+            }
+            ffi::lua_settop(self.l, -2);
+        }
+        true
+    }
+
     /// The kind of any value on this call's stack (arguments and values it pushed).
     fn kind_on_stack(&self, i: c_int) -> Kind {
         if i < 1 || i > self.top() {
@@ -440,28 +475,32 @@ impl<'l> Stack<'l> {
         (self.kind_on_stack(i) == Kind::String).then(|| LuaStr(self.tostring(i)))
     }
 
+    /// Argument `i` read with one type check: its bytes if it is a string, its value if it is
+    /// a number (neither converted), else its kind.
+    pub fn scalar(&self, i: c_int) -> Scalar<'l> {
+        match self.kind(i) {
+            Kind::String => Scalar::Str(self.tostring(i)),
+            Kind::Number => Scalar::Num(self.number_at(i)),
+            k => Scalar::Other(k),
+        }
+    }
+
     /// The number at `i` (an argument or a value this call pushed), keeping Lua 5.3+'s
     /// integer/float distinction.
     /// (LuaJIT has no integer subtype: every number is a float.)
     pub fn number(&self, i: c_int) -> Option<Number> {
-        if self.kind_on_stack(i) != Kind::Number {
-            return None;
-        }
+        (self.kind_on_stack(i) == Kind::Number).then(|| self.number_at(i))
+    }
+
+    /// The number in slot `i`, which holds one.
+    fn number_at(&self, i: c_int) -> Number {
         // SAFETY: slot `i` holds a number.
         unsafe {
             #[cfg(not(feature = "luajit"))]
             if ffi::lua_isinteger(self.l, i) != 0 {
-                return Some(Number::Int(ffi::lua_tointegerx(
-                    self.l,
-                    i,
-                    std::ptr::null_mut(),
-                )));
+                return Number::Int(ffi::lua_tointegerx(self.l, i, std::ptr::null_mut()));
             }
-            Some(Number::Float(ffi::lua_tonumberx(
-                self.l,
-                i,
-                std::ptr::null_mut(),
-            )))
+            Number::Float(ffi::lua_tonumberx(self.l, i, std::ptr::null_mut()))
         }
     }
 
@@ -599,14 +638,118 @@ unsafe extern "C-unwind" fn trampoline(l: *mut lua_State) -> c_int {
         // raises (here or in the delegate).
         FAILED => ffi::lua_error(l),
         DELEGATED => {
+            // (handler, original, args…); closures made by `closure` have no handler (nil),
+            // which only `delegating` ones need.
             ffi::lua_settop(l, args);
+            ffi::lua_pushvalue(l, ffi::lua_upvalueindex(3));
             ffi::lua_pushvalue(l, ffi::lua_upvalueindex(2));
-            ffi::lua_insert(l, 1);
-            ffi::lua_call(l, args, ffi::LUA_MULTRET);
-            ffi::lua_gettop(l)
+            ffi::lua_rotate(l, 1, 2);
+            let handler = match ffi::lua_type(l, 1) {
+                ffi::LUA_TFUNCTION => 1,
+                _ => 0,
+            };
+            if ffi::lua_pcall(l, args, ffi::LUA_MULTRET, handler) != ffi::LUA_OK {
+                ffi::lua_error(l);
+            }
+            ffi::lua_gettop(l) - 1
         }
         n => n as c_int,
     }
+}
+
+/// The message handler of a delegated call (upvalues: the original function and the name to
+/// give it where the call site gives none). An error the original raised itself is worded as
+/// if the function scripts called had raised it — what the original would have said called
+/// directly: its position is that of the script's call (the original, called from C, found
+/// none) and a bad argument is numbered and named as the call site sees it (the original
+/// found itself unnamed: `bad argument #2 to '?'`). Errors from code the original called
+/// (a comparison function, a metamethod) pass unchanged.
+unsafe extern "C-unwind" fn delegate_error(l: *mut lua_State) -> c_int {
+    ffi::lua_settop(l, 1);
+    let mut ar: ffi::lua_Debug = std::mem::zeroed();
+    if ffi::lua_type(l, 1) != ffi::LUA_TSTRING || ffi::lua_getstack(l, 1, &mut ar) == 0 {
+        return 1;
+    }
+    ffi::lua_getinfo(l, c"f".as_ptr(), &mut ar);
+    let direct = ffi::lua_rawequal(l, -1, ffi::lua_upvalueindex(1)) != 0;
+    ffi::lua_settop(l, 1);
+    if !direct {
+        return 1;
+    }
+    let mut len = 0usize;
+    let p = ffi::lua_tolstring(l, 1, &mut len);
+    let message = String::from_utf8_lossy(std::slice::from_raw_parts(p.cast::<u8>(), len));
+    let fallback = {
+        let p = ffi::lua_tolstring(l, ffi::lua_upvalueindex(2), &mut len);
+        String::from_utf8_lossy(std::slice::from_raw_parts(p.cast::<u8>(), len)).into_owned()
+    };
+    // Level 2 is the function scripts called (the trampoline), level 3 its caller.
+    let reworded = match bad_argument(&message) {
+        Some((n, detail)) => arg_error_at(l, 2, n, &fallback, detail),
+        None => format!("{}{message}", where_at(l, 3)),
+    };
+    ffi::lua_pushlstring(l, reworded.as_ptr().cast(), reworded.len());
+    1
+}
+
+/// `bad argument #N to 'NAME' (DETAIL)` → (N, DETAIL).
+fn bad_argument(message: &str) -> Option<(c_int, &str)> {
+    let rest = message.strip_prefix("bad argument #")?;
+    let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+    let n = rest[..digits].parse().ok()?;
+    let rest = rest[digits..].strip_prefix(" to '")?;
+    let open = rest.find("' (")?;
+    Some((n, rest[open + 3..].strip_suffix(')')?))
+}
+
+/// The frame `level` levels up from the running function, with `what` filled in.
+unsafe fn debug_at(l: *mut lua_State, level: c_int, what: &CStr) -> Option<ffi::lua_Debug> {
+    let mut ar: ffi::lua_Debug = std::mem::zeroed();
+    if ffi::lua_getstack(l, level, &mut ar) == 0 {
+        return None;
+    }
+    ffi::lua_getinfo(l, what.as_ptr(), &mut ar);
+    Some(ar)
+}
+
+/// luaL_where for the frame `level` levels up: `file:line: `, or nothing for a C function.
+unsafe fn where_at(l: *mut lua_State, level: c_int) -> String {
+    match debug_at(l, level, c"Sl") {
+        Some(ar) if ar.currentline > 0 => {
+            // SAFETY: lua_getinfo("S") leaves short_src NUL-terminated.
+            let src = CStr::from_ptr(ar.short_src.as_ptr());
+            format!("{}:{}: ", src.to_string_lossy(), ar.currentline)
+        }
+        _ => String::new(),
+    }
+}
+
+/// luaL_argerror's text for the function `level` levels up: arguments numbered as its call
+/// site sees them (a `:` call hides `self`), the function named as the call site names it
+/// (`fname` when it has no name, as in `pcall(f)`), with its caller's position.
+unsafe fn arg_error_at(
+    l: *mut lua_State,
+    level: c_int,
+    n: c_int,
+    fname: &str,
+    msg: &str,
+) -> String {
+    // lua_getinfo("n") sets namewhat to a static NUL-terminated string and name to NULL or a
+    // string that the calling frame keeps alive while it runs.
+    let (method, called) = debug_at(l, level, c"n").map_or((false, None), |ar| {
+        let method = !ar.namewhat.is_null() && CStr::from_ptr(ar.namewhat).to_bytes() == b"method";
+        let called =
+            (!ar.name.is_null()).then(|| CStr::from_ptr(ar.name).to_string_lossy().into_owned());
+        (method, called)
+    });
+    let fname = called.as_deref().unwrap_or(fname);
+    let text = if method && n == 1 {
+        format!("calling '{fname}' on bad self ({msg})")
+    } else {
+        let n = if method { n - 1 } else { n };
+        format!("bad argument #{n} to '{fname}' ({msg})")
+    };
+    format!("{}{text}", where_at(l, level + 1))
 }
 
 const FAILED: isize = -1;
@@ -647,15 +790,35 @@ pub fn function(lua: &Lua, f: RawFn) -> mlua::Result<Function> {
 /// A Lua function running `f`, with `upvalue` as its upvalue 2 (see [`Stack::lookup_upvalue`]).
 pub fn closure(lua: &Lua, f: RawFn, upvalue: impl IntoLua) -> mlua::Result<Function> {
     let f = LightUserData(f as *mut c_void);
-    // SAFETY: make_closure turns its two arguments into the closure's upvalues.
+    // SAFETY: make_closure turns its arguments into the closure's upvalues.
     let make = unsafe { lua.create_c_function(make_closure)? };
     make.call((f, upvalue))
 }
 
-/// (RawFn, upvalue) → a trampoline closure over them.
+/// A Lua function running `f`, a fast path of `original` that hands it the calls it does not
+/// handle ([`DELEGATE`]). `name` is how `original` is known (`string.format`), for errors
+/// raised where the call site gives the function no name.
+pub fn delegating(lua: &Lua, f: RawFn, original: Function, name: &str) -> mlua::Result<Function> {
+    // SAFETY: delegate_error is a message handler over (original, name) upvalues.
+    let handler = unsafe { lua.create_c_function(make_handler)? }
+        .call::<Function>((original.clone(), name))?;
+    let f = LightUserData(f as *mut c_void);
+    // SAFETY: as in `closure`.
+    let make = unsafe { lua.create_c_function(make_closure)? };
+    make.call((f, original, handler))
+}
+
+/// (RawFn, upvalue[, message handler of delegated calls]) → a trampoline closure over them.
 unsafe extern "C-unwind" fn make_closure(l: *mut lua_State) -> c_int {
+    ffi::lua_settop(l, 3);
+    ffi::lua_pushcclosure(l, trampoline, 3);
+    1
+}
+
+/// (original, name) → the message handler of calls delegated to `original`.
+unsafe extern "C-unwind" fn make_handler(l: *mut lua_State) -> c_int {
     ffi::lua_settop(l, 2);
-    ffi::lua_pushcclosure(l, trampoline, 2);
+    ffi::lua_pushcclosure(l, delegate_error, 2);
     1
 }
 

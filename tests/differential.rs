@@ -159,6 +159,38 @@ end
 "#,
     ),
     (
+        // string.format and table.concat have native fast paths for the common cases; the
+        // rest, and every error, go to the originals, worded as called from the script.
+        "format.lua",
+        r#"function handle(r)
+  local function e(f) local ok, err = pcall(f) return ok and "ok" or (tostring(err):gsub("^.-([%w_]+%.lua:%d+:)", "%1")) end
+  local long = string.rep("y", 120)
+  r:puts(string.format("%d|%5d|%-5d|%05d|%+d|% d|%.3d|%.0d|%i|%x|%X|%#x|%08.3x|%-#8x|%x", 42, -42, 7, -7, 7, 7, 5, 0, 9, 255, 255, 255, 10, 10, -1), "\n",
+    string.format("%d %d %5.3d %+.2i", math.maxinteger, math.mininteger, -4, 3), "\n",
+    string.format("[%s][%10s][%-10s][%.2s][%8.3s][%s][%s][%5s][%%][%s]", "abc", "abc", "abc", "abc", "abcdef", 12, -7, 42, "a\0b"):gsub("%z", "0"), "\n",
+    #string.format("%5s|%-3s|%.99s", long, long, long), "|", string.format("no specs"), "|", string.format(""), "|", string.format(12), "\n",
+    string.format("%5.2f|%q|%c|%g|%d|%s|%s|%s|%s", 3.14159, 'a\n"b', 65, 1e20, 3.0, 1.5, true, nil, setmetatable({}, {__tostring = function() return "T!" end})), "\n",
+    e(function() return string.format("%d", "x") end), "|", e(function() return ("%d"):format({}) end), "|",
+    e(function() return string.format("%d") end), "|", select(2, pcall(string.format, "%d")), "|",
+    e(function() return string.format("%d", 1.5) end), "|", e(function() return string.format("%5s", "a\0b") end), "|",
+    e(function() return string.format() end), "|", e(function() return string.format("%d", "12") end), "\n")
+  getmetatable("").__tostring = function(s) return "<" .. #s .. ">" end
+  local shown = string.format("%s|%5s", "abc", "de")
+  getmetatable("").__tostring = nil
+  r:puts(shown, "\n",
+    table.concat({1, "a", 2}, ", "), "|", table.concat({1, "a", 2}, ", ", 2, 3), "|", table.concat({}, "x"), "|",
+    table.concat({1, 2, 3}, "-", 3, 2), "|", table.concat({1.5, 2}), "|", table.concat({"p", "q"}, 1), "|",
+    table.concat(setmetatable({}, {__index = function(_, i) return "m" .. i end}), "", 1, 3), "|",
+    (table.concat({math.mininteger, "z"}, "\0"):gsub("%z", "0")), "\n",
+    e(function() return table.concat({1, {}, 3}) end), "|", e(function() return table.concat({1, 2}, {}) end), "|",
+    e(function() return table.concat() end), "|", e(function() return table.concat({1, 2}, "", 1, 3) end), "|",
+    e(function() local t = {} for i = 1, 50 do t[i] = i % 7 end table.sort(t, function(a, b) return true end) end), "|",
+    e(function() table.sort({3, 2, 1}, function(a, b) error("cmp failed") end) end), "|",
+    e(function() table.sort({3, 2, 1}, function(a, b) error({}) end) end):sub(1, 6))
+end
+"#,
+    ),
+    (
         "custom.lua",
         "function handle(r) r:custom_response(410, 'gone for good') return 410 end",
     ),
@@ -243,9 +275,10 @@ const REQUESTS: &[Req] = &[
     get("/custom.lua"),
     get("/case.lua"),
     get("/sort.lua"),
+    get("/format.lua"),
 ];
 
-const PUC_LUA_ONLY: &[&str] = &["/case.lua", "/sort.lua"];
+const PUC_LUA_ONLY: &[&str] = &["/case.lua", "/sort.lua", "/format.lua"];
 
 const COMPARED_HEADERS: &[&str] = &[
     "content-type",

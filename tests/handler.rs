@@ -28,13 +28,16 @@ function handle(r)
   local bad = 0
   for round = 1, 200 do
     local n = math.random(0, 60)
-    local strs, nums, ints = {}, {}, {}
+    local strs, shared, nums, ints = {}, {}, {}, {}
+    -- A prefix all strings share (with NULs, up to past eight bytes) before what differs.
+    local prefix = string.rep("p\0", round % 7)
     for i = 1, n do
       strs[i] = string.char(math.random(0, 255), math.random(97, 99)) .. tostring(math.random(1, 5))
+      shared[i] = prefix .. string.rep("\0", math.random(0, 2)) .. strs[i]:sub(1, math.random(0, 3))
       nums[i] = (math.random() - 0.5) * 1000
       ints[i] = math.floor(nums[i])
     end
-    for _, t in ipairs({strs, nums, ints}) do
+    for _, t in ipairs({strs, shared, nums, ints}) do
       local want = reference(t)
       table.sort(t)
       if not same(t, want) then bad = bad + 1 end

@@ -17,6 +17,11 @@
 //!   mixed or other values are handed to the original. Only which of several equal elements
 //!   lands where can differ (Lua's sort is not stable either); equal strings are
 //!   indistinguishable, and integer/float mixes go to the original.
+//! - `string.format` and `table.concat` (PUC Lua 5.3, 5.4): the common cases in Rust, the
+//!   rest handed to the original with the same arguments (see [`text`]). PUC Lua formats every
+//!   `%d` and `%s` through `snprintf` with a format it assembles per item, and concatenates
+//!   through a C API call per element; a handler building a page from a few hundred formatted
+//!   items spent a fifth of its time there. LuaJIT keeps its own, which its JIT compiles.
 
 use crate::luac::{self, Kind, Returned, Stack, DELEGATE};
 use mlua::{Lua, Table};
@@ -81,6 +86,16 @@ fn strings_bytewise() -> bool {
     cfg!(feature = "luajit") || luac::collation_is_bytewise()
 }
 
+/// The first eight bytes of `s` (zeros past its end) as a big-endian number: where two
+/// strings' keys differ they order as the strings do by bytes (a string that ends sorts before
+/// any byte but NUL, which ties with the padding and leaves it to the full comparison).
+fn prefix_key(s: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    let n = s.len().min(8);
+    word[..n].copy_from_slice(&s[..n]);
+    u64::from_be_bytes(word)
+}
+
 fn sort(st: &Stack<'_>) -> Returned {
     use luac::Number;
     let n = match sort_args(st)? {
@@ -103,7 +118,26 @@ fn sort(st: &Stack<'_>) -> Returned {
         Kind::String => {
             let items = (0..n).map(|i| (slot(i), st.lua_str(slot(i)).expect("a string")));
             if strings_bytewise() {
-                sort_slots(st, items.collect(), |a, b| a.bytes().cmp(b.bytes()));
+                // Past the bytes all share, eight bytes as a number decide most comparisons
+                // without a memcmp.
+                let items: Vec<_> = items.collect();
+                let first = items[0].1.bytes();
+                let shared = items.iter().fold(first.len(), |n, (_, s)| {
+                    n.min(
+                        first
+                            .iter()
+                            .zip(s.bytes())
+                            .take_while(|(a, b)| a == b)
+                            .count(),
+                    )
+                });
+                let keyed = items
+                    .into_iter()
+                    .map(|(slot, s)| (slot, (prefix_key(&s.bytes()[shared..]), s)));
+                sort_slots(st, keyed.collect(), |a, b| {
+                    a.0.cmp(&b.0)
+                        .then_with(|| a.1.bytes()[shared..].cmp(&b.1.bytes()[shared..]))
+                });
             } else {
                 sort_slots(st, items.collect(), |a, b| a.coll_cmp(b));
             }
@@ -143,15 +177,21 @@ fn sort(st: &Stack<'_>) -> Returned {
 }
 
 pub fn install(lua: &Lua) -> mlua::Result<()> {
+    let table: Table = lua.globals().get("table")?;
     #[cfg(not(feature = "luajit"))]
     {
         let string: Table = lua.globals().get("string")?;
         string.raw_set("upper", luac::function(lua, case::upper)?)?;
         string.raw_set("lower", luac::function(lua, case::lower)?)?;
+        let original: mlua::Function = string.raw_get("format")?;
+        let format = luac::delegating(lua, text::format, original, "string.format")?;
+        string.raw_set("format", format)?;
+        let original: mlua::Function = table.raw_get("concat")?;
+        let concat = luac::delegating(lua, text::concat, original, "table.concat")?;
+        table.raw_set("concat", concat)?;
     }
-    let table: Table = lua.globals().get("table")?;
     let original: mlua::Function = table.raw_get("sort")?;
-    table.raw_set("sort", luac::closure(lua, sort, original)?)?;
+    table.raw_set("sort", luac::delegating(lua, sort, original, "table.sort")?)?;
     Ok(())
 }
 
@@ -249,6 +289,526 @@ mod case {
                 Case::Lower.map(&b"abc-XYZ[]`@".repeat(20)),
                 b"abc-xyz[]`@".repeat(20)
             );
+        }
+    }
+}
+
+/// string.format and table.concat for the cases scripts use most (PUC Lua only): the same bytes
+/// as the originals, which get every other case — floats, `%q`, `%c`, flags or widths outside
+/// what both Lua 5.3 and 5.4 accept, values with `__tostring`, tables with metatables, and
+/// every error — with the same arguments.
+#[cfg(not(feature = "luajit"))]
+mod text {
+    use crate::luac::{Kind, Number, Returned, Scalar, Stack, DELEGATE};
+
+    /// A call's result: in place up to [`Out::INLINE`] bytes (most formatted items), then on
+    /// the heap.
+    struct Out {
+        inline: [u8; Out::INLINE],
+        len: usize,
+        heap: Vec<u8>,
+    }
+
+    impl Out {
+        const INLINE: usize = 64;
+
+        fn new() -> Out {
+            Out {
+                inline: [0; Out::INLINE],
+                len: 0,
+                heap: Vec::new(),
+            }
+        }
+
+        #[inline]
+        fn extend(&mut self, b: &[u8]) {
+            if self.heap.is_empty() && self.len + b.len() <= Out::INLINE {
+                self.inline[self.len..self.len + b.len()].copy_from_slice(b);
+                self.len += b.len();
+                return;
+            }
+            if self.heap.is_empty() {
+                self.heap.reserve(2 * (self.len + b.len()));
+                self.heap.extend_from_slice(&self.inline[..self.len]);
+            }
+            self.heap.extend_from_slice(b);
+        }
+
+        /// Appends `n` copies of `b`.
+        fn fill(&mut self, b: u8, mut n: usize) {
+            let run = [b; 32];
+            while n > 0 {
+                let k = n.min(run.len());
+                self.extend(&run[..k]);
+                n -= k;
+            }
+        }
+
+        fn bytes(&self) -> &[u8] {
+            if self.heap.is_empty() {
+                &self.inline[..self.len]
+            } else {
+                &self.heap
+            }
+        }
+    }
+
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    enum Conv {
+        /// `%d`, `%i`
+        Dec,
+        /// `%x`
+        Hex,
+        /// `%X`
+        HexUpper,
+        /// `%s`
+        Str,
+    }
+
+    /// One conversion specification: `%[flags][width][.precision]conv`.
+    #[derive(Clone, Copy, Debug)]
+    struct Spec {
+        minus: bool,
+        zero: bool,
+        plus: bool,
+        space: bool,
+        alt: bool,
+        width: usize,
+        precision: Option<usize>,
+        conv: Conv,
+        /// Anything between `%` and the conversion (Lua keeps a bare `%s` string whole).
+        modified: bool,
+    }
+
+    /// Parses the specification after a `%`; returns it and the bytes it took. None for
+    /// anything outside the subset handled here: Lua 5.4's per-conversion flag sets (`-+ 0`
+    /// for `%d`, `-#0` for `%x`, `-` for `%s`), each flag once, at most two digits of width and
+    /// of precision (Lua 5.3 accepts a superset of that).
+    fn parse(fmt: &[u8]) -> Option<(Spec, usize)> {
+        let mut spec = Spec {
+            minus: false,
+            zero: false,
+            plus: false,
+            space: false,
+            alt: false,
+            width: 0,
+            precision: None,
+            conv: Conv::Str,
+            modified: false,
+        };
+        let mut i = 0;
+        loop {
+            let flag = match fmt.get(i) {
+                Some(b'-') => &mut spec.minus,
+                Some(b'0') => &mut spec.zero,
+                Some(b'+') => &mut spec.plus,
+                Some(b' ') => &mut spec.space,
+                Some(b'#') => &mut spec.alt,
+                _ => break,
+            };
+            if *flag {
+                return None;
+            }
+            *flag = true;
+            i += 1;
+        }
+        let digits = |i: &mut usize| -> Option<usize> {
+            let mut n = 0;
+            let start = *i;
+            while let Some(d) = fmt.get(*i).filter(|b| b.is_ascii_digit()) {
+                if *i - start == 2 {
+                    return None;
+                }
+                n = n * 10 + (d - b'0') as usize;
+                *i += 1;
+            }
+            Some(n)
+        };
+        spec.width = digits(&mut i)?;
+        if fmt.get(i) == Some(&b'.') {
+            i += 1;
+            spec.precision = Some(digits(&mut i)?);
+        }
+        spec.conv = match fmt.get(i)? {
+            b'd' | b'i' => Conv::Dec,
+            b'x' => Conv::Hex,
+            b'X' => Conv::HexUpper,
+            b's' => Conv::Str,
+            _ => return None,
+        };
+        let allowed = match spec.conv {
+            Conv::Dec => !spec.alt,
+            Conv::Hex | Conv::HexUpper => !(spec.plus || spec.space),
+            Conv::Str => !(spec.zero || spec.plus || spec.space || spec.alt),
+        };
+        spec.modified = i > 0;
+        allowed.then_some((spec, i + 1))
+    }
+
+    /// The digits of `v` in base 10 or 16, right-aligned in `buf`; returns where they start.
+    fn digits(buf: &mut [u8; 24], mut v: u64, conv: Conv) -> usize {
+        let mut at = buf.len();
+        let set: &[u8; 16] = match conv {
+            Conv::HexUpper => b"0123456789ABCDEF",
+            _ => b"0123456789abcdef",
+        };
+        loop {
+            at -= 1;
+            // Constant divisors: shifts and multiplications, not divisions.
+            if matches!(conv, Conv::Hex | Conv::HexUpper) {
+                buf[at] = set[(v & 15) as usize];
+                v >>= 4;
+            } else {
+                buf[at] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+            if v == 0 {
+                return at;
+            }
+        }
+    }
+
+    /// Appends the decimal form Lua gives an integer (`%lld`).
+    fn decimal(out: &mut Out, v: i64) {
+        let mut buf = [0u8; 24];
+        let at = digits(&mut buf, v.unsigned_abs(), Conv::Dec);
+        if v < 0 {
+            out.extend(b"-");
+        }
+        out.extend(&buf[at..]);
+    }
+
+    /// C's `%lld` / `%llx` / `%llX` with the spec's flags, width and precision.
+    fn format_int(out: &mut Out, spec: &Spec, v: i64) {
+        let (negative, magnitude) = match spec.conv {
+            Conv::Dec => (v < 0, v.unsigned_abs()),
+            _ => (false, v as u64),
+        };
+        let mut buf = [0u8; 24];
+        // A zero precision prints no digits for zero.
+        let body = if spec.precision == Some(0) && magnitude == 0 {
+            &buf[..0]
+        } else {
+            let at = digits(&mut buf, magnitude, spec.conv);
+            &buf[at..]
+        };
+        let prefix: &[u8] = match spec.conv {
+            Conv::Dec if negative => b"-",
+            Conv::Dec if spec.plus => b"+",
+            Conv::Dec if spec.space => b" ",
+            Conv::Hex if spec.alt && magnitude != 0 => b"0x",
+            Conv::HexUpper if spec.alt && magnitude != 0 => b"0X",
+            _ => b"",
+        };
+        let zeros = spec.precision.unwrap_or(0).saturating_sub(body.len());
+        let pad = spec.width.saturating_sub(prefix.len() + zeros + body.len());
+        if spec.minus {
+            out.extend(prefix);
+            out.fill(b'0', zeros);
+            out.extend(body);
+            out.fill(b' ', pad);
+        } else if spec.zero && spec.precision.is_none() {
+            out.extend(prefix);
+            out.fill(b'0', zeros + pad);
+            out.extend(body);
+        } else {
+            out.fill(b' ', pad);
+            out.extend(prefix);
+            out.fill(b'0', zeros);
+            out.extend(body);
+        }
+    }
+
+    /// Lua's `%s` of a string: kept whole without modifiers (or when too long to format, as
+    /// Lua does), else C's `%-W.Ps`. False for a string with a NUL under modifiers (an error).
+    fn format_str(out: &mut Out, spec: &Spec, s: &[u8]) -> bool {
+        if !spec.modified || (spec.precision.is_none() && s.len() >= 100) {
+            out.extend(s);
+            return !spec.modified || !s.contains(&0);
+        }
+        if s.contains(&0) {
+            return false;
+        }
+        let s = &s[..spec.precision.map_or(s.len(), |p| p.min(s.len()))];
+        let pad = spec.width.saturating_sub(s.len());
+        if !spec.minus {
+            out.fill(b' ', pad);
+        }
+        out.extend(s);
+        if spec.minus {
+            out.fill(b' ', pad);
+        }
+        true
+    }
+
+    /// Formats argument `arg` by `spec`; false when the original must do it.
+    fn convert(st: &Stack<'_>, arg: i32, spec: &Spec, out: &mut Out) -> bool {
+        match (spec.conv, st.scalar(arg)) {
+            (Conv::Str, Scalar::Str(s)) if !st.has_metafield(arg, c"__tostring") => {
+                format_str(out, spec, s)
+            }
+            (Conv::Str, Scalar::Num(Number::Int(v))) if !st.has_metafield(arg, c"__tostring") => {
+                let mut text = Out::new();
+                decimal(&mut text, v);
+                format_str(out, spec, text.bytes())
+            }
+            (Conv::Dec | Conv::Hex | Conv::HexUpper, Scalar::Num(Number::Int(v))) => {
+                format_int(out, spec, v);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn format(st: &Stack<'_>) -> Returned {
+        let Some(mut rest) = st.str(1) else {
+            return Ok(DELEGATE);
+        };
+        let mut out = Out::new();
+        let mut arg = 1;
+        while let Some(p) = rest.iter().position(|&b| b == b'%') {
+            out.extend(&rest[..p]);
+            rest = &rest[p + 1..];
+            if rest.first() == Some(&b'%') {
+                out.extend(b"%");
+                rest = &rest[1..];
+                continue;
+            }
+            let Some((spec, used)) = parse(rest) else {
+                return Ok(DELEGATE);
+            };
+            rest = &rest[used..];
+            arg += 1;
+            if !convert(st, arg, &spec, &mut out) {
+                return Ok(DELEGATE);
+            }
+        }
+        out.extend(rest);
+        st.push_bytes(out.bytes());
+        Ok(1)
+    }
+
+    /// An optional integer argument (nil or absent: `default`); None for anything else,
+    /// which the original converts or rejects.
+    fn opt_int(st: &Stack<'_>, i: i32, default: impl FnOnce() -> i64) -> Option<i64> {
+        match st.scalar(i) {
+            Scalar::Other(Kind::None | Kind::Nil) => Some(default()),
+            Scalar::Num(Number::Int(v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// table.concat of a table without a metatable whose elements in range are strings or
+    /// integers, with a string separator.
+    pub fn concat(st: &Stack<'_>) -> Returned {
+        if st.kind(1) != Kind::Table || st.has_metatable(1) {
+            return Ok(DELEGATE);
+        }
+        let sep: &[u8] = match st.kind(2) {
+            Kind::None | Kind::Nil => b"",
+            Kind::String => st.str(2).expect("a string"),
+            _ => return Ok(DELEGATE),
+        };
+        let (Some(i), Some(last)) = (
+            opt_int(st, 3, || 1),
+            opt_int(st, 4, || st.arg_raw_len(1) as i64),
+        ) else {
+            return Ok(DELEGATE);
+        };
+        let mut out = Out::new();
+        let all = st.arg_raw_each(1, i, last, |at, item| {
+            match item {
+                Scalar::Str(s) => out.extend(s),
+                Scalar::Num(Number::Int(v)) => decimal(&mut out, v),
+                _ => return false,
+            }
+            if at != last {
+                out.extend(sep);
+            }
+            true
+        });
+        if !all {
+            return Ok(DELEGATE);
+        }
+        st.push_bytes(out.bytes());
+        Ok(1)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use std::ffi::CString;
+
+        fn c_format(spec: &str, conv: u8, v: i64) -> Vec<u8> {
+            let full = CString::new(format!("%{spec}ll{}", conv as char)).unwrap();
+            let mut buf = [0u8; 256];
+            // SAFETY: a valid buffer and a format with one long long conversion.
+            let n = unsafe { libc::snprintf(buf.as_mut_ptr().cast(), buf.len(), full.as_ptr(), v) };
+            buf[..n as usize].to_vec()
+        }
+
+        fn ours(text: &str, f: impl FnOnce(&mut Out, &Spec)) -> Option<Vec<u8>> {
+            let (spec, used) = parse(text.as_bytes())?;
+            assert_eq!(used, text.len(), "{text}");
+            let mut out = Out::new();
+            out.extend(b"<");
+            f(&mut out, &spec);
+            Some(out.bytes()[1..].to_vec())
+        }
+
+        #[test]
+        fn integers_match_the_c_library() {
+            let values = [
+                0,
+                1,
+                -1,
+                7,
+                42,
+                -42,
+                99_999,
+                i64::MAX,
+                i64::MIN,
+                0x7fff_ffff,
+                -0x1234_5678,
+            ];
+            let flag_sets = [
+                "", "-", "0", "+", " ", "#", "-0", "+0", "- ", "-#", "#0", "+ ",
+            ];
+            let widths = ["", "1", "5", "12", "40"];
+            let precisions = ["", ".", ".0", ".1", ".3", ".25"];
+            let mut checked = 0;
+            for conv in [b'd', b'i', b'x', b'X'] {
+                for flags in flag_sets {
+                    for width in widths {
+                        for precision in precisions {
+                            let spec = format!("{flags}{width}{precision}");
+                            let text = format!("{spec}{}", conv as char);
+                            for v in values {
+                                let Some(got) = ours(&text, |out, s| format_int(out, s, v)) else {
+                                    continue;
+                                };
+                                assert_eq!(
+                                    String::from_utf8_lossy(&got),
+                                    String::from_utf8_lossy(&c_format(&spec, conv, v)),
+                                    "%{text} of {v}"
+                                );
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            assert!(checked > 3000, "{checked}");
+        }
+
+        #[test]
+        fn strings_match_the_c_library() {
+            for s in ["", "a", "hello", "a longer string of text"] {
+                for spec in ["", "-", "5", "-5", "30", ".0", ".3", "8.2", "-8.2", "-.10"] {
+                    let full = CString::new(format!("%{spec}s")).unwrap();
+                    let arg = CString::new(s).unwrap();
+                    let mut buf = [0u8; 256];
+                    // SAFETY: a valid buffer and a format with one string conversion.
+                    let n = unsafe {
+                        libc::snprintf(
+                            buf.as_mut_ptr().cast(),
+                            buf.len(),
+                            full.as_ptr(),
+                            arg.as_ptr(),
+                        )
+                    };
+                    let got = ours(&format!("{spec}s"), |out, sp| {
+                        assert!(format_str(out, sp, s.as_bytes()));
+                    })
+                    .expect("in the subset");
+                    assert_eq!(got, &buf[..n as usize], "%{spec}s of {s:?}");
+                }
+            }
+        }
+
+        #[test]
+        fn strings_follow_lua_rules_beyond_c() {
+            let long = "y".repeat(150);
+            let run = |text: &str, s: &[u8]| {
+                let (spec, _) = parse(text.as_bytes()).unwrap();
+                let mut out = Out::new();
+                format_str(&mut out, &spec, s).then(|| out.bytes().to_vec())
+            };
+            // Kept whole: bare %s (NULs too), and long strings without a precision.
+            assert_eq!(run("s", b"a\0b"), Some(b"a\0b".to_vec()));
+            assert_eq!(run("5s", long.as_bytes()), Some(long.clone().into_bytes()));
+            assert_eq!(run(".3s", long.as_bytes()), Some(b"yyy".to_vec()));
+            // A NUL under modifiers is Lua's error: the original raises it.
+            assert_eq!(run("5s", b"a\0b"), None);
+        }
+
+        #[test]
+        fn output_moves_to_the_heap_intact() {
+            let mut out = Out::new();
+            let mut expected = Vec::new();
+            for i in 0..40u8 {
+                let piece = vec![b'a' + i % 26; i as usize];
+                out.extend(&piece);
+                out.fill(b'-', 3);
+                expected.extend_from_slice(&piece);
+                expected.extend_from_slice(b"---");
+            }
+            assert!(expected.len() > Out::INLINE);
+            assert_eq!(out.bytes(), &expected[..]);
+        }
+
+        #[test]
+        fn only_the_common_subset_is_parsed() {
+            for outside in [
+                "f", "5.2f", "q", "c", "ld", "100d", "5.100d", "--d", "00d", "+s", "05s", "#d",
+                "+x", " x", "", "-",
+            ] {
+                assert!(parse(outside.as_bytes()).is_none(), "{outside}");
+            }
+            let (spec, used) = parse(b"-08.3dtail").unwrap();
+            assert_eq!(used, 6);
+            assert_eq!(
+                (spec.width, spec.precision, spec.conv),
+                (8, Some(3), Conv::Dec)
+            );
+            assert!(spec.minus && spec.zero && spec.modified);
+            assert!(!parse(b"s").unwrap().0.modified);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_key;
+
+    #[test]
+    fn prefix_keys_never_contradict_byte_order() {
+        let words: Vec<&[u8]> = vec![
+            b"",
+            b"\0",
+            b"\0\0",
+            b"a",
+            b"a\0",
+            b"a\0\0b",
+            b"ab",
+            b"abcdefgh",
+            b"abcdefgh\0",
+            b"abcdefghi",
+            b"abcdefgg\xff",
+            b"abcdefg",
+            b"\xff",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"item-00123:xxxx",
+            b"item-00124",
+            b"item-0012",
+        ];
+        for a in &words {
+            for b in &words {
+                let (ka, kb) = (prefix_key(a), prefix_key(b));
+                if ka != kb {
+                    assert_eq!(ka.cmp(&kb), a.cmp(b), "{a:?} vs {b:?}");
+                }
+            }
         }
     }
 }
