@@ -287,7 +287,7 @@ def send_requests(server, workload, n):
     conn.close()
 
 
-def profile(which, scope, workload, n, top, exclusive=False):
+def profile(which, scope, workload, n, top, exclusive=False, keep=None):
     """Instructions per request under callgrind, in total and by function (inclusive, or each
     function's own cost with `exclusive`)."""
     for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
@@ -307,6 +307,8 @@ def profile(which, scope, workload, n, top, exclusive=False):
     dumps = sorted((f for f in os.listdir(out) if f.startswith("cg.out.")), key=lambda f: os.path.getmtime(os.path.join(out, f)))
     text = subprocess.run(["callgrind_annotate", f"--inclusive={'no' if exclusive else 'yes'}", "--threshold=100", os.path.join(out, dumps[-1])],
                           capture_output=True, text=True).stdout
+    if keep:
+        shutil.copy(os.path.join(out, dumps[-1]), keep)
     shutil.rmtree(out, ignore_errors=True)
     total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", text).group(1).replace(",", ""))
     print(f"{which} {scope} {workload}: {total // n:,} instructions per request ({n} requests)")
@@ -374,12 +376,13 @@ def main():
     ap.add_argument("--requests", type=int, default=2000, help="with --profile")
     ap.add_argument("--top", type=int, default=40, help="with --profile: functions shown")
     ap.add_argument("--exclusive", action="store_true", help="with --profile: each function's own cost")
+    ap.add_argument("--keep", metavar="FILE", help="with --profile: keep callgrind's output (for callgrind_annotate)")
     a = ap.parse_args()
     if a.profile:
         which, scope, workload = a.profile.split(",")
         if which == "ours":
             subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-        profile(which, scope, workload, a.requests, a.top, a.exclusive)
+        profile(which, scope, workload, a.requests, a.top, a.exclusive, a.keep)
         return
     workloads = a.workloads.split(",")
     scopes = a.scopes.split(",")

@@ -7,6 +7,7 @@ use crate::config::DirConfig;
 use crate::dispatch::{self, Entry, Outcome};
 use crate::handler::log_failure;
 use crate::httpd::{self, Level, Request};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -75,7 +76,7 @@ pub fn check(r: Request<'_>, parsed: &ParsedRequire) -> i32 {
     let default_cfg = DirConfig::default();
     let cfg = r.dir_config::<DirConfig>().unwrap_or(&default_cfg);
     let path =
-        httpd::merge_path(r.pool(), cfg.root(), &spec.file).unwrap_or_else(|| spec.file.clone());
+        httpd::merge_path(r.pool(), cfg.root(), &spec.file).unwrap_or(Cow::Borrowed(&spec.file));
     let entry = Entry {
         args: &parsed.args,
         ..Entry::file(path.as_bytes(), &spec.function)

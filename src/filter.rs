@@ -13,6 +13,7 @@ use crate::httpd::{self, Brigade, BucketKind, Filter, Level, LiveRequest, PoolBr
 use crate::lua_api::request;
 use mlua::thread::ThreadStatus;
 use mlua::{MultiValue, Value};
+use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 const APR_SUCCESS: ffi::apr_status_t = 0;
@@ -120,7 +121,7 @@ fn start(r: Request<'_>, f: Filter<'_>, kind: FilterKind) -> Start {
         return Start::Declined;
     };
     let path =
-        httpd::merge_path(r.pool(), cfg.root(), &spec.file).unwrap_or_else(|| spec.file.clone());
+        httpd::merge_path(r.pool(), cfg.root(), &spec.file).unwrap_or(Cow::Borrowed(&spec.file));
     let entry = Entry::file(path.as_bytes(), &spec.function);
     let report = |failure: Failure| {
         log_failure(r, &entry, &format!("filter {name}"), &failure);

@@ -4,6 +4,7 @@
 use crate::config::{capture_path_is_safe, interpolate, DirConfig};
 use crate::dispatch::{self, Entry, Failure, Outcome};
 use crate::httpd::{self, FileType, Level, Request, DECLINED, DONE, HTTP_BAD_REQUEST, OK};
+use std::borrow::Cow;
 use std::ffi::c_int;
 
 const HANDLER_NAME: &[u8] = b"lua-script";
@@ -82,7 +83,7 @@ pub fn map_handler(r: Request<'_>) -> c_int {
         }
         let file = String::from_utf8_lossy(&interpolate(&mh.file, &caps)).into_owned();
         let function = String::from_utf8_lossy(&interpolate(&mh.function, &caps)).into_owned();
-        let path = httpd::merge_path(r.pool(), cfg.root(), &file).unwrap_or(file);
+        let path = httpd::merge_path(r.pool(), cfg.root(), &file).unwrap_or(Cow::Borrowed(&file));
         let entry = Entry::file(path.as_bytes(), &function);
         match dispatch::call(r, cfg, &entry) {
             Ok(Outcome::Number(n)) if n == DECLINED as i64 => continue,

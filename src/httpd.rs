@@ -4,6 +4,7 @@
 
 use crate::apr::{opt_cstr, Pool, Table};
 use crate::ffi;
+use std::borrow::Cow;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::marker::PhantomData;
 use std::ptr::NonNull;
@@ -96,9 +97,11 @@ pub struct FileStamp {
 }
 
 impl FileStamp {
-    pub fn of_path(path: &str) -> std::io::Result<FileStamp> {
+    /// The stamp of the file at `path` (bytes as the file system has them).
+    pub fn of_path(path: &[u8]) -> std::io::Result<FileStamp> {
+        use std::os::unix::ffi::OsStrExt;
         use std::os::unix::fs::MetadataExt;
-        let m = std::fs::metadata(path)?;
+        let m = std::fs::metadata(std::ffi::OsStr::from_bytes(path))?;
         Ok(FileStamp {
             device: m.dev(),
             inode: m.ino(),
@@ -1184,7 +1187,7 @@ impl<'a> CmdParms<'a> {
 
     /// Resolves `file` against `root` (or the working directory) as mod_lua's
     /// `apr_filepath_merge(..., APR_FILEPATH_NOTRELATIVE)` does.
-    pub fn merge_path(self, root: Option<&str>, file: &str) -> Option<String> {
+    pub fn merge_path<'f>(self, root: Option<&str>, file: &'f str) -> Option<Cow<'f, str>> {
         merge_path(self.pool(), root, file)
     }
 }
@@ -1213,7 +1216,12 @@ pub fn conf_words(pool: Pool<'_>, line: &str) -> Vec<String> {
 }
 
 /// `apr_filepath_merge(root, file, APR_FILEPATH_NOTRELATIVE)`; NULL root = working directory.
-pub fn merge_path(pool: Pool<'_>, root: Option<&str>, file: &str) -> Option<String> {
+/// An absolute path that merging would leave as it is (the usual case: a script named by its
+/// full path in the configuration) is returned without a copy.
+pub fn merge_path<'a>(pool: Pool<'_>, root: Option<&str>, file: &'a str) -> Option<Cow<'a, str>> {
+    if is_merged_form(file) {
+        return Some(Cow::Borrowed(file));
+    }
     let root_c = root.and_then(|r| CString::new(r).ok());
     let file_c = CString::new(file).ok()?;
     let mut out: *mut c_char = std::ptr::null_mut();
@@ -1230,7 +1238,23 @@ pub fn merge_path(pool: Pool<'_>, root: Option<&str>, file: &str) -> Option<Stri
     if rv != 0 {
         return None;
     }
-    unsafe { opt_cstr(out) }.map(|s| s.to_string_lossy().into_owned())
+    unsafe { opt_cstr(out) }.map(|s| Cow::Owned(s.to_string_lossy().into_owned()))
+}
+
+/// Whether apr_filepath_merge returns `file` unchanged whatever the root: an absolute path
+/// without empty, `.` or `..` segments, within APR_PATH_MAX. (It drops those segments, folds
+/// leading slashes, and copies every other segment as it is.)
+pub fn is_merged_form(file: &str) -> bool {
+    const APR_PATH_MAX: usize = 4096;
+    let Some(rest) = file.strip_prefix('/') else {
+        return false;
+    };
+    if file.len() + 4 > APR_PATH_MAX || file.contains('\0') {
+        return false;
+    }
+    // A trailing slash is kept; an empty segment anywhere else is dropped.
+    let body = rest.strip_suffix('/').unwrap_or(rest);
+    rest.is_empty() || body.split('/').all(|seg| !matches!(seg, "" | "." | ".."))
 }
 
 /// A request handle that Lua values may hold (`r`, its header tables). It only yields the
@@ -2116,5 +2140,33 @@ impl<'a> Request<'a> {
         let children = find(unsafe { ffi::ap_conftree }, file, line)?;
         // SAFETY: a node list of the same tree.
         Some(unsafe { conf_list(children) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_merged_form;
+
+    #[test]
+    fn paths_merging_would_keep_as_they_are() {
+        for kept in [
+            "/",
+            "/a",
+            "/srv/www/hooks.lua",
+            "/a/b/",
+            "/a.b/..c/.d",
+            "/x y/é.lua",
+        ] {
+            assert!(is_merged_form(kept), "{kept}");
+        }
+        // Relative, or with segments apr_filepath_merge drops or folds.
+        for changed in [
+            "", "a.lua", "./a.lua", "//a", "/a//b", "/a/./b", "/a/../b", "/a/.", "/a/..", "/a//",
+            "/.", "/..",
+        ] {
+            assert!(!is_merged_form(changed), "{changed}");
+        }
+        assert!(!is_merged_form(&format!("/{}", "x".repeat(4092))));
+        assert!(is_merged_form(&format!("/{}", "x".repeat(4090))));
     }
 }

@@ -497,3 +497,38 @@ fn subrequests_and_internal_redirects() {
         .contains("request object used after its request ended"));
     s.assert_no_crash();
 }
+
+/// Hooks that only a .htaccess file sets (the server configuration has no Lua hook at all, so
+/// every phase entry point starts out skipping its configuration lookup): they run in every
+/// phase httpd reaches after reading the file, on every child.
+#[test]
+fn hooks_set_only_in_htaccess() {
+    if !httpd_available() {
+        return;
+    }
+    let s = Config::new()
+        .directives("LuaRoot {docroot}/ht\n<Directory {docroot}/ht>\n AllowOverride All\n</Directory>\n")
+        .file(
+            "htdocs/ht/.htaccess",
+            "LuaHookAccessChecker h.lua access\nLuaHookFixups h.lua fixups\n",
+        )
+        .file(
+            "htdocs/ht/h.lua",
+            "function access(r) if r.uri:match('deny') then return 403 end return apache2.DECLINED end\n\
+             function fixups(r) r.headers_out['X-Fixed'] = 'yes' return apache2.DECLINED end\n",
+        )
+        .file("htdocs/ht/page.txt", "page\n")
+        .file("htdocs/ht/deny.txt", "secret\n")
+        .file("htdocs/plain.txt", "plain\n")
+        .start();
+    // Both children: more requests than one child's share.
+    for _ in 0..6 {
+        let r = s.get("/ht/page.txt");
+        assert_eq!((r.status, r.text().as_str()), (200, "page\n"));
+        assert_eq!(r.header("x-fixed"), Some("yes"));
+        assert_eq!(s.get("/ht/deny.txt").status, 403);
+        let plain = s.get("/plain.txt");
+        assert_eq!((plain.status, plain.header("x-fixed")), (200, None));
+    }
+    s.assert_no_crash();
+}

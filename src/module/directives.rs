@@ -325,6 +325,7 @@ unsafe extern "C" fn lua_root(
 fn package_dir(cmd: CmdParms<'_>, cfg: &DirConfig, a: *const c_char) -> Result<String, String> {
     let dir = arg(a).unwrap_or_default();
     cmd.merge_path(root_here(cmd, cfg).as_deref(), &dir)
+        .map(|p| p.into_owned())
         .ok_or_else(|| format!("Unable to build full path to file, {dir}"))
 }
 
@@ -402,12 +403,12 @@ unsafe extern "C" fn lua_map_handler(
             CString::new(pattern.clone()).map_err(|_| "Invalid regex pattern!".to_string())?;
         let regex = Regex::compile(cmd.pool(), &re_src)
             .ok_or_else(|| "Invalid regex pattern!".to_string())?;
-        cfg.map_handlers.make_mut().push(Arc::new(MapHandler {
+        cfg.add_map_handler(MapHandler {
             pattern,
             regex,
             file: arg(file).unwrap_or_default(),
             function: arg(function).unwrap_or_else(|| "handle".to_string()),
-        }));
+        });
         Ok(())
     })
 }

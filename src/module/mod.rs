@@ -100,7 +100,14 @@ unsafe extern "C" fn merge_server_config(
 /// Wraps a request hook: one unsafe conversion, then guarded safe code.
 macro_rules! request_hook {
     ($name:ident, $what:literal, $body:path) => {
+        request_hook!($name, $what, $body, true);
+    };
+    // `$wanted`: a cheap test that the configuration may need the hook at all.
+    ($name:ident, $what:literal, $body:path, $wanted:expr) => {
         unsafe extern "C" fn $name(r: *mut ffi::request_rec) -> c_int {
+            if !$wanted {
+                return DECLINED;
+            }
             guard($what, HTTP_INTERNAL_SERVER_ERROR, || {
                 // SAFETY: httpd passes the request being processed, owned by this thread.
                 match unsafe { Request::from_raw(r) } {
@@ -120,18 +127,23 @@ request_hook!(
 request_hook!(
     lua_map_handler,
     "LuaMapHandler",
-    crate::handler::map_handler
+    crate::handler::map_handler,
+    crate::config::may_have_map_handlers()
 );
 request_hook!(
     lua_map_handler_fixups,
     "LuaMapHandler fixups",
-    crate::handler::map_handler_fixups
+    crate::handler::map_handler_fixups,
+    crate::config::may_have_map_handlers()
 );
 
 /// One harness per phase and slot (mod_lua's `lua_*_harness` functions).
 macro_rules! phase_hook {
     ($name:ident, $phase:ident, $slot:ident) => {
         unsafe extern "C" fn $name(r: *mut ffi::request_rec) -> c_int {
+            if !crate::config::may_have_hooks(Phase::$phase, Slot::$slot) {
+                return DECLINED;
+            }
             guard(
                 concat!("Lua hook ", stringify!($name)),
                 HTTP_INTERNAL_SERVER_ERROR,
@@ -165,6 +177,9 @@ phase_hook!(log_transaction, Log, Middle);
 
 /// H01: the quick handler never runs for lookup subrequests.
 unsafe extern "C" fn quick_handler(r: *mut ffi::request_rec, lookup: c_int) -> c_int {
+    if !crate::config::may_have_hooks(Phase::Quick, Slot::Middle) {
+        return DECLINED;
+    }
     guard("Lua quick handler", HTTP_INTERNAL_SERVER_ERROR, || {
         // SAFETY: httpd passes the request being processed, owned by this thread.
         match unsafe { Request::from_raw(r) } {
@@ -177,6 +192,9 @@ unsafe extern "C" fn quick_handler(r: *mut ffi::request_rec, lookup: c_int) -> c
 /// LuaHookInsertFilter (mod_lua never implemented it): the functions may add filters with
 /// r:add_output_filter / r:add_input_filter; their return values do not matter.
 unsafe extern "C" fn insert_filter(r: *mut ffi::request_rec) {
+    if !crate::config::may_have_hooks(Phase::InsertFilter, Slot::Middle) {
+        return;
+    }
     guard("Lua insert_filter hook", (), || {
         // SAFETY: httpd passes the request being processed, owned by this thread.
         if let Some(r) = unsafe { Request::from_raw(r) } {

@@ -430,7 +430,7 @@ impl Vm {
         let current = match codecache {
             CodeCache::Stat => match spec.stamp {
                 Some(s) => Some(s),
-                None => FileStamp::of_path(&String::from_utf8_lossy(path)).ok(),
+                None => FileStamp::of_path(path).ok(),
             },
             _ => None,
         };
