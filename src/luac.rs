@@ -263,7 +263,8 @@ impl<'l> Stack<'l> {
     /// in `pcall(f)`), with the caller's position.
     pub fn arg_error(&self, n: c_int, fname: &str, msg: &str) -> String {
         // SAFETY: level 0 is this running function.
-        unsafe { arg_error_at(self.l, 0, n, fname, msg) }
+        let text = unsafe { arg_error_at(self.l, 0, n, fname, msg.as_bytes()) };
+        String::from_utf8_lossy(&text).into_owned()
     }
 
     pub fn top(&self) -> c_int {
@@ -676,30 +677,36 @@ unsafe extern "C-unwind" fn delegate_error(l: *mut lua_State) -> c_int {
     if !direct {
         return 1;
     }
-    let mut len = 0usize;
-    let p = ffi::lua_tolstring(l, 1, &mut len);
-    let message = String::from_utf8_lossy(std::slice::from_raw_parts(p.cast::<u8>(), len));
-    let fallback = {
-        let p = ffi::lua_tolstring(l, ffi::lua_upvalueindex(2), &mut len);
-        String::from_utf8_lossy(std::slice::from_raw_parts(p.cast::<u8>(), len)).into_owned()
+    let bytes = |i: c_int| {
+        let mut len = 0usize;
+        let p = ffi::lua_tolstring(l, i, &mut len);
+        std::slice::from_raw_parts(p.cast::<u8>(), len)
     };
-    // Level 2 is the function scripts called (the trampoline), level 3 its caller.
-    let reworded = match bad_argument(&message) {
-        Some((n, detail)) => arg_error_at(l, 2, n, &fallback, detail),
-        None => format!("{}{message}", where_at(l, 3)),
-    };
-    ffi::lua_pushlstring(l, reworded.as_ptr().cast(), reworded.len());
+    // Both strings stay on the stack (slot 1, the upvalue) while they are read.
+    let (message, fallback) = (bytes(1), bytes(ffi::lua_upvalueindex(2)));
+    let reworded = catch_unwind(AssertUnwindSafe(|| {
+        let fallback = String::from_utf8_lossy(fallback);
+        // Level 2 is the function scripts called (the trampoline), level 3 its caller.
+        match bad_argument(message) {
+            Some((n, detail)) => arg_error_at(l, 2, n, &fallback, detail),
+            None => [where_at(l, 3).as_bytes(), message].concat(),
+        }
+    }));
+    // On a panic (there is none to expect) the original message stands.
+    if let Ok(text) = reworded {
+        ffi::lua_pushlstring(l, text.as_ptr().cast(), text.len());
+    }
     1
 }
 
 /// `bad argument #N to 'NAME' (DETAIL)` → (N, DETAIL).
-fn bad_argument(message: &str) -> Option<(c_int, &str)> {
-    let rest = message.strip_prefix("bad argument #")?;
-    let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-    let n = rest[..digits].parse().ok()?;
-    let rest = rest[digits..].strip_prefix(" to '")?;
-    let open = rest.find("' (")?;
-    Some((n, rest[open + 3..].strip_suffix(')')?))
+fn bad_argument(message: &[u8]) -> Option<(c_int, &[u8])> {
+    let rest = message.strip_prefix(b"bad argument #")?;
+    let digits = rest.iter().position(|c| !c.is_ascii_digit())?;
+    let n = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    let rest = rest[digits..].strip_prefix(b" to '")?;
+    let open = rest.windows(3).position(|w| w == b"' (")?;
+    Some((n, rest[open + 3..].strip_suffix(b")")?))
 }
 
 /// The frame `level` levels up from the running function, with `what` filled in.
@@ -732,8 +739,8 @@ unsafe fn arg_error_at(
     level: c_int,
     n: c_int,
     fname: &str,
-    msg: &str,
-) -> String {
+    msg: &[u8],
+) -> Vec<u8> {
     // lua_getinfo("n") sets namewhat to a static NUL-terminated string and name to NULL or a
     // string that the calling frame keeps alive while it runs.
     let (method, called) = debug_at(l, level, c"n").map_or((false, None), |ar| {
@@ -743,13 +750,19 @@ unsafe fn arg_error_at(
         (method, called)
     });
     let fname = called.as_deref().unwrap_or(fname);
-    let text = if method && n == 1 {
-        format!("calling '{fname}' on bad self ({msg})")
+    let head = if method && n == 1 {
+        format!("calling '{fname}' on bad self (")
     } else {
         let n = if method { n - 1 } else { n };
-        format!("bad argument #{n} to '{fname}' ({msg})")
+        format!("bad argument #{n} to '{fname}' (")
     };
-    format!("{}{text}", where_at(l, level + 1))
+    [
+        where_at(l, level + 1).as_bytes(),
+        head.as_bytes(),
+        msg,
+        b")",
+    ]
+    .concat()
 }
 
 const FAILED: isize = -1;
@@ -1022,5 +1035,25 @@ mod tests {
         lua.load("for i = 1, 1000 do make(i) end").exec().unwrap();
         lua.gc_collect().unwrap();
         lua.gc_collect().unwrap();
+    }
+
+    #[test]
+    fn argument_errors_are_taken_apart() {
+        assert_eq!(
+            bad_argument(b"bad argument #2 to '?' (number expected, got string)"),
+            Some((2, &b"number expected, got string"[..]))
+        );
+        assert_eq!(
+            bad_argument(b"bad argument #12 to 'a (b)' (x (y) \xff)"),
+            Some((12, &b"x (y) \xff"[..]))
+        );
+        for other in [
+            &b"invalid order function for sorting"[..],
+            b"bad argument #x to 'f' (m)",
+            b"bad argument #1 to 'f' m",
+            b"bad argument #1 to 'f' (m",
+        ] {
+            assert_eq!(bad_argument(other), None);
+        }
     }
 }
