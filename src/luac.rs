@@ -895,18 +895,24 @@ impl RequestFns {
         env: &Table,
         name: &str,
         live: &LiveRequest,
-        args: impl IntoIterator<Item = Value>,
+        args: Vec<Value>,
     ) -> mlua::Result<Option<Value>> {
-        let mut all = mlua::MultiValue::new();
-        all.push_back(Value::Table(env.clone()));
         // The name is read by `invoke` during this call, while `name` is borrowed.
-        all.push_back(Value::LightUserData(LightUserData(
-            name.as_ptr().cast_mut().cast(),
-        )));
-        all.push_back(Value::Integer(name.len() as _));
-        all.push_back(light(live));
-        all.extend(args);
-        let (found, result): (bool, Value) = self.invoke.call(all)?;
+        let name_ptr = LightUserData(name.as_ptr().cast_mut().cast());
+        let len = name.len() as ffi::lua_Integer;
+        let (found, result): (bool, Value) = if args.is_empty() {
+            // The usual call (`r` alone): pushed straight, without a value list to allocate
+            // or a new reference to the environment.
+            self.invoke.call((env, name_ptr, len, light(live)))?
+        } else {
+            let mut all = mlua::MultiValue::new();
+            all.push_back(Value::Table(env.clone()));
+            all.push_back(Value::LightUserData(name_ptr));
+            all.push_back(Value::Integer(len));
+            all.push_back(light(live));
+            all.extend(args);
+            self.invoke.call(all)?
+        };
         Ok(found.then_some(result))
     }
 

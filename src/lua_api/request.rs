@@ -1012,7 +1012,7 @@ pub fn call_entry(
     env: &Table,
     name: &str,
     live: &LiveRequest,
-    args: impl IntoIterator<Item = Value>,
+    args: Vec<Value>,
 ) -> mlua::Result<Option<Value>> {
     request_fns(lua)?.call(env, name, live, args)
 }
