@@ -389,16 +389,8 @@ impl<'l> Stack<'l> {
             // (a string's bytes stay valid while it is on the stack, i.e. during `f`, which
             // cannot keep them) and popped.
             let more = unsafe {
-                let value = match Kind::of(ffi::lua_rawgeti(self.l, t, i as _)) {
-                    Kind::String => {
-                        let mut len = 0usize;
-                        let p = ffi::lua_tolstring(self.l, -1, &mut len);
-                        Scalar::Str(std::slice::from_raw_parts(p.cast::<u8>(), len))
-                    }
-                    Kind::Number => Scalar::Num(self.number_at(self.top())),
-                    k => Scalar::Other(k),
-                };
-                let more = f(i, value);
+                let kind = Kind::of(ffi::lua_rawgeti(self.l, t, i as _));
+                let more = f(i, self.scalar_at(self.top(), kind));
                 ffi::lua_settop(self.l, -2);
                 more
             };
@@ -479,7 +471,12 @@ impl<'l> Stack<'l> {
     /// Argument `i` read with one type check: its bytes if it is a string, its value if it is
     /// a number (neither converted), else its kind.
     pub fn scalar(&self, i: c_int) -> Scalar<'l> {
-        match self.kind(i) {
+        self.scalar_at(i, self.kind(i))
+    }
+
+    /// The value in slot `i`, of kind `kind`, as a [`Scalar`].
+    fn scalar_at(&self, i: c_int, kind: Kind) -> Scalar<'l> {
+        match kind {
             Kind::String => Scalar::Str(self.tostring(i)),
             Kind::Number => Scalar::Num(self.number_at(i)),
             k => Scalar::Other(k),
@@ -667,11 +664,10 @@ unsafe extern "C-unwind" fn trampoline(l: *mut lua_State) -> c_int {
 /// (a comparison function, a metamethod) pass unchanged.
 unsafe extern "C-unwind" fn delegate_error(l: *mut lua_State) -> c_int {
     ffi::lua_settop(l, 1);
-    let mut ar: ffi::lua_Debug = std::mem::zeroed();
-    if ffi::lua_type(l, 1) != ffi::LUA_TSTRING || ffi::lua_getstack(l, 1, &mut ar) == 0 {
+    // lua_getinfo("f") pushes the function that raised (level 1).
+    if ffi::lua_type(l, 1) != ffi::LUA_TSTRING || debug_at(l, 1, c"f").is_none() {
         return 1;
     }
-    ffi::lua_getinfo(l, c"f".as_ptr(), &mut ar);
     let direct = ffi::lua_rawequal(l, -1, ffi::lua_upvalueindex(1)) != 0;
     ffi::lua_settop(l, 1);
     if !direct {

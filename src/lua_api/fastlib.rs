@@ -146,28 +146,32 @@ fn sort(st: &Stack<'_>) -> Returned {
             let nums: Vec<_> = (0..n)
                 .map(|i| (slot(i), st.number(slot(i)).expect("a number")))
                 .collect();
-            let ints: Option<Vec<(i32, i64)>> = nums
-                .iter()
-                .map(|&(s, v)| match v {
-                    Number::Int(i) => Some((s, i)),
-                    Number::Float(_) => None,
-                })
-                .collect();
-            let floats: Option<Vec<(i32, f64)>> = nums
-                .iter()
-                .map(|&(s, v)| match v {
-                    Number::Float(f) if !f.is_nan() => Some((s, f)),
-                    _ => None,
-                })
-                .collect();
-            match (ints, floats) {
-                (Some(ints), _) => sort_slots(st, ints, |a, b| a.cmp(b)),
+            let ints = || -> Option<Vec<(i32, i64)>> {
+                nums.iter()
+                    .map(|&(s, v)| match v {
+                        Number::Int(i) => Some((s, i)),
+                        Number::Float(_) => None,
+                    })
+                    .collect()
+            };
+            let floats = || -> Option<Vec<(i32, f64)>> {
+                nums.iter()
+                    .map(|&(s, v)| match v {
+                        Number::Float(f) if !f.is_nan() => Some((s, f)),
+                        _ => None,
+                    })
+                    .collect()
+            };
+            if let Some(ints) = ints() {
+                sort_slots(st, ints, |a, b| a.cmp(b));
+            } else if let Some(floats) = floats() {
                 // Without NaN, floats are totally ordered (0.0 and -0.0 equal, as in Lua).
-                (_, Some(floats)) => sort_slots(st, floats, |a, b| {
+                sort_slots(st, floats, |a, b| {
                     a.partial_cmp(b).unwrap_or(Ordering::Equal)
-                }),
+                });
+            } else {
                 // Integers mixed with floats, or NaN: Lua's own comparisons decide.
-                (None, None) => return Ok(DELEGATE),
+                return Ok(DELEGATE);
             }
         }
         _ => return Ok(DELEGATE),
