@@ -27,6 +27,8 @@ pub struct FilterState {
     co: Option<Coroutine>,
     /// For input filters: the brigade read from the next filter (kept to avoid one per call).
     scratch: Option<PoolBrigade>,
+    /// What file buckets are read into (see [`httpd::Bucket::read_unmapped`]).
+    buf: Vec<u8>,
 }
 
 /// What a filter yielded: a Lua string (copied once, straight into a bucket) or a number's
@@ -191,6 +193,7 @@ pub fn output(f: Filter<'_>, bb: Brigade<'_>) -> ffi::apr_status_t {
                     FilterState {
                         co: Some(co),
                         scratch: None,
+                        buf: Vec::new(),
                     },
                 );
                 if !f.via_mod_filter() {
@@ -243,7 +246,7 @@ pub fn output(f: Filter<'_>, bb: Brigade<'_>) -> ffi::apr_status_t {
                 bucket.move_to(out);
             }
             BucketKind::Data => {
-                let data = match bucket.read() {
+                let data = match bucket.read_unmapped(&mut state.buf) {
                     Ok(d) => d,
                     Err(rv) => return rv,
                 };
@@ -317,6 +320,7 @@ pub fn input(
                     FilterState {
                         co: Some(co),
                         scratch: Some(scratch),
+                        buf: Vec::new(),
                     },
                 );
             }
@@ -357,7 +361,7 @@ pub fn input(
                 bucket.move_to(bb);
             }
             BucketKind::Data => {
-                let data = match bucket.read() {
+                let data = match bucket.read_unmapped(&mut state.buf) {
                     Ok(d) => d,
                     Err(rv) => return rv,
                 };

@@ -1332,6 +1332,9 @@ pub enum BucketKind {
     Metadata,
 }
 
+/// apr's end-of-file status (APR_OS_START_STATUS + 14).
+const APR_EOF: ffi::apr_status_t = 70014;
+
 /// A bucket brigade (borrowed; owned by its pool).
 #[derive(Clone, Copy)]
 pub struct Brigade<'a> {
@@ -1442,6 +1445,51 @@ impl<'a> Bucket<'a> {
             }
             Ok(std::slice::from_raw_parts(p.cast(), len as usize))
         }
+    }
+
+    /// [`Bucket::read`], except that a file bucket apr would map into memory (`EnableMMAP on`)
+    /// is read into `buf` instead, in the same pieces: mapping a file for each response costs
+    /// page faults and, at unmap, a TLB shootdown across every CPU running the process.
+    pub fn read_unmapped<'s>(self, buf: &'s mut Vec<u8>) -> Result<&'s [u8], ffi::apr_status_t>
+    where
+        'a: 's,
+    {
+        let (mut fd, mut offset, mut len) = (0, 0, 0);
+        // SAFETY: a live bucket; the shim only reads it (and may split it).
+        if unsafe {
+            ffi::lua_shim_bucket_file_piece(self.raw.as_ptr(), &mut fd, &mut offset, &mut len)
+        } == 0
+        {
+            return self.read();
+        }
+        buf.clear();
+        buf.reserve(len);
+        while buf.len() < len {
+            let done = buf.len();
+            // SAFETY: pread into the reserved, unused part of `buf` (at most len - done bytes).
+            let n = unsafe {
+                libc::pread(
+                    fd,
+                    buf.as_mut_ptr().add(done).cast(),
+                    len - done,
+                    offset + done as libc::off_t,
+                )
+            };
+            match n {
+                // The file shrank since the bucket was made.
+                0 => return Err(APR_EOF),
+                n if n < 0 => {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() == std::io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(e.raw_os_error().unwrap_or(libc::EIO));
+                }
+                // SAFETY: pread initialised these n bytes.
+                n => unsafe { buf.set_len(done + n as usize) },
+            }
+        }
+        Ok(&buf[..])
     }
 
     /// Moves this bucket to the end of `to`.
@@ -1630,7 +1678,6 @@ impl<'a> Conn<'a> {
 
     /// Reads exactly `n` bytes through the connection's input filters (blocking).
     pub fn read_exact(self, bb: Brigade<'_>, n: usize) -> Result<Vec<u8>, ffi::apr_status_t> {
-        const APR_EOF: ffi::apr_status_t = 70014;
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
             // SAFETY: live connection filter chain; `bb` is emptied after each read.

@@ -400,6 +400,63 @@ fn fl10_matches_debian_mod_lua() {
     assert_eq!(bodies[0].1, "prefix\nbucket:foobar\nsuffix\n");
 }
 
+/// Static files reach a filter in the pieces mod_lua gives it: with `EnableMMAP on` (the
+/// default) one piece per 4 MiB, with `EnableMMAP off` apr's 8000-byte reads; and the bytes are
+/// the file's (we read mapped-size pieces without mapping the file).
+#[test]
+fn file_pieces_match_debian_mod_lua() {
+    if !httpd_available() || !std::path::Path::new(DEBIAN_MOD_LUA).exists() {
+        return;
+    }
+    const SIZES: &str = "function sizes(r)\n coroutine.yield()\n local n = 0\n \
+        while bucket do n = n + 1 coroutine.yield(#bucket .. '\\n') end\n \
+        coroutine.yield('pieces ' .. n .. '\\n')\nend\n";
+    // 9 MiB + 5 bytes of varied bytes: three pieces when mapped.
+    let len: usize = 9 * 1024 * 1024 + 5;
+    let content: String = (0..len)
+        .map(|i| (b'a' + ((i * 7 + i / 8191) % 26) as u8) as char)
+        .collect();
+    let mut outputs = Vec::new();
+    for m in [Module::Ours, Module::DebianModLua] {
+        let s = Config::new()
+            .module(m)
+            .directives(
+                "LuaOutputFilter SIZES {root}/f.lua sizes\n\
+                 LuaOutputFilter UPPER {root}/f.lua upper\n\
+                 <Location /mm/>\n SetOutputFilter SIZES\n</Location>\n\
+                 <Location /nomm/>\n EnableMMAP off\n SetOutputFilter SIZES\n</Location>\n\
+                 <Location /up/>\n SetOutputFilter UPPER\n</Location>\n",
+            )
+            .file("f.lua", &format!("{SIZES}{FILTERS}"))
+            .file("htdocs/mm/big.txt", &content)
+            .file("htdocs/nomm/big.txt", &content)
+            .file("htdocs/up/big.txt", &content)
+            .start();
+        let mm = s.get("/mm/big.txt");
+        let nomm = s.get("/nomm/big.txt");
+        let up = s.get("/up/big.txt");
+        assert_eq!((mm.status, nomm.status, up.status), (200, 200, 200));
+        assert!(
+            up.body == content.to_uppercase().as_bytes(),
+            "{m:?}: uppercased file differs"
+        );
+        s.assert_no_crash();
+        outputs.push((mm.text(), nomm.text()));
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    let (mm, nomm) = &outputs[0];
+    assert_eq!(
+        mm,
+        &format!("4194304\n4194304\n{}\npieces 3\n", len - 2 * 4194304)
+    );
+    let pieces = len.div_ceil(8000);
+    assert!(nomm.starts_with("8000\n8000\n"), "{nomm:.40}");
+    assert!(
+        nomm.ends_with(&format!("\n{}\npieces {pieces}\n", len % 8000)),
+        "{nomm:.40}"
+    );
+}
+
 #[test]
 fn server_scope_filter_vm_returns_when_the_client_leaves() {
     let Some(s) = server_with("") else { return };

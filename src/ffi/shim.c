@@ -83,3 +83,25 @@ int lua_shim_bb_empty(apr_bucket_brigade *bb)
 {
     return APR_BRIGADE_EMPTY(bb);
 }
+
+#include <apr_mmap.h>
+#include <apr_portable.h>
+
+int lua_shim_bucket_file_piece(apr_bucket *b, int *fd, apr_off_t *offset, apr_size_t *len)
+{
+    apr_bucket_file *f;
+    apr_os_file_t os;
+    if (!APR_BUCKET_IS_FILE(b) || b->length == 0 || b->length == (apr_size_t)-1) return 0;
+    f = b->data;
+#if APR_HAS_MMAP
+    if (!f->can_mmap) return 0;
+#else
+    return 0;
+#endif
+    if (apr_os_file_get(&os, f->fd) != APR_SUCCESS) return 0;
+    if (b->length > APR_MMAP_LIMIT && apr_bucket_split(b, APR_MMAP_LIMIT) != APR_SUCCESS) return 0;
+    *fd = os;
+    *offset = b->start;
+    *len = b->length;
+    return 1;
+}

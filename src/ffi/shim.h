@@ -20,6 +20,10 @@ apr_bucket *lua_shim_bucket_next(apr_bucket_brigade *bb, apr_bucket *b);
 /* 0 data, 1 EOS, 2 FLUSH, 3 other metadata. */
 int lua_shim_bucket_kind(apr_bucket *b);
 apr_status_t lua_shim_bucket_read(apr_bucket *b, const char **str, apr_size_t *len, int block);
+/* For a file bucket that apr_bucket_read would map into memory (EnableMMAP on): its
+ * descriptor and the piece a read would give (at most APR_MMAP_LIMIT bytes; a longer bucket
+ * is split there first). 0 for every other bucket. */
+int lua_shim_bucket_file_piece(apr_bucket *b, int *fd, apr_off_t *offset, apr_size_t *len);
 /* Removes b from its brigade and destroys it. */
 void lua_shim_bucket_delete(apr_bucket *b);
 /* Moves b to the end of `to`. */
