@@ -2,6 +2,7 @@
 //!
 //! Layers: `ffi` (raw bindings) ← `apr`, `httpd` (safe handles) ← `module` (what httpd calls)
 //! ← `handler`, `dispatch`, `lua_api`. `config` and `vm` are pure and hold no FFI.
+pub mod alloc;
 pub mod apr;
 pub mod authz;
 pub mod config;
@@ -16,3 +17,7 @@ pub mod lua_api;
 pub mod luac;
 pub mod module;
 pub mod vm;
+
+/// Every Rust allocation of the module, Lua's heap included (see [`alloc`]).
+#[global_allocator]
+static GLOBAL: alloc::ModuleAlloc = alloc::ModuleAlloc;

@@ -365,9 +365,23 @@ const HOOK_EARLY: c_int = ffi::APR_HOOK_FIRST - 1;
 /// mod_lua's "late" slot: APR_HOOK_LAST + 1.
 const HOOK_LATE: c_int = ffi::APR_HOOK_LAST + 1;
 
-unsafe extern "C" fn register_hooks(_p: *mut ffi::apr_pool_t) {
+/// Gives the allocator's kept blocks back to malloc when the configuration pool goes (before
+/// mod_so unloads the module at a restart).
+struct ReleaseKeptBlocks;
+
+impl Drop for ReleaseKeptBlocks {
+    fn drop(&mut self) {
+        crate::alloc::release();
+    }
+}
+
+unsafe extern "C" fn register_hooks(p: *mut ffi::apr_pool_t) {
     guard("register_hooks", (), || {
         guard::install_panic_hook();
+        // SAFETY: httpd passes the configuration pool the module was loaded in.
+        if let Some(pool) = unsafe { crate::apr::Pool::from_raw(p) } {
+            pool.attach(ReleaseKeptBlocks);
+        }
         // SAFETY: registering static functions with httpd's hook tables at load time.
         unsafe {
             ffi::ap_hook_handler(Some(lua_handler), null(), null(), ffi::APR_HOOK_MIDDLE);

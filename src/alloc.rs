@@ -1,0 +1,279 @@
+//! The module's global allocator: the system allocator (malloc), except that large blocks
+//! (above 32 KiB, up to 4 MiB) are kept on free lists for reuse, up to [`BUDGET`] bytes per
+//! process.
+//!
+//! Why: a filter turns every 64 KiB piece of a body into Lua strings, and the collector frees
+//! them together. glibc gives each thread arena's freed top back to the kernel as soon as it
+//! passes 128 KiB (`madvise(MADV_DONTNEED)`), so the next response faults the same pages in
+//! again, zeroed, and the release shoots down TLB entries on every CPU running the process. A
+//! process-wide `M_TRIM_THRESHOLD` would fix that for the whole of httpd at the cost of its
+//! memory; keeping a few megabytes of our own large blocks warm fixes it for what the module
+//! allocates (Lua's heap included: mlua allocates through Rust's global allocator).
+//!
+//! Blocks are rounded up to one of four sizes per power of two (at most 25% more), so that a
+//! freed block serves any later request of its class. Everything else, and every block that
+//! does not fit the budget, goes straight to malloc/free.
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Blocks above this size are large.
+const LOG_SMALLEST: u32 = 15;
+/// Largest block kept.
+const LOG_LARGEST: u32 = 22;
+/// Size classes per power of two.
+const STEPS: usize = 4;
+const CLASSES: usize = (LOG_LARGEST - LOG_SMALLEST) as usize * STEPS;
+/// Most blocks kept per class.
+const SLOTS: usize = 32;
+/// Most bytes kept in all (per process).
+pub const BUDGET: usize = 4 << 20;
+/// malloc's alignment: blocks needing more are never kept.
+const MIN_ALIGN: usize = 16;
+
+struct FreeList {
+    len: usize,
+    blocks: [*mut u8; SLOTS],
+}
+
+// SAFETY: the list only holds addresses of unused blocks; whoever pops one owns it.
+unsafe impl Send for FreeList {}
+
+static LISTS: [Mutex<FreeList>; CLASSES] = [const {
+    Mutex::new(FreeList {
+        len: 0,
+        blocks: [std::ptr::null_mut(); SLOTS],
+    })
+}; CLASSES];
+
+/// Bytes held on the free lists.
+static KEPT: AtomicUsize = AtomicUsize::new(0);
+
+/// The class of a large block of `size` bytes and the size it is allocated with; None for
+/// small or huge blocks.
+fn class(size: usize, align: usize) -> Option<(usize, usize)> {
+    if align > MIN_ALIGN || size <= 1 << LOG_SMALLEST || size > 1 << LOG_LARGEST {
+        return None;
+    }
+    // 2^p < size <= 2^(p+1), in steps of 2^p / STEPS.
+    let p = usize::BITS - 1 - (size - 1).leading_zeros();
+    let step = (1usize << p) / STEPS;
+    let rounded = size.div_ceil(step) * step;
+    let k = rounded / step - STEPS; // 1..=STEPS
+    let index = (p - LOG_SMALLEST) as usize * STEPS + (k - 1);
+    Some((index, rounded))
+}
+
+fn list(index: usize) -> std::sync::MutexGuard<'static, FreeList> {
+    // Nothing panics while a list is locked; a poisoned lock still holds a consistent list.
+    LISTS[index].lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn take(index: usize, size: usize) -> *mut u8 {
+    let mut l = list(index);
+    if l.len == 0 {
+        return std::ptr::null_mut();
+    }
+    l.len -= 1;
+    let p = l.blocks[l.len];
+    drop(l);
+    KEPT.fetch_sub(size, Ordering::Relaxed);
+    p
+}
+
+/// Keeps `p` for reuse if the budget and its list allow; false when the caller must free it.
+fn keep(index: usize, size: usize, p: *mut u8) -> bool {
+    if KEPT.fetch_add(size, Ordering::Relaxed) + size > BUDGET {
+        KEPT.fetch_sub(size, Ordering::Relaxed);
+        return false;
+    }
+    let mut l = list(index);
+    if l.len == SLOTS {
+        drop(l);
+        KEPT.fetch_sub(size, Ordering::Relaxed);
+        return false;
+    }
+    let n = l.len;
+    l.blocks[n] = p;
+    l.len += 1;
+    true
+}
+
+/// Gives every kept block back to malloc (before the module is unloaded: the lists live in
+/// its data).
+pub fn release() {
+    for (index, _) in LISTS.iter().enumerate() {
+        loop {
+            let mut l = list(index);
+            if l.len == 0 {
+                break;
+            }
+            l.len -= 1;
+            let p = l.blocks[l.len];
+            drop(l);
+            let size = block_size(index);
+            KEPT.fetch_sub(size, Ordering::Relaxed);
+            // SAFETY: kept blocks came from System with this size and malloc's alignment.
+            unsafe { System.dealloc(p, Layout::from_size_align_unchecked(size, MIN_ALIGN)) };
+        }
+    }
+}
+
+/// The allocated size of class `index`'s blocks.
+fn block_size(index: usize) -> usize {
+    let p = LOG_SMALLEST + (index / STEPS) as u32;
+    (1usize << p) + (index % STEPS + 1) * ((1usize << p) / STEPS)
+}
+
+/// Bytes currently kept (for tests and diagnostics).
+pub fn kept() -> usize {
+    KEPT.load(Ordering::Relaxed)
+}
+
+pub struct ModuleAlloc;
+
+// SAFETY: every block comes from System; large blocks are allocated with their class size
+// and freed (or kept) under the same class, which both ends compute from the layout.
+unsafe impl GlobalAlloc for ModuleAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        match class(layout.size(), layout.align()) {
+            None => System.alloc(layout),
+            Some((index, size)) => {
+                let p = take(index, size);
+                if !p.is_null() {
+                    return p;
+                }
+                System.alloc(Layout::from_size_align_unchecked(size, layout.align()))
+            }
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        match class(layout.size(), layout.align()) {
+            None => System.alloc_zeroed(layout),
+            Some((index, size)) => {
+                let p = take(index, size);
+                if !p.is_null() {
+                    std::ptr::write_bytes(p, 0, layout.size());
+                    return p;
+                }
+                System.alloc_zeroed(Layout::from_size_align_unchecked(size, layout.align()))
+            }
+        }
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        match class(layout.size(), layout.align()) {
+            None => System.dealloc(p, layout),
+            Some((index, size)) => {
+                if !keep(index, size, p) {
+                    System.dealloc(p, Layout::from_size_align_unchecked(size, layout.align()));
+                }
+            }
+        }
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let old = class(layout.size(), layout.align());
+        let new = class(new_size, layout.align());
+        match (old, new) {
+            (None, None) => System.realloc(p, layout, new_size),
+            (Some((a, _)), Some((b, _))) if a == b => p,
+            _ => {
+                let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
+                let q = self.alloc(new_layout);
+                if !q.is_null() {
+                    std::ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
+                    self.dealloc(p, layout);
+                }
+                q
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_round_up_by_at_most_a_quarter() {
+        assert_eq!(class(32 * 1024, 16), None);
+        assert_eq!(class(64 * 1024, 32), None);
+        assert_eq!(class((4 << 20) + 1, 16), None);
+        let mut last = (0, 0);
+        for size in (32 * 1024 + 1..=4 << 20).step_by(97).chain([4 << 20]) {
+            let (index, rounded) = class(size, 16).unwrap();
+            assert!(
+                rounded >= size && rounded - size <= size / 4,
+                "{size} -> {rounded}"
+            );
+            assert_eq!(block_size(index), rounded, "{size}");
+            assert!(index < CLASSES);
+            assert!(index >= last.0 && rounded >= last.1);
+            last = (index, rounded);
+        }
+        assert_eq!(class(64 * 1024, 16), Some((STEPS - 1, 64 * 1024)));
+        assert_eq!(class(64 * 1024 + 25, 16), Some((STEPS, 80 * 1024)));
+        assert_eq!(class(4 << 20, 16), Some((CLASSES - 1, 4 << 20)));
+    }
+
+    #[test]
+    fn blocks_are_reused_and_contents_survive_realloc() {
+        let a = ModuleAlloc;
+        unsafe {
+            let l = Layout::from_size_align(70_000, 16).unwrap();
+            let p = a.alloc(l);
+            assert!(!p.is_null());
+            for i in 0..70_000 {
+                *p.add(i) = (i % 251) as u8;
+            }
+            // Same class: the block itself.
+            let q = a.realloc(p, l, 75_000);
+            assert_eq!(q, p);
+            // Another class: moved, contents kept.
+            let l2 = Layout::from_size_align(75_000, 16).unwrap();
+            let r = a.realloc(q, l2, 300_000);
+            assert!((0..70_000).all(|i| *r.add(i) == (i % 251) as u8));
+            // Down to a small block.
+            let l3 = Layout::from_size_align(300_000, 16).unwrap();
+            let s = a.realloc(r, l3, 100);
+            assert!((0..100).all(|i| *s.add(i) == (i % 251) as u8));
+            a.dealloc(s, Layout::from_size_align(100, 16).unwrap());
+            // Freed large blocks are kept and handed out again (zeroed when asked).
+            let t = a.alloc(l);
+            *t = 7;
+            a.dealloc(t, l);
+            let z = a.alloc_zeroed(Layout::from_size_align(66_000, 16).unwrap());
+            assert!((0..66_000).all(|i| *z.add(i) == 0));
+            a.dealloc(z, Layout::from_size_align(66_000, 16).unwrap());
+        }
+    }
+
+    #[test]
+    fn threads_share_the_lists_within_the_budget() {
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let a = ModuleAlloc;
+                    for i in 0..2000usize {
+                        let size = 33_000 + (i * 7919 + t * 104_729) % 1_000_000;
+                        let l = Layout::from_size_align(size, 16).unwrap();
+                        unsafe {
+                            let p = a.alloc(l);
+                            *p = t as u8;
+                            *p.add(size - 1) = i as u8;
+                            assert_eq!((*p, *p.add(size - 1)), (t as u8, i as u8));
+                            a.dealloc(p, l);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert!(kept() <= BUDGET);
+        release();
+    }
+}
