@@ -14,11 +14,12 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 const PRELUDE: &str = include_str!("prelude.lua");
 
-/// How much a VM's Lua heap may grow past its size after the last full collection before the
-/// VM is collected on its way back to the pool.
+/// How much a VM's Lua heap may grow past its size after the last full collection before an
+/// idle VM is collected (see [`Vm::shed_garbage`]).
 const IDLE_GARBAGE: usize = 64 * 1024;
 
 /// A fast hasher for the VM's maps, keyed by script paths from the configuration and the file
@@ -211,6 +212,8 @@ pub struct Vm {
     poisoned: Cell<bool>,
     /// Lua heap size after the last full collection.
     collected_at: Cell<usize>,
+    /// When the VM's last request ended.
+    last_used: Cell<Option<Instant>>,
 }
 
 impl Vm {
@@ -237,6 +240,7 @@ impl Vm {
             generation: Cell::new(0),
             poisoned: Cell::new(false),
             collected_at: Cell::new(0),
+            last_used: Cell::new(None),
         })
     }
 
@@ -253,16 +257,27 @@ impl Vm {
         self.poisoned.get()
     }
 
-    /// Forgets request-scope environments (called when the VM's request ends), and collects
-    /// the garbage of a VM that has made more than [`IDLE_GARBAGE`] since its last collection:
-    /// an idle VM allocates nothing, so Lua's incremental collector would leave that garbage
-    /// in every pooled VM until it is used again.
+    /// Forgets request-scope environments (called when the VM's request ends). Garbage stays
+    /// for Lua's incremental collector, which bounds it while the VM is in use: a full
+    /// collection here, on every request that allocated much, doubled the collector's work
+    /// for such requests. VMs that then sit idle are collected by [`Vm::shed_garbage`].
     pub fn end_request(&self) {
         self.request_envs.borrow_mut().clear();
-        if self.lua.used_memory() > self.collected_at.get() + IDLE_GARBAGE {
-            let _ = self.lua.gc_collect();
-            self.collected_at.set(self.lua.used_memory());
-        }
+        self.last_used.set(Some(Instant::now()));
+    }
+
+    /// Whether the VM has idled at least `after` since its last request with more than
+    /// [`IDLE_GARBAGE`] made since its last full collection.
+    pub fn has_idle_garbage(&self, after: Duration) -> bool {
+        self.lua.used_memory() > self.collected_at.get() + IDLE_GARBAGE
+            && self.last_used.get().is_some_and(|t| t.elapsed() >= after)
+    }
+
+    /// Collects all garbage (an idle VM allocates nothing, so Lua's incremental collector
+    /// would leave it until the VM is used again).
+    pub fn shed_garbage(&self) {
+        let _ = self.lua.gc_collect();
+        self.collected_at.set(self.lua.used_memory());
     }
 
     /// Finds `function` in the script's environment for `mode`, loading or reloading the

@@ -41,6 +41,20 @@ const SHARED_IDLE_MAX: usize = 512;
 
 static SHARED: Mutex<Vec<SendVm>> = Mutex::new(Vec::new());
 
+/// How long a VM waits unused in a pool before its garbage is collected.
+pub const IDLE_AFTER: Duration = Duration::from_secs(1);
+
+/// Takes the least recently used idle VM out of `idle` if it has garbage to shed (see
+/// [`Vm::has_idle_garbage`]); the caller collects it without holding the pool's lock and
+/// puts it back at the bottom. Pools are LIFO, so the oldest VM is the first.
+fn take_oldest_with_garbage(idle: &mut Vec<SendVm>) -> Option<SendVm> {
+    if idle.first()?.vm().has_idle_garbage(IDLE_AFTER) {
+        Some(idle.remove(0))
+    } else {
+        None
+    }
+}
+
 /// Takes an idle VM from the shared pool or creates one.
 pub fn checkout(setup: &VmSetup) -> mlua::Result<SendVm> {
     if let Some(vm) = lock(&SHARED).pop() {
@@ -51,13 +65,35 @@ pub fn checkout(setup: &VmSetup) -> mlua::Result<SendVm> {
 
 /// Returns a VM to the shared pool (a poisoned one is closed).
 pub fn checkin(vm: SendVm) {
+    return_to(&SHARED, vm, SHARED_IDLE_MAX);
+}
+
+/// Ends `vm`'s request and puts it back in the idle list `idle` (a poisoned VM is closed).
+pub(crate) fn return_to(idle: &Mutex<Vec<SendVm>>, vm: SendVm, cap: usize) {
     vm.vm().end_request();
-    if vm.vm().is_poisoned() {
-        return;
+    if !vm.vm().is_poisoned() {
+        put_back(idle, |list| list, vm, cap);
     }
-    let mut idle = lock(&SHARED);
-    if idle.len() < SHARED_IDLE_MAX {
+}
+
+/// Puts `vm` on top of the idle list `list` finds in `pool` (at most `cap` idle VMs); then
+/// sheds the garbage of the pool's oldest VM if it has idled long with some, outside the
+/// lock, so that each request that ends cleans at most one idle VM.
+fn put_back<T>(pool: &Mutex<T>, list: fn(&mut T) -> &mut Vec<SendVm>, vm: SendVm, cap: usize) {
+    let mut guard = lock(pool);
+    let idle = list(&mut guard);
+    if idle.len() < cap {
         idle.push(vm);
+    }
+    let old = take_oldest_with_garbage(idle);
+    drop(guard);
+    if let Some(old) = old {
+        old.vm().shed_garbage();
+        let mut guard = lock(pool);
+        let idle = list(&mut guard);
+        if idle.len() < cap {
+            idle.insert(0, old);
+        }
     }
 }
 
@@ -210,7 +246,9 @@ impl Drop for ServerLease {
             self.pool.forget_one();
             return;
         }
-        lock(&self.pool.state).idle.push(vm);
-        self.pool.returned.notify_one();
+        // A server pool never holds more than `max` VMs: its idle list needs no cap.
+        put_back(&self.pool.state, |st| &mut st.idle, vm, usize::MAX);
+        // Two VMs may have come back (this one and a shed one).
+        self.pool.returned.notify_all();
     }
 }

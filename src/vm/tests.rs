@@ -364,10 +364,10 @@ fn shared_pool_reuses_vms() {
 }
 
 #[test]
-fn a_vm_going_back_to_the_pool_sheds_its_garbage() {
+fn an_idle_vm_sheds_its_garbage() {
     let vm = Vm::new(&setup()).unwrap();
     vm.lua().gc_stop();
-    vm.end_request();
+    vm.shed_garbage();
     let base = vm.lua().used_memory();
     // A little garbage stays for Lua's own collector ...
     vm.lua()
@@ -375,17 +375,53 @@ fn a_vm_going_back_to_the_pool_sheds_its_garbage() {
         .exec()
         .unwrap();
     vm.end_request();
-    assert!(vm.lua().used_memory() > base);
-    // ... a lot is collected before the VM waits idle in a pool.
+    assert!(!vm.has_idle_garbage(std::time::Duration::ZERO));
+    // ... a lot is collected once the VM has idled long enough, not when its request ends.
     vm.lua()
         .load("G = {} for i = 1, 2000 do G[i] = string.rep('x', 100) .. i end G = nil")
         .exec()
         .unwrap();
-    assert!(vm.lua().used_memory() > base + IDLE_GARBAGE);
     vm.end_request();
+    assert!(vm.lua().used_memory() > base + IDLE_GARBAGE);
+    assert!(!vm.has_idle_garbage(std::time::Duration::from_secs(3600)));
+    assert!(vm.has_idle_garbage(std::time::Duration::ZERO));
+    vm.shed_garbage();
     assert!(
         vm.lua().used_memory() < base + IDLE_GARBAGE / 4,
         "{} vs {base}",
         vm.lua().used_memory()
     );
+    assert!(!vm.has_idle_garbage(std::time::Duration::ZERO));
+}
+
+#[test]
+fn a_pool_sheds_the_garbage_of_its_oldest_idle_vm() {
+    use std::sync::Mutex;
+    let idle = Mutex::new(Vec::new());
+    let garbage = "G = {} for i = 1, 2000 do G[i] = string.rep('x', 100) .. i end G = nil";
+    let (a, b) = (
+        pool::checkout(&setup()).unwrap(),
+        pool::checkout(&setup()).unwrap(),
+    );
+    a.vm().lua().load(garbage).exec().unwrap();
+    b.vm().lua().load(garbage).exec().unwrap();
+    let made = a.vm().lua().used_memory();
+    a.vm().lua().globals().set("NAME", "a").unwrap();
+    pool::return_to(&idle, a, 8);
+    pool::return_to(&idle, b, 8);
+    // Nothing is collected when requests end ...
+    let top = idle.lock().unwrap().pop().unwrap();
+    assert!(top.vm().lua().used_memory() + IDLE_GARBAGE > made);
+    pool::return_to(&idle, top, 8);
+    // ... but once the oldest has idled long enough, the next request to end sheds its garbage.
+    std::thread::sleep(pool::IDLE_AFTER + std::time::Duration::from_millis(50));
+    let top = idle.lock().unwrap().pop().unwrap();
+    pool::return_to(&idle, top, 8);
+    let list = idle.lock().unwrap();
+    assert_eq!(list.len(), 2);
+    let oldest = list[0].vm().lua();
+    assert_eq!(oldest.globals().get::<String>("NAME").unwrap(), "a");
+    assert!(oldest.used_memory() + IDLE_GARBAGE < made, "not shed");
+    // The one on top had its request end just now: it keeps its garbage for now.
+    assert!(list[1].vm().lua().used_memory() + IDLE_GARBAGE > made);
 }
