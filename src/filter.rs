@@ -9,10 +9,12 @@ use crate::config::{DirConfig, FilterKind, FilterSpec};
 use crate::dispatch::{self, Coroutine, Entry, Failure};
 use crate::ffi;
 use crate::handler::log_failure;
-use crate::httpd::{self, Brigade, BucketKind, Filter, Level, LiveRequest, PoolBrigade, Request};
+use crate::httpd::{
+    self, Brigade, BucketKind, Filter, Level, LiveRequest, Outgoing, PoolBrigade, Request,
+};
 use crate::lua_api::request;
 use mlua::thread::ThreadStatus;
-use mlua::{MultiValue, Value};
+use mlua::{BorrowedBytes, MultiValue, Value};
 use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -31,8 +33,8 @@ pub struct FilterState {
     buf: Vec<u8>,
 }
 
-/// What a filter yielded: a Lua string (copied once, straight into a bucket) or a number's
-/// text.
+/// What a filter yielded: a Lua string (passed on without a copy by output filters, copied
+/// once by input filters) or a number's text.
 enum Chunk {
     Lua(mlua::LuaString),
     Text(Vec<u8>),
@@ -40,16 +42,23 @@ enum Chunk {
 
 impl Chunk {
     /// Appends a copy to `bb` (nothing for an empty chunk); returns how many bytes.
-    fn append_to(&self, bb: Brigade<'_>) -> usize {
-        let append = |b: &[u8]| {
-            if !b.is_empty() {
-                bb.append(b);
-            }
-            b.len()
+    fn copy_to(&self, bb: Brigade<'_>) -> usize {
+        let b: &[u8] = match self {
+            Chunk::Lua(s) => &s.as_bytes(),
+            Chunk::Text(t) => t,
         };
+        if !b.is_empty() {
+            bb.append(b);
+        }
+        b.len()
+    }
+
+    /// Appends to `out`, a Lua string without a copy (it is kept until `out` is passed on);
+    /// returns how many bytes.
+    fn lend_to(self, out: &mut Outgoing<'_, BorrowedBytes>) -> usize {
         match self {
-            Chunk::Lua(s) => append(&s.as_bytes()),
-            Chunk::Text(t) => append(t),
+            Chunk::Lua(s) => out.borrow(s.as_bytes()),
+            Chunk::Text(t) => out.copy(&t),
         }
     }
 }
@@ -173,7 +182,11 @@ pub fn output(f: Filter<'_>, bb: Brigade<'_>) -> ffi::apr_status_t {
     let Some(r) = f.request() else {
         return f.pass(bb);
     };
-    let out = f.brigade();
+    // A finished coroutine is dropped only after `out` (declared later, dropped first) has
+    // let go of the Lua strings it lends: under `LuaScope server` dropping the coroutine
+    // returns its VM to the pool, where another thread may take it at once.
+    let mut retired: Option<Coroutine> = None;
+    let mut out = Outgoing::new(f.brigade());
     if f.state::<FilterState>().is_none() {
         match start(r, f, FilterKind::Output) {
             Start::Declined => {
@@ -203,7 +216,7 @@ pub fn output(f: Filter<'_>, bb: Brigade<'_>) -> ffi::apr_status_t {
                     }
                 }
                 if let Some(p) = prefix {
-                    p.append_to(out);
+                    p.lend_to(&mut out);
                 }
             }
         }
@@ -215,27 +228,29 @@ pub fn output(f: Filter<'_>, bb: Brigade<'_>) -> ffi::apr_status_t {
         let Some(co) = state.co.as_ref() else {
             // Finished (EOS seen): anything after it passes as it is.
             next = bucket.next(bb);
-            bucket.move_to(out);
+            out.take(bucket);
             continue;
         };
         match bucket.kind() {
             BucketKind::Eos => {
                 match feed(co, None) {
                     Step::Yielded(Some(suffix)) => {
-                        suffix.append_to(out);
+                        suffix.lend_to(&mut out);
                     }
-                    Step::Failed(msg) => return abort(r, f, state, &msg),
+                    Step::Failed(msg) => {
+                        out.discard();
+                        return abort(r, f, state, &msg);
+                    }
                     _ => {}
                 }
-                state.co = None;
+                retired = state.co.take();
                 next = bucket.next(bb);
-                bucket.move_to(out);
+                out.take(bucket);
             }
             BucketKind::Flush => {
                 next = bucket.next(bb);
-                bucket.move_to(out);
-                let rv = f.pass(out);
-                out.clear();
+                out.take(bucket);
+                let rv = out.pass(f);
                 pending = 0;
                 if rv != APR_SUCCESS {
                     return rv;
@@ -243,7 +258,7 @@ pub fn output(f: Filter<'_>, bb: Brigade<'_>) -> ffi::apr_status_t {
             }
             BucketKind::Metadata => {
                 next = bucket.next(bb);
-                bucket.move_to(out);
+                out.take(bucket);
             }
             BucketKind::Data => {
                 let data = match bucket.read_unmapped(&mut state.buf) {
@@ -251,17 +266,21 @@ pub fn output(f: Filter<'_>, bb: Brigade<'_>) -> ffi::apr_status_t {
                     Err(rv) => return rv,
                 };
                 match feed(co, Some(data)) {
-                    Step::Yielded(Some(v)) => pending += v.append_to(out),
+                    Step::Yielded(Some(v)) => pending += v.lend_to(&mut out),
                     Step::Yielded(None) => {}
                     Step::Finished => {
+                        out.discard();
                         return abort(
                             r,
                             f,
                             state,
                             "the filter function returned before the end of the body",
-                        )
+                        );
                     }
-                    Step::Failed(msg) => return abort(r, f, state, &msg),
+                    Step::Failed(msg) => {
+                        out.discard();
+                        return abort(r, f, state, &msg);
+                    }
                 }
                 next = bucket.next(bb);
                 bucket.delete();
@@ -269,8 +288,7 @@ pub fn output(f: Filter<'_>, bb: Brigade<'_>) -> ffi::apr_status_t {
                 // response leaves in one write.
                 let eos_next = next.is_some_and(|b| b.kind() == BucketKind::Eos);
                 if pending >= PASS_EVERY && !eos_next {
-                    let rv = f.pass(out);
-                    out.clear();
+                    let rv = out.pass(f);
                     pending = 0;
                     if rv != APR_SUCCESS {
                         return rv;
@@ -282,8 +300,8 @@ pub fn output(f: Filter<'_>, bb: Brigade<'_>) -> ffi::apr_status_t {
     if out.is_empty() {
         return APR_SUCCESS;
     }
-    let rv = f.pass(out);
-    out.clear();
+    let rv = out.pass(f);
+    drop(retired);
     rv
 }
 
@@ -348,7 +366,7 @@ pub fn input(
             BucketKind::Eos => {
                 match feed(co, None) {
                     Step::Yielded(Some(suffix)) => {
-                        suffix.append_to(bb);
+                        suffix.copy_to(bb);
                     }
                     Step::Failed(msg) => {
                         tmp.clear();
@@ -367,7 +385,7 @@ pub fn input(
                 };
                 match feed(co, Some(data)) {
                     Step::Yielded(Some(v)) => {
-                        v.append_to(bb);
+                        v.copy_to(bb);
                     }
                     Step::Yielded(None) => {}
                     Step::Finished => {

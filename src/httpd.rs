@@ -1504,6 +1504,85 @@ impl<'a> Bucket<'a> {
     }
 }
 
+/// Bytes that stay at one address while the value lives, even when the value itself moves.
+///
+/// # Safety
+/// Implementors guarantee it: the bytes are not inside the value and cannot change or be
+/// freed while it lives.
+pub unsafe trait StableBytes: std::ops::Deref<Target = [u8]> {}
+
+// SAFETY: a Vec's buffer is on the heap, and nothing can mutate it through a shared hold.
+unsafe impl StableBytes for Vec<u8> {}
+
+/// An output brigade whose buckets may borrow the bytes of values it holds, instead of
+/// copying them: each [`Outgoing::borrow`] appends a transient bucket over the value's bytes
+/// and keeps the value until the brigade has been passed on and emptied (filters further down
+/// copy — set aside — whatever they keep past `ap_pass_brigade`). Dropping it empties the
+/// brigade before the values go.
+pub struct Outgoing<'a, T: StableBytes> {
+    bb: Brigade<'a>,
+    held: Vec<T>,
+}
+
+impl<'a, T: StableBytes> Outgoing<'a, T> {
+    pub fn new(bb: Brigade<'a>) -> Self {
+        Outgoing {
+            bb,
+            held: Vec::new(),
+        }
+    }
+
+    /// Appends `value`'s bytes without copying them (nothing for no bytes).
+    pub fn borrow(&mut self, value: T) -> usize {
+        let n = value.len();
+        if n > 0 {
+            // SAFETY: the bytes stay put while `value` lives (StableBytes), and `value` is
+            // kept until the bucket is gone: `pass` and `drop` empty the brigade first.
+            unsafe {
+                ffi::lua_shim_bb_append_transient(self.bb.as_ptr(), value.as_ptr().cast(), n)
+            };
+            self.held.push(value);
+        }
+        n
+    }
+
+    /// Appends a copy of `data` (nothing for no bytes).
+    pub fn copy(&mut self, data: &[u8]) -> usize {
+        if !data.is_empty() {
+            self.bb.append(data);
+        }
+        data.len()
+    }
+
+    /// Moves `b` to the end of the brigade.
+    pub fn take(&mut self, b: Bucket<'_>) {
+        b.move_to(self.bb);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bb.is_empty()
+    }
+
+    /// Passes the brigade to `f`'s next filter, then empties it and lets the values go.
+    pub fn pass(&mut self, f: Filter<'_>) -> ffi::apr_status_t {
+        let rv = f.pass(self.bb);
+        self.discard();
+        rv
+    }
+
+    /// Empties the brigade without passing it and lets the values go.
+    pub fn discard(&mut self) {
+        self.bb.clear();
+        self.held.clear();
+    }
+}
+
+impl<T: StableBytes> Drop for Outgoing<'_, T> {
+    fn drop(&mut self) {
+        self.bb.clear();
+    }
+}
+
 /// A filter instance in a request's (or connection's) filter chain.
 #[derive(Clone, Copy)]
 pub struct Filter<'a> {

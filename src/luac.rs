@@ -554,6 +554,11 @@ unsafe impl RawUserData for TableHandle {
     const METATABLE: &'static CStr = c"mod_lua_rs.Apr.Table";
 }
 
+// SAFETY: BorrowedBytes holds a reference to its Lua string, so the string is not collected
+// while it lives; Lua strings are immutable and never move, and the bytes are the string's,
+// not the handle's.
+unsafe impl crate::httpd::StableBytes for mlua::BorrowedBytes {}
+
 /// A tag written over a block whose value was dropped by `__gc`.
 const DEAD: u64 = 0;
 

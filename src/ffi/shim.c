@@ -105,3 +105,8 @@ int lua_shim_bucket_file_piece(apr_bucket *b, int *fd, apr_off_t *offset, apr_si
     *len = b->length;
     return 1;
 }
+
+void lua_shim_bb_append_transient(apr_bucket_brigade *bb, const char *data, apr_size_t len)
+{
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_transient_create(data, len, bb->bucket_alloc));
+}

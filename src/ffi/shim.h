@@ -31,6 +31,8 @@ void lua_shim_bucket_move(apr_bucket_brigade *to, apr_bucket *b);
 /* Appends a copy of data (heap bucket), an EOS or a FLUSH bucket. */
 void lua_shim_bb_append_copy(apr_bucket_brigade *bb, const char *data, apr_size_t len);
 void lua_shim_bb_append_eos(apr_bucket_brigade *bb);
+/* Appends a transient bucket over data (which must outlive the bucket or its setaside). */
+void lua_shim_bb_append_transient(apr_bucket_brigade *bb, const char *data, apr_size_t len);
 void lua_shim_bb_append_flush(apr_bucket_brigade *bb);
 int lua_shim_bb_empty(apr_bucket_brigade *bb);
 #endif
