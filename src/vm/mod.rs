@@ -22,6 +22,13 @@ const PRELUDE: &str = include_str!("prelude.lua");
 /// idle VM is collected (see [`Vm::shed_garbage`]).
 const IDLE_GARBAGE: usize = 64 * 1024;
 
+/// A VM in use is collected when its request ends after this many requests with more than
+/// [`IDLE_GARBAGE`] of garbage, or at once past [`MAX_GARBAGE`]. Lua's incremental collector
+/// alone lets a busy VM's heap grow to five or eight times its live size: every `r` has a
+/// finalizer, and finalized objects live one more cycle, with all they reference.
+const COLLECT_EVERY: u32 = 32;
+const MAX_GARBAGE: usize = 1024 * 1024;
+
 /// A fast hasher for the VM's maps, keyed by script paths from the configuration and the file
 /// system (SipHash's flooding resistance buys nothing there and costs on every call).
 #[derive(Default)]
@@ -214,6 +221,8 @@ pub struct Vm {
     collected_at: Cell<usize>,
     /// When the VM's last request ended.
     last_used: Cell<Option<Instant>>,
+    /// Requests ended since the last full collection.
+    since_collect: Cell<u32>,
 }
 
 impl Vm {
@@ -241,6 +250,7 @@ impl Vm {
             poisoned: Cell::new(false),
             collected_at: Cell::new(0),
             last_used: Cell::new(None),
+            since_collect: Cell::new(0),
         })
     }
 
@@ -257,13 +267,24 @@ impl Vm {
         self.poisoned.get()
     }
 
-    /// Forgets request-scope environments (called when the VM's request ends). Garbage stays
-    /// for Lua's incremental collector, which bounds it while the VM is in use: a full
-    /// collection here, on every request that allocated much, doubled the collector's work
-    /// for such requests. VMs that then sit idle are collected by [`Vm::shed_garbage`].
+    /// Forgets request-scope environments (called when the VM's request ends), and collects
+    /// the VM's garbage every [`COLLECT_EVERY`] requests when there is more than
+    /// [`IDLE_GARBAGE`] of it (or at once past [`MAX_GARBAGE`]). Collecting whenever there
+    /// was more than [`IDLE_GARBAGE`] meant a full collection on every request that allocated
+    /// that much, on top of the incremental collector's own cycles. VMs that then sit idle are
+    /// collected by [`Vm::shed_garbage`].
     pub fn end_request(&self) {
         self.request_envs.borrow_mut().clear();
         self.last_used.set(Some(Instant::now()));
+        let n = self.since_collect.get() + 1;
+        self.since_collect.set(n);
+        let garbage = self
+            .lua
+            .used_memory()
+            .saturating_sub(self.collected_at.get());
+        if garbage > MAX_GARBAGE || (garbage > IDLE_GARBAGE && n >= COLLECT_EVERY) {
+            self.shed_garbage();
+        }
     }
 
     /// Whether the VM has idled at least `after` since its last request with more than
@@ -278,6 +299,7 @@ impl Vm {
     pub fn shed_garbage(&self) {
         let _ = self.lua.gc_collect();
         self.collected_at.set(self.lua.used_memory());
+        self.since_collect.set(0);
     }
 
     /// Finds `function` in the script's environment for `mode`, loading or reloading the

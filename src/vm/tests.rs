@@ -425,3 +425,38 @@ fn a_pool_sheds_the_garbage_of_its_oldest_idle_vm() {
     // The one on top had its request end just now: it keeps its garbage for now.
     assert!(list[1].vm().lua().used_memory() + IDLE_GARBAGE > made);
 }
+
+#[test]
+fn a_busy_vm_is_collected_every_few_requests_or_when_garbage_piles_up() {
+    let vm = Vm::new(&setup()).unwrap();
+    vm.lua().gc_stop();
+    vm.shed_garbage();
+    let base = vm.lua().used_memory();
+    let some = "G = {} for i = 1, 2000 do G[i] = string.rep('x', 100) .. i end G = nil";
+    vm.lua().load(some).exec().unwrap();
+    for _ in 1..COLLECT_EVERY {
+        vm.end_request();
+    }
+    assert!(
+        vm.lua().used_memory() > base + IDLE_GARBAGE,
+        "collected too early"
+    );
+    vm.end_request();
+    assert!(
+        vm.lua().used_memory() < base + IDLE_GARBAGE / 4,
+        "not collected"
+    );
+    // Over MAX_GARBAGE: collected when the request ends.
+    vm.lua()
+        .load("G = {} for i = 1, 4000 do G[i] = string.rep('y', 400) .. i end G = nil")
+        .exec()
+        .unwrap();
+    assert!(vm.lua().used_memory() > base + MAX_GARBAGE);
+    vm.end_request();
+    // (Lua's string table keeps the size the 4,000 numbers' strings gave it.)
+    assert!(
+        vm.lua().used_memory() < base + IDLE_GARBAGE,
+        "not collected: {} vs {base}",
+        vm.lua().used_memory()
+    );
+}
