@@ -223,6 +223,8 @@ pub struct Vm {
     last_used: Cell<Option<Instant>>,
     /// Requests ended since the last full collection.
     since_collect: Cell<u32>,
+    /// Whether the last request left more than [`IDLE_GARBAGE`] uncollected.
+    garbage_left: Cell<bool>,
 }
 
 impl Vm {
@@ -251,6 +253,7 @@ impl Vm {
             collected_at: Cell::new(0),
             last_used: Cell::new(None),
             since_collect: Cell::new(0),
+            garbage_left: Cell::new(false),
         })
     }
 
@@ -273,9 +276,11 @@ impl Vm {
     /// was more than [`IDLE_GARBAGE`] meant a full collection on every request that allocated
     /// that much, on top of the incremental collector's own cycles. VMs that then sit idle are
     /// collected by [`Vm::shed_garbage`].
-    pub fn end_request(&self) {
+    /// Returns when the request ended.
+    pub fn end_request(&self) -> Instant {
         self.request_envs.borrow_mut().clear();
-        self.last_used.set(Some(Instant::now()));
+        let now = Instant::now();
+        self.last_used.set(Some(now));
         let n = self.since_collect.get() + 1;
         self.since_collect.set(n);
         let garbage = self
@@ -284,14 +289,20 @@ impl Vm {
             .saturating_sub(self.collected_at.get());
         if garbage > MAX_GARBAGE || (garbage > IDLE_GARBAGE && n >= COLLECT_EVERY) {
             self.shed_garbage();
+        } else {
+            self.garbage_left.set(garbage > IDLE_GARBAGE);
         }
+        now
     }
 
-    /// Whether the VM has idled at least `after` since its last request with more than
-    /// [`IDLE_GARBAGE`] made since its last full collection.
-    pub fn has_idle_garbage(&self, after: Duration) -> bool {
-        self.lua.used_memory() > self.collected_at.get() + IDLE_GARBAGE
-            && self.last_used.get().is_some_and(|t| t.elapsed() >= after)
+    /// Whether at `now` the VM has idled at least `after` since its last request, which left
+    /// more than [`IDLE_GARBAGE`] uncollected. (Cheap: pools ask while holding their lock.)
+    pub fn has_idle_garbage(&self, now: Instant, after: Duration) -> bool {
+        self.garbage_left.get()
+            && self
+                .last_used
+                .get()
+                .is_some_and(|t| now.saturating_duration_since(t) >= after)
     }
 
     /// Collects all garbage (an idle VM allocates nothing, so Lua's incremental collector
@@ -300,6 +311,7 @@ impl Vm {
         let _ = self.lua.gc_collect();
         self.collected_at.set(self.lua.used_memory());
         self.since_collect.set(0);
+        self.garbage_left.set(false);
     }
 
     /// Finds `function` in the script's environment for `mode`, loading or reloading the

@@ -47,8 +47,8 @@ pub const IDLE_AFTER: Duration = Duration::from_secs(1);
 /// Takes the least recently used idle VM out of `idle` if it has garbage to shed (see
 /// [`Vm::has_idle_garbage`]); the caller collects it without holding the pool's lock and
 /// puts it back at the bottom. Pools are LIFO, so the oldest VM is the first.
-fn take_oldest_with_garbage(idle: &mut Vec<SendVm>) -> Option<SendVm> {
-    if idle.first()?.vm().has_idle_garbage(IDLE_AFTER) {
+fn take_oldest_with_garbage(idle: &mut Vec<SendVm>, now: Instant) -> Option<SendVm> {
+    if idle.first()?.vm().has_idle_garbage(now, IDLE_AFTER) {
         Some(idle.remove(0))
     } else {
         None
@@ -70,22 +70,28 @@ pub fn checkin(vm: SendVm) {
 
 /// Ends `vm`'s request and puts it back in the idle list `idle` (a poisoned VM is closed).
 pub(crate) fn return_to(idle: &Mutex<Vec<SendVm>>, vm: SendVm, cap: usize) {
-    vm.vm().end_request();
+    let now = vm.vm().end_request();
     if !vm.vm().is_poisoned() {
-        put_back(idle, |list| list, vm, cap);
+        put_back(idle, |list| list, vm, cap, now);
     }
 }
 
 /// Puts `vm` on top of the idle list `list` finds in `pool` (at most `cap` idle VMs); then
 /// sheds the garbage of the pool's oldest VM if it has idled long with some, outside the
 /// lock, so that each request that ends cleans at most one idle VM.
-fn put_back<T>(pool: &Mutex<T>, list: fn(&mut T) -> &mut Vec<SendVm>, vm: SendVm, cap: usize) {
+fn put_back<T>(
+    pool: &Mutex<T>,
+    list: fn(&mut T) -> &mut Vec<SendVm>,
+    vm: SendVm,
+    cap: usize,
+    now: Instant,
+) {
     let mut guard = lock(pool);
     let idle = list(&mut guard);
     if idle.len() < cap {
         idle.push(vm);
     }
-    let old = take_oldest_with_garbage(idle);
+    let old = take_oldest_with_garbage(idle, now);
     drop(guard);
     if let Some(old) = old {
         old.vm().shed_garbage();
@@ -240,14 +246,14 @@ impl ServerLease {
 impl Drop for ServerLease {
     fn drop(&mut self) {
         let Some(vm) = self.vm.take() else { return };
-        vm.vm().end_request();
+        let now = vm.vm().end_request();
         if vm.vm().is_poisoned() || std::thread::panicking() {
             drop(vm);
             self.pool.forget_one();
             return;
         }
         // A server pool never holds more than `max` VMs: its idle list needs no cap.
-        put_back(&self.pool.state, |st| &mut st.idle, vm, usize::MAX);
+        put_back(&self.pool.state, |st| &mut st.idle, vm, usize::MAX, now);
         // Two VMs may have come back (this one and a shed one).
         self.pool.returned.notify_all();
     }
