@@ -132,34 +132,42 @@ pub fn kept() -> usize {
 
 pub struct ModuleAlloc;
 
+/// A block for `layout`: a kept one of its class if there is one, else a new one from System.
+///
+/// # Safety
+/// As `GlobalAlloc::alloc`.
+unsafe fn allocate(layout: Layout, zeroed: bool) -> *mut u8 {
+    let fresh = |l: Layout| {
+        if zeroed {
+            System.alloc_zeroed(l)
+        } else {
+            System.alloc(l)
+        }
+    };
+    match class(layout.size(), layout.align()) {
+        None => fresh(layout),
+        Some((index, size)) => {
+            let p = take(index, size);
+            if p.is_null() {
+                return fresh(Layout::from_size_align_unchecked(size, layout.align()));
+            }
+            if zeroed {
+                std::ptr::write_bytes(p, 0, layout.size());
+            }
+            p
+        }
+    }
+}
+
 // SAFETY: every block comes from System; large blocks are allocated with their class size
 // and freed (or kept) under the same class, which both ends compute from the layout.
 unsafe impl GlobalAlloc for ModuleAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        match class(layout.size(), layout.align()) {
-            None => System.alloc(layout),
-            Some((index, size)) => {
-                let p = take(index, size);
-                if !p.is_null() {
-                    return p;
-                }
-                System.alloc(Layout::from_size_align_unchecked(size, layout.align()))
-            }
-        }
+        allocate(layout, false)
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        match class(layout.size(), layout.align()) {
-            None => System.alloc_zeroed(layout),
-            Some((index, size)) => {
-                let p = take(index, size);
-                if !p.is_null() {
-                    std::ptr::write_bytes(p, 0, layout.size());
-                    return p;
-                }
-                System.alloc_zeroed(Layout::from_size_align_unchecked(size, layout.align()))
-            }
-        }
+        allocate(layout, true)
     }
 
     unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
