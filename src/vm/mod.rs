@@ -295,14 +295,17 @@ impl Vm {
         now
     }
 
+    /// Whether at `now` the VM has idled at least `after` since its last request.
+    pub fn idled(&self, now: Instant, after: Duration) -> bool {
+        self.last_used
+            .get()
+            .is_some_and(|t| now.saturating_duration_since(t) >= after)
+    }
+
     /// Whether at `now` the VM has idled at least `after` since its last request, which left
     /// more than [`IDLE_GARBAGE`] uncollected. (Cheap: pools ask while holding their lock.)
     pub fn has_idle_garbage(&self, now: Instant, after: Duration) -> bool {
-        self.garbage_left.get()
-            && self
-                .last_used
-                .get()
-                .is_some_and(|t| now.saturating_duration_since(t) >= after)
+        self.garbage_left.get() && self.idled(now, after)
     }
 
     /// Collects all garbage (an idle VM allocates nothing, so Lua's incremental collector

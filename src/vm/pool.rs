@@ -44,15 +44,20 @@ static SHARED: Mutex<Vec<SendVm>> = Mutex::new(Vec::new());
 /// How long a VM waits unused in a pool before its garbage is collected.
 pub const IDLE_AFTER: Duration = Duration::from_secs(1);
 
-/// Takes the least recently used idle VM out of `idle` if it has garbage to shed (see
-/// [`Vm::has_idle_garbage`]); the caller collects it without holding the pool's lock and
-/// puts it back at the bottom. Pools are LIFO, so the oldest VM is the first.
-fn take_oldest_with_garbage(idle: &mut Vec<SendVm>, now: Instant) -> Option<SendVm> {
-    if idle.first()?.vm().has_idle_garbage(now, IDLE_AFTER) {
-        Some(idle.remove(0))
-    } else {
-        None
-    }
+/// How many idle VMs, from the least recently used, a returning VM looks at for garbage.
+const SHED_SCAN: usize = 64;
+
+/// Takes the least recently used idle VM with garbage to shed (see [`Vm::has_idle_garbage`])
+/// out of `idle`, with its position; the caller collects it without holding the pool's lock
+/// and puts it back there. Pools are LIFO, so `idle` runs from the least recently used VM
+/// up: the search stops at the first VM that has not idled long enough.
+fn take_oldest_with_garbage(idle: &mut Vec<SendVm>, now: Instant) -> Option<(usize, SendVm)> {
+    let i = idle
+        .iter()
+        .take(SHED_SCAN)
+        .take_while(|v| v.vm().idled(now, IDLE_AFTER))
+        .position(|v| v.vm().has_idle_garbage(now, IDLE_AFTER))?;
+    Some((i, idle.remove(i)))
 }
 
 /// Takes an idle VM from the shared pool or creates one.
@@ -93,12 +98,12 @@ fn put_back<T>(
     }
     let old = take_oldest_with_garbage(idle, now);
     drop(guard);
-    if let Some(old) = old {
+    if let Some((i, old)) = old {
         old.vm().shed_garbage();
         let mut guard = lock(pool);
         let idle = list(&mut guard);
         if idle.len() < cap {
-            idle.insert(0, old);
+            idle.insert(i.min(idle.len()), old);
         }
     }
 }

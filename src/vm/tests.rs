@@ -427,6 +427,21 @@ fn a_pool_sheds_the_garbage_of_its_oldest_idle_vm() {
     assert!(oldest.used_memory() + IDLE_GARBAGE < made, "not shed");
     // The one on top had its request end just now: it keeps its garbage for now.
     assert!(list[1].vm().lua().used_memory() + IDLE_GARBAGE > made);
+    drop(list);
+    // Later, the clean VM at the bottom does not hide the one above it.
+    std::thread::sleep(pool::IDLE_AFTER + std::time::Duration::from_millis(50));
+    let c = pool::checkout(&setup()).unwrap();
+    pool::return_to(&idle, c, 8);
+    let list = idle.lock().unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(
+        list[0].vm().lua().globals().get::<String>("NAME").unwrap(),
+        "a"
+    );
+    assert!(
+        list[1].vm().lua().used_memory() + IDLE_GARBAGE < made,
+        "not shed"
+    );
 }
 
 #[test]
