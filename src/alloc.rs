@@ -102,17 +102,13 @@ fn keep(index: usize, size: usize, p: *mut u8) -> bool {
 /// Gives every kept block back to malloc (before the module is unloaded: the lists live in
 /// its data).
 pub fn release() {
-    for (index, _) in LISTS.iter().enumerate() {
+    for index in 0..CLASSES {
+        let size = block_size(index);
         loop {
-            let mut l = list(index);
-            if l.len == 0 {
+            let p = take(index, size);
+            if p.is_null() {
                 break;
             }
-            l.len -= 1;
-            let p = l.blocks[l.len];
-            drop(l);
-            let size = block_size(index);
-            KEPT.fetch_sub(size, Ordering::Relaxed);
             // SAFETY: kept blocks came from System with this size and malloc's alignment.
             unsafe { System.dealloc(p, Layout::from_size_align_unchecked(size, MIN_ALIGN)) };
         }

@@ -1511,9 +1511,6 @@ impl<'a> Bucket<'a> {
 /// freed while it lives.
 pub unsafe trait StableBytes: std::ops::Deref<Target = [u8]> {}
 
-// SAFETY: a Vec's buffer is on the heap, and nothing can mutate it through a shared hold.
-unsafe impl StableBytes for Vec<u8> {}
-
 /// An output brigade whose buckets may borrow the bytes of values it holds, instead of
 /// copying them: each [`Outgoing::borrow`] appends a transient bucket over the value's bytes
 /// and keeps the value until the brigade has been passed on and emptied (filters further down

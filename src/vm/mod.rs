@@ -276,6 +276,7 @@ impl Vm {
     /// was more than [`IDLE_GARBAGE`] meant a full collection on every request that allocated
     /// that much, on top of the incremental collector's own cycles. VMs that then sit idle are
     /// collected by [`Vm::shed_garbage`].
+    ///
     /// Returns when the request ended.
     pub fn end_request(&self) -> Instant {
         self.request_envs.borrow_mut().clear();
@@ -302,10 +303,15 @@ impl Vm {
             .is_some_and(|t| now.saturating_duration_since(t) >= after)
     }
 
+    /// Whether the last request left more than [`IDLE_GARBAGE`] uncollected.
+    pub fn garbage_left(&self) -> bool {
+        self.garbage_left.get()
+    }
+
     /// Whether at `now` the VM has idled at least `after` since its last request, which left
     /// more than [`IDLE_GARBAGE`] uncollected. (Cheap: pools ask while holding their lock.)
     pub fn has_idle_garbage(&self, now: Instant, after: Duration) -> bool {
-        self.garbage_left.get() && self.idled(now, after)
+        self.garbage_left() && self.idled(now, after)
     }
 
     /// Collects all garbage (an idle VM allocates nothing, so Lua's incremental collector

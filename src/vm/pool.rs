@@ -56,7 +56,7 @@ fn take_oldest_with_garbage(idle: &mut Vec<SendVm>, now: Instant) -> Option<(usi
         .iter()
         .take(SHED_SCAN)
         .take_while(|v| v.vm().idled(now, IDLE_AFTER))
-        .position(|v| v.vm().has_idle_garbage(now, IDLE_AFTER))?;
+        .position(|v| v.vm().garbage_left())?;
     Some((i, idle.remove(i)))
 }
 
