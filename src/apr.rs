@@ -35,10 +35,10 @@ impl<'a> Pool<'a> {
     }
 
     /// Hands `value` to the pool: it is dropped when the pool is cleared or destroyed.
-    /// Returns a pointer that stays valid until then.
+    /// Returns a pointer that stays valid until then. The value is stored in the pool's own
+    /// memory (no heap allocation) unless it needs more than the pool's 8-byte alignment.
     pub fn attach<T: 'static>(self, value: T) -> *mut T {
-        let ptr = Box::into_raw(Box::new(value));
-        unsafe extern "C" fn drop_box<T>(data: *mut c_void) -> ffi::apr_status_t {
+        unsafe extern "C" fn drop_boxed<T>(data: *mut c_void) -> ffi::apr_status_t {
             crate::module::guard::guard("pool cleanup", 0, || {
                 // SAFETY: `data` came from Box::into_raw in `attach` and the pool runs each
                 // cleanup exactly once.
@@ -46,6 +46,29 @@ impl<'a> Pool<'a> {
                 0
             })
         }
+        unsafe extern "C" fn drop_in_pool<T>(data: *mut c_void) -> ffi::apr_status_t {
+            crate::module::guard::guard("pool cleanup", 0, || {
+                // SAFETY: `data` holds a T written by `attach` in this pool's memory, which
+                // is freed only after the cleanups ran; each cleanup runs exactly once.
+                unsafe { std::ptr::drop_in_place(data.cast::<T>()) };
+                0
+            })
+        }
+        const POOL_ALIGN: usize = 8;
+        let (ptr, cleanup): (
+            *mut T,
+            unsafe extern "C" fn(*mut c_void) -> ffi::apr_status_t,
+        ) = if std::mem::align_of::<T>() <= POOL_ALIGN && std::mem::size_of::<T>() > 0 {
+            // SAFETY: apr_palloc returns memory aligned to 8 bytes that lives until the
+            // pool is cleared or destroyed, after its cleanups have run.
+            let p = unsafe { ffi::apr_palloc(self.as_ptr(), std::mem::size_of::<T>()) }.cast::<T>();
+            assert!(!p.is_null(), "apr_palloc failed");
+            // SAFETY: `p` is fresh, aligned and large enough for a T.
+            unsafe { p.write(value) };
+            (p, drop_in_pool::<T>)
+        } else {
+            (Box::into_raw(Box::new(value)), drop_boxed::<T>)
+        };
         // SAFETY: registering a cleanup on a live pool; the function pointer lives as long as
         // the module is loaded, and every pool we attach to is destroyed before the module
         // is unloaded (pconf, pchild, connection and request pools).
@@ -53,7 +76,7 @@ impl<'a> Pool<'a> {
             ffi::apr_pool_cleanup_register(
                 self.as_ptr(),
                 ptr as *const c_void,
-                Some(drop_box::<T>),
+                Some(cleanup),
                 Some(ffi::apr_pool_cleanup_null),
             );
         }

@@ -5,6 +5,7 @@
 
 use crate::apr::{ConfRef, MergeInputsOutlive};
 use crate::httpd::Regex;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -490,24 +491,42 @@ pub fn parent_dir(path: &str) -> &str {
 }
 
 /// mod_lua `ap_lua_interpolate_string`: `$0`–`$9` become the captures (unmatched → ""),
-/// a `$` not followed by a digit stays literal.
-pub fn interpolate(template: &str, captures: &[Option<&[u8]>]) -> Vec<u8> {
+/// a `$` not followed by a digit stays literal. A template without a capture reference is
+/// returned as it is; bytes of a capture that are not UTF-8 become U+FFFD.
+pub fn interpolate<'t>(template: &'t str, captures: &[Option<&[u8]>]) -> Cow<'t, str> {
     let t = template.as_bytes();
+    let Some(first) = next_reference(t, 0) else {
+        return Cow::Borrowed(template);
+    };
     let mut out = Vec::with_capacity(t.len() + 16);
-    let mut i = 0;
-    while i < t.len() {
-        if t[i] == b'$' && i + 1 < t.len() && t[i + 1].is_ascii_digit() {
-            let n = (t[i + 1] - b'0') as usize;
-            if let Some(Some(c)) = captures.get(n) {
-                out.extend_from_slice(c);
-            }
-            i += 2;
-        } else {
-            out.push(t[i]);
-            i += 1;
+    let mut from = 0;
+    let mut at = Some(first);
+    while let Some(i) = at {
+        out.extend_from_slice(&t[from..i]);
+        if let Some(Some(c)) = captures.get((t[i + 1] - b'0') as usize) {
+            out.extend_from_slice(c);
         }
+        from = i + 2;
+        at = next_reference(t, from);
     }
-    out
+    out.extend_from_slice(&t[from..]);
+    Cow::Owned(
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
+}
+
+/// Where the next `$` followed by a digit starts, at or after `from`.
+fn next_reference(t: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(p) = t.get(i..)?.iter().position(|&b| b == b'$') {
+        let at = i + p;
+        if t.get(at + 1).is_some_and(u8::is_ascii_digit) {
+            return Some(at);
+        }
+        i = at + 1;
+    }
+    None
 }
 
 /// Our guard against path traversal through LuaMapHandler captures (mod_lua has none): the
@@ -516,6 +535,9 @@ pub fn interpolate(template: &str, captures: &[Option<&[u8]>]) -> Vec<u8> {
 /// not start with `/` (an absolute path put in by the client).
 pub fn capture_path_is_safe(template: &str, captures: &[Option<&[u8]>]) -> bool {
     let t = template.as_bytes();
+    if next_reference(t, 0).is_none() {
+        return true;
+    }
     for (i, w) in t.windows(2).enumerate() {
         if w[0] == b'$' && w[1].is_ascii_digit() {
             let cap = captures
@@ -532,7 +554,7 @@ pub fn capture_path_is_safe(template: &str, captures: &[Option<&[u8]>]) -> bool 
         }
     }
     let dots = |p: &[u8]| p.split(|&b| b == b'/').filter(|s| *s == b"..").count();
-    dots(&interpolate(template, captures)) <= dots(t)
+    dots(interpolate(template, captures).as_bytes()) <= dots(t)
 }
 
 #[cfg(test)]
@@ -699,10 +721,16 @@ mod tests {
     #[test]
     fn interpolation_follows_mod_lua() {
         let caps: Vec<Option<&[u8]>> = vec![Some(b"/x_y"), Some(b"x"), None];
-        assert_eq!(interpolate("/h/$1.lua", &caps), b"/h/x.lua");
-        assert_eq!(interpolate("handle_$2", &caps), b"handle_");
-        assert_eq!(interpolate("$x$", &caps), b"$x$");
-        assert_eq!(interpolate("$9", &caps), b"");
+        assert_eq!(interpolate("/h/$1.lua", &caps), "/h/x.lua");
+        assert_eq!(interpolate("handle_$2", &caps), "handle_");
+        assert_eq!(interpolate("$x$", &caps), "$x$");
+        assert_eq!(interpolate("$9", &caps), "");
+        assert_eq!(interpolate("$$1$", &caps), "$x$");
+        assert_eq!(interpolate("a$0b$1c$", &caps), "a/x_ybxc$");
+        assert!(matches!(
+            interpolate("/fixed.lua", &caps),
+            Cow::Borrowed("/fixed.lua")
+        ));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! A panic inside a call poisons that VM and becomes an ordinary failure.
 
 use crate::config::{DirConfig, InlineChunk, Scope};
-use crate::httpd::{FileStamp, LiveRequest, Request};
+use crate::httpd::{AliveGuard, FileStamp, Request};
 use crate::lua_api::request;
 use crate::lua_api::returned_number;
 use crate::vm::pool::{self, PoolError, SendVm};
@@ -210,7 +210,6 @@ fn run(
     mode: EnvMode,
     entry: &Entry<'_>,
 ) -> Result<Outcome, Failure> {
-    let (live, guard) = LiveRequest::new(r);
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<Value, Failure> {
         let lua = vm.lua();
         let runtime = |e: mlua::Error| Failure::Runtime(ErrorText::of(&e));
@@ -221,18 +220,18 @@ fn run(
                 for a in entry.args {
                     args.push(Value::String(lua.create_string(a).map_err(lua_failure)?));
                 }
-                request::call_entry(lua, &env, name, &live, args)
+                request::call_entry(lua, &env, name, r, args)
                     .map_err(runtime)?
                     .ok_or(Failure::NotAFunction)
             }
             None => {
                 let (code, env) = vm.resolve_body(spec, mode)?;
-                let r = request::new_request(lua, &live).map_err(lua_failure)?;
-                vm.call_body(&code, &env, r).map_err(runtime)
+                request::with_request(lua, r, |r| Ok(vm.call_body(&code, &env, r)))
+                    .map_err(lua_failure)?
+                    .map_err(runtime)
             }
         }
     }));
-    drop(guard);
     match result {
         Ok(Ok(v)) => Ok(match returned_number(&v) {
             Some(n) => Outcome::Number(n),
@@ -254,10 +253,23 @@ fn run(
 /// A filter's Lua coroutine with what keeps it usable across calls: the environment it sees as
 /// globals (where `bucket` is set) and, under `LuaScope server`, the VM lease (dropped last).
 pub struct Coroutine {
-    pub lua: mlua::Lua,
     pub thread: mlua::Thread,
     pub env: mlua::Table,
+    /// Keeps the `r` made by [`Coroutine::request`] usable; dropped with the coroutine,
+    /// before the VM goes back to its pool.
+    alive: Option<AliveGuard<'static>>,
+    pub lua: mlua::Lua,
     _lease: Option<pool::ServerLease>,
+}
+
+impl Coroutine {
+    /// An `r` for `req`, usable as long as this coroutine (which lives in the filter's
+    /// state, in the request pool).
+    pub fn request(&mut self, req: Request<'_>) -> mlua::Result<Value> {
+        let (r, alive) = request::filter_request(&self.lua, req)?;
+        self.alive = Some(alive);
+        Ok(r)
+    }
 }
 
 /// Prepares `entry`'s function as a coroutine for a filter (not started yet).
@@ -271,9 +283,10 @@ pub fn coroutine(r: Request<'_>, cfg: &DirConfig, entry: &Entry<'_>) -> Result<C
     })?;
     let (lua, thread, env) = parts;
     Ok(Coroutine {
-        lua,
         thread,
         env,
+        alive: None,
+        lua,
         _lease: lease,
     })
 }

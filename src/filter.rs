@@ -9,10 +9,7 @@ use crate::config::{DirConfig, FilterKind, FilterSpec};
 use crate::dispatch::{self, Coroutine, Entry, Failure};
 use crate::ffi;
 use crate::handler::log_failure;
-use crate::httpd::{
-    self, Brigade, BucketKind, Filter, Level, LiveRequest, Outgoing, PoolBrigade, Request,
-};
-use crate::lua_api::request;
+use crate::httpd::{self, Brigade, BucketKind, Filter, Level, Outgoing, PoolBrigade, Request};
 use mlua::thread::ThreadStatus;
 use mlua::{BorrowedBytes, MultiValue, Value};
 use std::borrow::Cow;
@@ -137,14 +134,14 @@ fn start(r: Request<'_>, f: Filter<'_>, kind: FilterKind) -> Start {
     let report = |failure: Failure| {
         log_failure(r, &entry, &format!("filter {name}"), &failure);
     };
-    let co = match dispatch::coroutine(r, cfg, &entry) {
+    let mut co = match dispatch::coroutine(r, cfg, &entry) {
         Ok(co) => co,
         Err(failure) => {
             report(failure);
             return Start::Failed;
         }
     };
-    let ud = match request::new_request(&co.lua, &LiveRequest::for_request(r)) {
+    let ud = match co.request(r) {
         Ok(ud) => ud,
         Err(e) => {
             report(Failure::Internal(e.to_string()));

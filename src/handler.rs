@@ -81,8 +81,8 @@ pub fn map_handler(r: Request<'_>) -> c_int {
             );
             return HTTP_BAD_REQUEST;
         }
-        let file = String::from_utf8_lossy(&interpolate(&mh.file, &caps)).into_owned();
-        let function = String::from_utf8_lossy(&interpolate(&mh.function, &caps)).into_owned();
+        let file = interpolate(&mh.file, &caps);
+        let function = interpolate(&mh.function, &caps);
         let path = httpd::merge_path(r.pool(), cfg.root(), &file).unwrap_or(Cow::Borrowed(&file));
         let entry = Entry::file(path.as_bytes(), &function);
         match dispatch::call(r, cfg, &entry) {
@@ -110,11 +110,7 @@ pub fn map_handler_fixups(r: Request<'_>) -> c_int {
         return DECLINED;
     };
     let Some(uri) = r.uri() else { return DECLINED };
-    if cfg
-        .map_handlers
-        .iter()
-        .any(|mh| mh.regex.captures(uri).is_some())
-    {
+    if cfg.map_handlers.iter().any(|mh| mh.regex.is_match(uri)) {
         r.set_handler(Some(MAP_HANDLER_NAME));
         return OK;
     }

@@ -45,9 +45,19 @@ pub fn module_index() -> c_int {
     unsafe { crate::module::lua_module.module_index }
 }
 
-/// Turns arbitrary text into a C string for httpd's logger (NULs become spaces).
-fn log_text(msg: &str) -> CString {
-    CString::new(msg.replace('\0', " ")).unwrap_or_default()
+/// Hands text to httpd's logger as the arguments of a `"%.*s"` format: the text itself when
+/// it holds no NUL (no copy), else a copy with NULs made spaces (kept alive in `held`).
+fn log_text<'m>(msg: &'m str, held: &'m mut Option<CString>) -> (c_int, *const c_char) {
+    let text: &[u8] = if msg.as_bytes().contains(&0) {
+        held.insert(CString::new(msg.replace('\0', " ")).unwrap_or_default())
+            .to_bytes()
+    } else {
+        msg.as_bytes()
+    };
+    (
+        c_int::try_from(text.len()).unwrap_or(c_int::MAX),
+        text.as_ptr().cast(),
+    )
 }
 
 /// Logs through httpd without a request or server (start-up problems, panics).
@@ -60,9 +70,10 @@ pub fn log_global(level: Level, msg: &str) {
 /// Logs through httpd without a request or server (start-up problems, panics).
 #[cfg(not(test))]
 pub fn log_global(level: Level, msg: &str) {
-    let text = log_text(msg);
-    // SAFETY: the format is a literal "%s" with one C string argument; a NULL server makes
-    // httpd log to the main error log.
+    let mut held = None;
+    let (len, text) = log_text(msg, &mut held);
+    // SAFETY: the format is a literal "%.*s" with a length and that many readable bytes; a
+    // NULL server makes httpd log to the main error log.
     unsafe {
         ffi::ap_log_error_(
             c"mod_lua_rs".as_ptr(),
@@ -71,8 +82,9 @@ pub fn log_global(level: Level, msg: &str) {
             level as c_int,
             0,
             std::ptr::null(),
-            c"%s".as_ptr(),
-            text.as_ptr(),
+            c"%.*s".as_ptr(),
+            len,
+            text,
         )
     }
 }
@@ -652,8 +664,9 @@ impl<'a> Request<'a> {
         if !self.is_level(level) {
             return;
         }
-        let text = log_text(msg);
-        // SAFETY: literal "%s" format with one C string argument.
+        let mut held = None;
+        let (len, text) = log_text(msg, &mut held);
+        // SAFETY: literal "%.*s" format with a length and that many readable bytes.
         unsafe {
             ffi::ap_log_rerror_(
                 file.as_ptr(),
@@ -662,8 +675,9 @@ impl<'a> Request<'a> {
                 level as c_int,
                 0,
                 self.as_ptr(),
-                c"%s".as_ptr(),
-                text.as_ptr(),
+                c"%.*s".as_ptr(),
+                len,
+                text,
             )
         }
     }
@@ -977,30 +991,59 @@ impl Regex {
 
     /// Matches `subject`; on success the captures `$0`..`$9` (None for groups that did not
     /// take part).
-    pub fn captures<'s>(&self, subject: &'s CStr) -> Option<Vec<Option<&'s [u8]>>> {
-        const N: usize = 10;
-        let mut m: [ffi::ap_regmatch_t; N] = unsafe { std::mem::zeroed() };
-        // SAFETY: the regex is live for the config's lifetime; `m` has room for N matches.
-        let rc =
-            unsafe { ffi::ap_regexec(self.raw.as_ptr(), subject.as_ptr(), N, m.as_mut_ptr(), 0) };
+    pub fn captures<'s>(&self, subject: &'s CStr) -> Option<Captures<'s>> {
+        let mut m: [ffi::ap_regmatch_t; CAPTURES] = unsafe { std::mem::zeroed() };
+        // SAFETY: the regex is live for the config's lifetime; `m` has room for CAPTURES
+        // matches.
+        let rc = unsafe {
+            ffi::ap_regexec(
+                self.raw.as_ptr(),
+                subject.as_ptr(),
+                CAPTURES,
+                m.as_mut_ptr(),
+                0,
+            )
+        };
         if rc != 0 {
             return None;
         }
-        Some(match_groups(&m, subject.to_bytes()))
+        let bytes = subject.to_bytes();
+        Some(std::array::from_fn(|i| match_group(&m[i], bytes)))
+    }
+
+    /// Whether `subject` matches.
+    pub fn is_match(&self, subject: &CStr) -> bool {
+        // SAFETY: as in `captures`; with no match slots asked for, none is written.
+        unsafe {
+            ffi::ap_regexec(
+                self.raw.as_ptr(),
+                subject.as_ptr(),
+                0,
+                std::ptr::null_mut(),
+                0,
+            ) == 0
+        }
     }
 }
 
-/// The text of each group of a match (None for a group that did not take part).
+/// How many groups a [`Regex`] match reports (`$0`..`$9`, as mod_lua).
+const CAPTURES: usize = 10;
+
+/// The groups of a [`Regex`] match: `$0`..`$9`, None for a group that did not take part.
+pub type Captures<'s> = [Option<&'s [u8]>; CAPTURES];
+
+/// The text of one group of a match (None for a group that did not take part).
+fn match_group<'s>(g: &ffi::ap_regmatch_t, bytes: &'s [u8]) -> Option<&'s [u8]> {
+    if g.rm_so < 0 || g.rm_eo < g.rm_so || g.rm_eo as usize > bytes.len() {
+        None
+    } else {
+        Some(&bytes[g.rm_so as usize..g.rm_eo as usize])
+    }
+}
+
+/// The text of each group of a match.
 fn match_groups<'s>(m: &[ffi::ap_regmatch_t], bytes: &'s [u8]) -> Vec<Option<&'s [u8]>> {
-    m.iter()
-        .map(|g| {
-            if g.rm_so < 0 || g.rm_eo < g.rm_so || g.rm_eo as usize > bytes.len() {
-                None
-            } else {
-                Some(&bytes[g.rm_so as usize..g.rm_eo as usize])
-            }
-        })
-        .collect()
+    m.iter().map(|g| match_group(g, bytes)).collect()
 }
 
 /// The arguments httpd hands a directive handler.
@@ -1257,69 +1300,115 @@ pub fn is_merged_form(file: &str) -> bool {
     rest.is_empty() || body.split('/').all(|seg| !matches!(seg, "" | "." | ".."))
 }
 
+/// Which request handles of one Lua VM may still be used: the tokens of the calls (and filter
+/// coroutines) now running. Owned by the VM's request API (see `luac::RequestFns`), so it
+/// lives exactly as long as the Lua state whose `r` values point at it, and it is only touched
+/// by the thread that holds the VM.
+pub struct Liveness {
+    next: std::cell::Cell<u64>,
+    live: std::cell::RefCell<Vec<u64>>,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness {
+            next: std::cell::Cell::new(1),
+            live: std::cell::RefCell::new(Vec::with_capacity(4)),
+        }
+    }
+}
+
+impl Liveness {
+    fn begin(&self) -> u64 {
+        let token = self.next.get();
+        self.next.set(token + 1);
+        self.live.borrow_mut().push(token);
+        token
+    }
+
+    fn end(&self, token: u64) {
+        let mut live = self.live.borrow_mut();
+        if let Some(i) = live.iter().rposition(|&t| t == token) {
+            live.swap_remove(i);
+        }
+    }
+
+    fn is_live(&self, token: u64) -> bool {
+        self.live.borrow().contains(&token)
+    }
+
+    /// A handle for `r`, valid until the returned guard is dropped; the guard cannot outlive
+    /// `r`.
+    pub fn enter<'r>(self: &std::rc::Rc<Self>, r: Request<'r>) -> (LiveRequest, AliveGuard<'r>) {
+        self.handle(r)
+    }
+
+    /// A handle for Lua code that outlives one call (a filter's coroutine): valid until the
+    /// guard is dropped, which its holder must do before the request ends (filter state lives
+    /// in the request pool).
+    pub fn enter_for_request(
+        self: &std::rc::Rc<Self>,
+        r: Request<'_>,
+    ) -> (LiveRequest, AliveGuard<'static>) {
+        self.handle(r)
+    }
+
+    fn handle<'g>(self: &std::rc::Rc<Self>, r: Request<'_>) -> (LiveRequest, AliveGuard<'g>) {
+        let token = self.begin();
+        (
+            LiveRequest {
+                raw: r.raw,
+                token,
+                liveness: NonNull::from(&**self),
+            },
+            AliveGuard {
+                liveness: self.clone(),
+                token,
+                _req: PhantomData,
+            },
+        )
+    }
+}
+
 /// A request handle that Lua values may hold (`r`, its header tables). It only yields the
 /// request while the call that created it runs; afterwards every use fails cleanly, so a
 /// script that stashes `r` in a global gets an error on a later request, never a dangling
-/// pointer.
-#[derive(Clone)]
+/// pointer. Plain data (no destructor), so the userdata holding it need no finalizer.
+#[derive(Clone, Copy)]
 pub struct LiveRequest {
     raw: NonNull<ffi::request_rec>,
-    alive: std::rc::Rc<std::cell::Cell<bool>>,
+    token: u64,
+    /// The VM's [`Liveness`]: every `LiveRequest` lives in that VM's Lua values or in a Rust
+    /// frame of a call on it, and the Liveness lives as long as the VM's Lua state.
+    liveness: NonNull<Liveness>,
 }
 
 /// Ends a [`LiveRequest`]'s validity when dropped.
 pub struct AliveGuard<'a> {
-    alive: std::rc::Rc<std::cell::Cell<bool>>,
+    liveness: std::rc::Rc<Liveness>,
+    token: u64,
     _req: PhantomData<Request<'a>>,
 }
 
 impl Drop for AliveGuard<'_> {
     fn drop(&mut self) {
-        self.alive.set(false);
+        self.liveness.end(self.token);
     }
 }
 
 impl LiveRequest {
-    /// A handle valid until the returned guard is dropped; the guard cannot outlive `r`.
-    pub fn new(r: Request<'_>) -> (LiveRequest, AliveGuard<'_>) {
-        let alive = std::rc::Rc::new(std::cell::Cell::new(true));
-        (
-            LiveRequest {
-                raw: r.raw,
-                alive: alive.clone(),
-            },
-            AliveGuard {
-                alive,
-                _req: PhantomData,
-            },
-        )
-    }
-
     /// The request, while the call that made this handle is still running.
     pub fn get(&self) -> Option<Request<'_>> {
-        // SAFETY: `alive` is true only while the AliveGuard lives, and the guard's lifetime is
-        // bounded by the Request it was made from, so the request_rec is live here.
-        self.alive
-            .get()
-            .then(|| unsafe { Request::from_raw(self.raw.as_ptr()) })
-            .flatten()
-    }
-}
-
-impl LiveRequest {
-    /// A handle valid until the request's pool is freed (for Lua code that outlives one call,
-    /// such as a filter's coroutine).
-    pub fn for_request(r: Request<'_>) -> LiveRequest {
-        let alive = std::rc::Rc::new(std::cell::Cell::new(true));
-        struct EndOfRequest(std::rc::Rc<std::cell::Cell<bool>>);
-        impl Drop for EndOfRequest {
-            fn drop(&mut self) {
-                self.0.set(false);
-            }
+        // SAFETY: `liveness` outlives every handle that points at it (see the field); the
+        // token is live only while its AliveGuard lives, and a guard is bounded by the
+        // request it was made for, so the request_rec is live here.
+        unsafe {
+            self.liveness
+                .as_ref()
+                .is_live(self.token)
+                .then(|| Request::from_raw(self.raw.as_ptr()))
+                .flatten()
         }
-        // Cleared by the request pool's cleanup, after the request's last use.
-        r.pool().attach(EndOfRequest(alive.clone()));
-        LiveRequest { raw: r.raw, alive }
     }
 }
 

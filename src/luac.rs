@@ -11,7 +11,7 @@
 //! here (a future memory cap must keep that so on this path, or run these functions protected).
 #![allow(unsafe_code)]
 
-use crate::httpd::LiveRequest;
+use crate::httpd::{LiveRequest, Liveness};
 use crate::lua_api::request::{RequestHandle, TableHandle};
 use mlua::ffi::{self, lua_State};
 use mlua::{AnyUserData, Function, IntoLua, LightUserData, Lua, Table, Value};
@@ -605,14 +605,18 @@ unsafe extern "C-unwind" fn gc<T: RawUserData>(l: *mut lua_State) -> c_int {
     0
 }
 
-/// Creates `T`'s metatable with these entries plus `__gc`, and keeps it in the registry.
+/// Creates `T`'s metatable with these entries (plus `__gc` when `T` has a destructor: a
+/// finalizer costs a call and keeps the object one more collector cycle), and keeps it in the
+/// registry.
 pub fn define<T: RawUserData>(lua: &Lua, entries: &[(&str, Function)]) -> mlua::Result<()> {
     let mt = lua.create_table()?;
     for (k, f) in entries {
         mt.raw_set(*k, f)?;
     }
-    // SAFETY: gc::<T> only drops blocks carrying T's tag.
-    mt.raw_set("__gc", unsafe { lua.create_c_function(gc::<T>)? })?;
+    if std::mem::needs_drop::<T>() {
+        // SAFETY: gc::<T> only drops blocks carrying T's tag.
+        mt.raw_set("__gc", unsafe { lua.create_c_function(gc::<T>)? })?;
+    }
     lua.set_named_registry_value(
         T::METATABLE.to_str().expect("metatable names are ASCII"),
         mt,
@@ -867,7 +871,7 @@ unsafe extern "C-unwind" fn new_request(l: *mut lua_State) -> c_int {
 unsafe fn make_request(l: *mut lua_State, i: c_int) {
     let live = ffi::lua_touserdata(l, i).cast::<LiveRequest>().cast_const();
     assert!(!live.is_null());
-    push_block(l, RequestHandle::new((*live).clone()));
+    push_block(l, RequestHandle::new(*live));
     ffi::lua_replace(l, i);
 }
 
@@ -875,6 +879,8 @@ unsafe fn make_request(l: *mut lua_State, i: c_int) {
 pub struct RequestFns {
     invoke: Function,
     new_request: Function,
+    /// Which of this VM's `r` values may still be used.
+    pub liveness: std::rc::Rc<Liveness>,
 }
 
 impl RequestFns {
@@ -885,6 +891,7 @@ impl RequestFns {
             Ok(RequestFns {
                 invoke: lua.create_c_function(invoke)?,
                 new_request: lua.create_c_function(new_request)?,
+                liveness: std::rc::Rc::default(),
             })
         }
     }

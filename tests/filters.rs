@@ -40,6 +40,16 @@ function input_upper(r)
     end
     coroutine.yield("&filterSignature=1234")
 end
+function keep(r)
+    local before = "none"
+    if kept then
+        local ok, err = pcall(function() return kept.uri end)
+        before = ok and ("alive " .. tostring(err)) or ("gone: " .. tostring(err))
+    end
+    kept = r
+    coroutine.yield(r.uri .. " " .. before .. "\n")
+    while bucket do coroutine.yield(bucket) end
+end
 function insert(r)
     if r.uri:match("^/inserted") then r:add_output_filter("UPPER") end
     if r.uri:match("^/lua%-input") then r:add_input_filter("IN_UPPER") end
@@ -72,11 +82,13 @@ fn server_with(extra: &str) -> Option<Server> {
              LuaOutputFilter DECLINE {{root}}/filters.lua decline\n\
              LuaOutputFilter FAIL_LATER {{root}}/filters.lua fail_later\n\
              LuaInputFilter IN_UPPER {{root}}/filters.lua input_upper\n\
+             LuaOutputFilter KEEP {{root}}/filters.lua keep\n\
              LuaHookInsertFilter {{root}}/filters.lua insert\n\
              {dirs}\
              <Location /declined/>\n SetOutputFilter DECLINE\n</Location>\n\
              <Location /srv/>\n LuaScope server 1 1\n SetOutputFilter UPPER\n</Location>\n\
              <Location /failing/>\n SetOutputFilter FAIL_LATER\n</Location>\n\
+             <Location /keep/>\n LuaScope server 1 1\n SetOutputFilter KEEP\n</Location>\n\
              <Location /input/>\n SetInputFilter IN_UPPER\n</Location>\n\
              AddOutputFilter UPPER .up\n\
              LuaOutputFilter FPUPPER {{root}}/filters.lua upper\n\
@@ -123,6 +135,7 @@ fn server_with(extra: &str) -> Option<Server> {
         "function handle(r) local b = r:requestbody() r:puts(tostring(b)) end",
     );
     cfg = cfg.file("htdocs/srv/small.txt", "small");
+    cfg = cfg.file("htdocs/keep/a.txt", "body");
     cfg = cfg.file(
         "htdocs/srv/stream.lua",
         "function handle(r) for i = 1, 2000 do r:write(string.rep('s', 65536)) r:flush() end end",
@@ -368,6 +381,22 @@ fn activation_and_failures() {
         "{log}"
     );
     assert_eq!(s.get("/u0/a.txt").status, 200);
+    // A filter's `r` works for its own request only: kept in a global, a later request of
+    // the same VM gets an error from it, never the old request.
+    let answers: Vec<String> = (0..8).map(|_| s.get("/keep/a.txt").text()).collect();
+    for a in &answers {
+        assert!(
+            a == "/keep/a.txt none\nbody"
+                || (a.starts_with("/keep/a.txt gone: ")
+                    && a.contains("request object used after its request ended")
+                    && a.ends_with("\nbody")),
+            "{answers:?}"
+        );
+    }
+    assert!(
+        answers.iter().filter(|a| a.contains(" none")).count() <= 2,
+        "{answers:?}"
+    );
     s.assert_no_crash();
 }
 

@@ -317,7 +317,7 @@ pub fn install(lua: &Lua, m: &Table) -> mlua::Result<()> {
                 let t = lua.create_table()?;
                 let bound = Bound {
                     conn: c,
-                    call: call.clone(),
+                    call: *call,
                 };
                 t.raw_set(0, lua.create_userdata(DbHandle(bound))?)?;
                 for (name, f) in &kit.db {

@@ -6,7 +6,7 @@
 use super::args::{arg_error, caller_position, caller_where, lua_type_name, Args};
 use super::{encode, form, websocket};
 use crate::apr::{has_nul, Table as AprTable};
-use crate::httpd::{self, BodyError, Level, LiveRequest, Request};
+use crate::httpd::{self, AliveGuard, BodyError, Level, LiveRequest, Request};
 use crate::luac::{self, Kind, RawFn, RawUserData, RequestFns, Returned, Stack};
 use mlua::{
     AnyUserData, FromLuaMulti, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Table, Value,
@@ -327,7 +327,7 @@ fn request_index(s: &Stack<'_>) -> Returned {
     }
     if let Some(kind) = table_field(key) {
         s.push_userdata(TableHandle {
-            live: h.live.clone(),
+            live: h.live,
             kind,
         });
         return Ok(1);
@@ -1005,21 +1005,37 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     Ok(())
 }
 
-/// Calls the function `name` of `env` with a new `r` for `live` and `args` (the entry point
-/// of every script call); None when `name` is not a function there.
+/// Calls the function `name` of `env` as `name(r, args…)` with an `r` for `req` that is
+/// usable during this call only; None when `name` is not a function.
 pub fn call_entry(
     lua: &Lua,
     env: &Table,
     name: &str,
-    live: &LiveRequest,
+    req: Request<'_>,
     args: Vec<Value>,
 ) -> mlua::Result<Option<Value>> {
-    request_fns(lua)?.call(env, name, live, args)
+    let fns = request_fns(lua)?;
+    let (live, _alive) = fns.liveness.enter(req);
+    fns.call(env, name, &live, args)
 }
 
-/// A new `r` for `live`.
-pub fn new_request(lua: &Lua, live: &LiveRequest) -> mlua::Result<Value> {
-    request_fns(lua)?.request(live)
+/// Runs `f` with an `r` for `req` that is usable until `f` returns.
+pub fn with_request<T>(
+    lua: &Lua,
+    req: Request<'_>,
+    f: impl FnOnce(Value) -> mlua::Result<T>,
+) -> mlua::Result<T> {
+    let fns = request_fns(lua)?;
+    let (live, _alive) = fns.liveness.enter(req);
+    f(fns.request(&live)?)
+}
+
+/// An `r` for a filter's coroutine, usable until the returned guard is dropped (which the
+/// filter does before its request ends).
+pub fn filter_request(lua: &Lua, req: Request<'_>) -> mlua::Result<(Value, AliveGuard<'static>)> {
+    let fns = request_fns(lua)?;
+    let (live, alive) = fns.liveness.enter_for_request(req);
+    Ok((fns.request(&live)?, alive))
 }
 
 /// The VM's RequestFns, shared so that no app-data borrow is held while scripts run (they may
