@@ -108,11 +108,14 @@ local pkg_mt = { __index = package }
 -- a per-call environment (once) stays empty and falls through instead.
 local function new_env(p, copy)
   local pkg = setmetatable({ path = p.path, cpath = p.cpath, loaded = p.loaded }, pkg_mt)
-  local env = setmetatable({}, env_mt)
+  -- Made with its three own keys in place, so that setting them does not grow the table
+  -- step by step (a `once` scope makes one of these per call).
+  local env = setmetatable({ package = pkg, _G = false, require = false }, env_mt)
   if copy then
-    for k, v in next, base do rawset(env, k, v) end
+    for k, v in next, base do
+      if k ~= "package" and k ~= "_G" and k ~= "require" then rawset(env, k, v) end
+    end
   end
-  env.package = pkg
   env._G = env
   env.require = function(name) return require_in(pkg, name) end
   return env
