@@ -326,10 +326,7 @@ fn request_index(s: &Stack<'_>) -> Returned {
         return Ok(1);
     }
     if let Some(kind) = table_field(key) {
-        s.push_userdata(TableHandle {
-            live: h.live,
-            kind,
-        });
+        s.push_userdata(TableHandle { live: h.live, kind });
         return Ok(1);
     }
     match key {
