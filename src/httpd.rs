@@ -1379,7 +1379,9 @@ pub struct LiveRequest {
     raw: NonNull<ffi::request_rec>,
     token: u64,
     /// The VM's [`Liveness`]: every `LiveRequest` lives in that VM's Lua values or in a Rust
-    /// frame of a call on it, and the Liveness lives as long as the VM's Lua state.
+    /// frame of a call on it, and the Liveness lives as long as the VM's Lua state (mlua
+    /// drops app data only after `lua_close`, so finalizers that run at close, such as a db
+    /// handle's, still find it).
     liveness: NonNull<Liveness>,
 }
 
