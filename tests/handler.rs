@@ -464,3 +464,45 @@ fn table_sort_orders_as_lua_compares() {
         "0|3,2,1|false|attempt to compare|bad argument #1 to 'sort' (table expected, got nil)"
     );
 }
+
+/// Most `r` methods are made in a VM on first use: they are there the first time a script
+/// reaches for them, stay the same function afterwards, and a method first reached through a
+/// stashed `r` is still found (its call then fails as any use of a dead `r` does).
+#[test]
+fn methods_made_on_first_use_behave_as_always_there() {
+    if !httpd_available() {
+        return;
+    }
+    let s = Config::new()
+        .directives("LuaScope server 1 1")
+        .file(
+            "htdocs/lazy.lua",
+            "function handle(r)\n\
+               if saved then\n\
+                 local found = type(saved.base64_encode)\n\
+                 local ok, err = pcall(function() return saved:base64_encode('x') end)\n\
+                 saved = nil\n\
+                 r:puts(found, '|', tostring(ok), '|', (tostring(err):gsub('^.-:%d+: ', '')))\n\
+                 return\n\
+               end\n\
+               saved = r\n\
+               local m = r.escape_html\n\
+               r:puts(type(m), '|', tostring(m == r.escape_html), '|', tostring(r.no_such_method), '|',\n\
+                 r:md5('abc'), '|', r:escape_html('<'))\n\
+             end\n",
+        )
+        .start();
+    // One connection: both requests reach the same child and its one VM.
+    let mut c = s.connect();
+    assert_eq!(
+        c.send("GET", "/lazy.lua", &[], b"", false).text(),
+        "function|true|nil|900150983cd24fb0d6963f7d28e17f72|&lt;"
+    );
+    let second = c.send("GET", "/lazy.lua", &[], b"", false).text();
+    assert!(
+        second.starts_with("function|false|")
+            && second.contains("request object used after its request ended"),
+        "{second}"
+    );
+    s.assert_no_crash();
+}

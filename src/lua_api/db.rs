@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use super::args::{arg_error, lua_type_name, Args};
-use super::request::{api_fn, c_arg, fail_tag, lua_bytes, method_with_handle};
+use super::request::{api_fn, c_arg, fail_tag, lua_bytes, method_with_handle, Methods};
 use crate::dbd::{Conn, Rows, Statement};
 use crate::httpd::LiveRequest;
 use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, MultiValue, Table, UserData, Value};
@@ -301,7 +301,7 @@ fn kit(lua: &Lua) -> mlua::Result<std::rc::Rc<Kit>> {
 }
 
 /// Adds `r:dbacquire` to the request methods.
-pub fn install(lua: &Lua, m: &Table) -> mlua::Result<()> {
+pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
     method_with_handle(lua, m, "dbacquire", |lua, call, r, a| {
         let kind = a.opt_string(2)?.unwrap_or_else(|| b"mod_dbd".to_vec());
         let conn = if kind == b"mod_dbd" {

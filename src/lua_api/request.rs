@@ -7,7 +7,7 @@ use super::args::{arg_error, caller_position, caller_where, lua_type_name, Args}
 use super::{encode, form, websocket};
 use crate::apr::{has_nul, Table as AprTable};
 use crate::httpd::{self, AliveGuard, BodyError, Level, LiveRequest, Request};
-use crate::luac::{self, Kind, RawFn, RawUserData, RequestFns, Returned, Stack};
+use crate::luac::{self, Kind, RawFn, RawUserData, RequestFns, Returned, Stack, DELEGATE};
 use mlua::{
     AnyUserData, FromLuaMulti, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Table, Value,
 };
@@ -320,6 +320,10 @@ fn request_index(s: &Stack<'_>) -> Returned {
         s.push_nil();
         return Ok(1);
     };
+    if is_unmade_method(key) {
+        // The methods table's __call makes it (see `install`).
+        return Ok(DELEGATE);
+    }
     let (h, r) = raw_request(s, "index")?;
     if let Some(v) = string_field(r, key) {
         push_cstr(s, v);
@@ -469,9 +473,41 @@ where
     })
 }
 
+/// The names of the methods made on first use (the same in every VM of the process).
+static LAZY_NAMES: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+    std::sync::OnceLock::new();
+
+/// Whether `key` names a method this VM makes on first use (and has not made yet, or the
+/// methods table would have had it).
+fn is_unmade_method(key: &[u8]) -> bool {
+    std::str::from_utf8(key).is_ok_and(|k| LAZY_NAMES.get().is_some_and(|names| names.contains(k)))
+}
+
+/// Makes one API function in a VM.
+type Maker = Box<dyn Fn(&Lua) -> mlua::Result<Function>>;
+
+/// The request API's mlua functions, made in a VM only when a script first reaches for one
+/// (`r:md5`, `r.strcmp_match`, …): a VM holds the few its scripts use instead of all of them,
+/// which kept about 20 KB of every VM's Lua heap alive and walked by every full collection.
+#[derive(Default)]
+pub(super) struct Methods {
+    makers: std::cell::RefCell<std::collections::HashMap<&'static str, Maker>>,
+}
+
+impl Methods {
+    pub(super) fn add(&self, name: &'static str, maker: Maker) {
+        self.makers.borrow_mut().insert(name, maker);
+    }
+}
+
 /// Adds a colon-style method: checks `self`, resolves the live request, hands the arguments
 /// (1-based, `self` at 1) to `f`.
-pub(super) fn method<F, R>(lua: &Lua, methods: &Table, name: &'static str, f: F) -> mlua::Result<()>
+pub(super) fn method<F, R>(
+    lua: &Lua,
+    methods: &Methods,
+    name: &'static str,
+    f: F,
+) -> mlua::Result<()>
 where
     F: Fn(&Lua, Request<'_>, &Args<'_>) -> mlua::Result<R> + 'static,
     R: IntoLuaMulti,
@@ -482,8 +518,8 @@ where
 /// [`method`], also handing `f` the handle `r` was called through, for objects that must not
 /// outlive the call that made them.
 pub(super) fn method_with_handle<F, R>(
-    lua: &Lua,
-    methods: &Table,
+    _lua: &Lua,
+    methods: &Methods,
     name: &'static str,
     f: F,
 ) -> mlua::Result<()>
@@ -491,13 +527,20 @@ where
     F: Fn(&Lua, &LiveRequest, Request<'_>, &Args<'_>) -> mlua::Result<R> + 'static,
     R: IntoLuaMulti,
 {
-    let func = api_fn(lua, move |lua, args: MultiValue| {
-        let first = args.front().cloned();
-        let h = this(lua, name, first.as_ref())?;
-        let r = req(&h.live)?;
-        f(lua, &h.live, r, &Args::new(lua, name, args))
-    })?;
-    methods.raw_set(name, func)
+    let f = Rc::new(f);
+    methods.add(
+        name,
+        Box::new(move |lua| {
+            let f = Rc::clone(&f);
+            api_fn(lua, move |lua, args: MultiValue| {
+                let first = args.front().cloned();
+                let h = this(lua, name, first.as_ref())?;
+                let r = req(&h.live)?;
+                f(lua, &h.live, r, &Args::new(lua, name, args))
+            })
+        }),
+    );
+    Ok(())
 }
 
 /// mod_lua's default `max` for r:parsebody() (MAX_STRING_LEN).
@@ -787,7 +830,7 @@ fn getcookie(lua: &Lua, r: Request<'_>, a: &Args<'_>) -> mlua::Result<MultiValue
     }
 }
 
-fn log_method(lua: &Lua, methods: &Table, name: &'static str, level: Level) -> mlua::Result<()> {
+fn log_method(lua: &Lua, methods: &Methods, name: &'static str, level: Level) -> mlua::Result<()> {
     method(lua, methods, name, move |lua, r, a| {
         let msg = a.string(2)?;
         let (file, line) = caller_position(lua);
@@ -807,7 +850,7 @@ fn log_method(lua: &Lua, methods: &Table, name: &'static str, level: Level) -> m
 
 /// Builds the request API of a new VM (methods, field access, table access; see api.lua).
 pub fn install(lua: &Lua) -> mlua::Result<()> {
-    let m = lua.create_table()?;
+    let m = Methods::default();
     // §5a Output (puts, write: raw functions, below).
     method(lua, &m, "flush", |_, r, _| Ok(r.flush()))?;
     method(lua, &m, "sendfile", |lua, r, a| {
@@ -965,7 +1008,27 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     let (methods, wrap): (Table, Function) = lua
         .load(include_str!("api.lua"))
         .set_name("=mod_lua_rs api")
-        .call((fail_tag(), m))?;
+        .call(fail_tag())?;
+    // `r.name` for a name that is no field and no method made yet: request_index hands the
+    // call (methods, r, name) to the methods table, whose __call makes the method, keeps it
+    // there (later lookups find it directly) and returns it; nil for other names.
+    let makers = Rc::new(m.makers.into_inner());
+    LAZY_NAMES.get_or_init(|| makers.keys().copied().collect());
+    let wrap_new = wrap.clone();
+    let make = lua.create_function(move |lua, (methods, _r, key): (Table, Value, Value)| {
+        let Value::String(key) = key else {
+            return Ok(Value::Nil);
+        };
+        let Some(maker) = key.to_str().ok().and_then(|k| makers.get(&*k)) else {
+            return Ok(Value::Nil);
+        };
+        let f: Function = wrap_new.call(maker(lua)?)?;
+        methods.raw_set(&key, &f)?;
+        Ok(Value::Function(f))
+    })?;
+    let lazy = lua.create_table()?;
+    lazy.raw_set("__call", make)?;
+    methods.set_metatable(Some(lazy))?;
     // What runs on most requests is plain C functions over the Lua stack (see luac).
     let raw: [(&str, RawFn); 9] = [
         ("puts", puts),

@@ -6,7 +6,7 @@
 #![forbid(unsafe_code)]
 
 use super::args::Args;
-use super::request::{api_fn, c_arg, cstr_value, lua_bytes, method};
+use super::request::{api_fn, c_arg, cstr_value, lua_bytes, method, Methods};
 use crate::httpd::{self, ConfNode, OwnedRegex, ScoreValue};
 use mlua::{IntoLuaMulti, Lua, MultiValue, Table, Value};
 use std::collections::HashMap;
@@ -21,15 +21,22 @@ const REGEX_CACHE_MAX: usize = 256;
 struct RegexCache(HashMap<(Vec<u8>, i32), OwnedRegex>);
 
 /// A function that takes its arguments without `self` (mod_lua's dot-call functions).
-fn function<F, R>(lua: &Lua, m: &Table, name: &'static str, f: F) -> mlua::Result<()>
+fn function<F, R>(_lua: &Lua, m: &Methods, name: &'static str, f: F) -> mlua::Result<()>
 where
     F: Fn(&Lua, &Args<'_>) -> mlua::Result<R> + 'static,
     R: IntoLuaMulti,
 {
-    let func = api_fn(lua, move |lua, args: MultiValue| {
-        f(lua, &Args::new(lua, name, args))
-    })?;
-    m.raw_set(name, func)
+    let f = std::rc::Rc::new(f);
+    m.add(
+        name,
+        Box::new(move |lua| {
+            let f = std::rc::Rc::clone(&f);
+            api_fn(lua, move |lua, args: MultiValue| {
+                f(lua, &Args::new(lua, name, args))
+            })
+        }),
+    );
+    Ok(())
 }
 
 /// Per-process values shared by every VM of a child (mod_lua's ivm_get / ivm_set).
@@ -43,7 +50,7 @@ enum IvmValue {
 
 static IVM: Mutex<Option<HashMap<Vec<u8>, IvmValue>>> = Mutex::new(None);
 
-pub fn install(lua: &Lua, m: &Table) -> mlua::Result<()> {
+pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
     lua.set_app_data(RegexCache::default());
 
     // §5a leftovers.
