@@ -23,8 +23,8 @@ const PRELUDE: &str = include_str!("prelude.lua");
 const IDLE_GARBAGE: usize = 64 * 1024;
 
 /// A VM in use is collected when its request ends after this many requests with more than
-/// [`IDLE_GARBAGE`] of garbage, or at once past [`MAX_GARBAGE`]. Lua's incremental collector
-/// alone lets a busy VM's heap grow to several times its live size (its pause is relative to
+/// [`IDLE_GARBAGE`] of garbage, or at once past [`MAX_GARBAGE`]. The incremental collector
+/// (Lua 5.3, LuaJIT) alone lets a busy VM's heap grow to several times its live size (its pause is relative to
 /// the heap after a cycle, and a cycle lags behind allocation), and with one VM per thread
 /// that growth is paid many times over.
 const COLLECT_EVERY: u32 = 32;
@@ -283,7 +283,7 @@ impl Vm {
     /// the VM's garbage every [`COLLECT_EVERY`] requests when there is more than
     /// [`IDLE_GARBAGE`] of it (or at once past [`MAX_GARBAGE`]). Collecting whenever there
     /// was more than [`IDLE_GARBAGE`] meant a full collection on every request that allocated
-    /// that much, on top of the incremental collector's own cycles. VMs that then sit idle are
+    /// that much, on top of the collector's own cycles. VMs that then sit idle are
     /// collected by [`Vm::shed_garbage`].
     ///
     /// Returns when the request ended.
@@ -323,8 +323,8 @@ impl Vm {
         self.garbage_left() && self.idled(now, after)
     }
 
-    /// Collects all garbage (an idle VM allocates nothing, so Lua's incremental collector
-    /// would leave it until the VM is used again).
+    /// Collects all garbage (an idle VM allocates nothing, so Lua's collector would leave it
+    /// until the VM is used again).
     pub fn shed_garbage(&self) {
         let _ = self.lua.gc_collect();
         self.collected_at.set(self.lua.used_memory());
