@@ -2359,7 +2359,28 @@ impl<'a> Request<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_merged_form;
+    use super::{is_merged_form, Liveness};
+
+    #[test]
+    fn liveness_tokens_end_alone_and_are_never_reused() {
+        let l = Liveness::default();
+        let outer = l.begin();
+        let inner = l.begin();
+        assert!(l.is_live(outer) && l.is_live(inner) && outer != inner);
+        // Calls may end in any order (a filter's coroutine outlives the calls around it).
+        l.end(outer);
+        assert!(!l.is_live(outer) && l.is_live(inner));
+        let next = l.begin();
+        assert!(next != outer && next != inner && l.is_live(next));
+        l.end(inner);
+        l.end(next);
+        assert!(!l.is_live(inner) && !l.is_live(next));
+        // Ending a token twice, or one never given, changes nothing.
+        l.end(next);
+        l.end(12345);
+        let again = l.begin();
+        assert!(l.is_live(again) && !l.is_live(outer));
+    }
 
     #[test]
     fn paths_merging_would_keep_as_they_are() {
