@@ -535,23 +535,20 @@ fn next_reference(t: &[u8], from: usize) -> Option<usize> {
 /// not start with `/` (an absolute path put in by the client).
 pub fn capture_path_is_safe(template: &str, captures: &[Option<&[u8]>]) -> bool {
     let t = template.as_bytes();
-    if next_reference(t, 0).is_none() {
-        return true;
-    }
-    for (i, w) in t.windows(2).enumerate() {
-        if w[0] == b'$' && w[1].is_ascii_digit() {
-            let cap = captures
-                .get((w[1] - b'0') as usize)
-                .copied()
-                .flatten()
-                .unwrap_or(b"");
-            if cap.contains(&0) || cap.contains(&b'\\') {
-                return false;
-            }
-            if (i == 0 || t[i - 1] == b'/') && cap.first() == Some(&b'/') {
-                return false;
-            }
+    let mut at = next_reference(t, 0);
+    while let Some(i) = at {
+        let cap = captures
+            .get((t[i + 1] - b'0') as usize)
+            .copied()
+            .flatten()
+            .unwrap_or(b"");
+        if cap.contains(&0) || cap.contains(&b'\\') {
+            return false;
         }
+        if (i == 0 || t[i - 1] == b'/') && cap.first() == Some(&b'/') {
+            return false;
+        }
+        at = next_reference(t, i + 2);
     }
     let dots = |p: &[u8]| p.split(|&b| b == b'/').filter(|s| *s == b"..").count();
     dots(interpolate(template, captures).as_bytes()) <= dots(t)

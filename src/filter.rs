@@ -44,9 +44,7 @@ impl Chunk {
             Chunk::Lua(s) => &s.as_bytes(),
             Chunk::Text(t) => t,
         };
-        if !b.is_empty() {
-            bb.append(b);
-        }
+        bb.append(b);
         b.len()
     }
 

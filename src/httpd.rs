@@ -1467,8 +1467,11 @@ impl<'a> Brigade<'a> {
         unsafe { ffi::lua_shim_bb_empty(self.as_ptr()) != 0 }
     }
 
-    /// Appends a copy of `data` (a heap bucket).
+    /// Appends a copy of `data` (a heap bucket; nothing for no data).
     pub fn append(self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
         // SAFETY: the bucket copies `data`.
         unsafe {
             ffi::lua_shim_bb_append_copy(
@@ -1636,9 +1639,7 @@ impl<'a, T: StableBytes> Outgoing<'a, T> {
 
     /// Appends a copy of `data` (nothing for no bytes).
     pub fn copy(&mut self, data: &[u8]) -> usize {
-        if !data.is_empty() {
-            self.bb.append(data);
-        }
+        self.bb.append(data);
         data.len()
     }
 

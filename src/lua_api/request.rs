@@ -495,7 +495,17 @@ pub(super) struct Methods {
 }
 
 impl Methods {
-    pub(super) fn add(&self, name: &'static str, maker: Maker) {
+    /// Registers `f` as the method `name`, made in a VM (as an [`api_fn`]) on first use.
+    pub(super) fn api<F, R>(&self, name: &'static str, f: F)
+    where
+        F: Fn(&Lua, MultiValue) -> mlua::Result<R> + 'static,
+        R: IntoLuaMulti,
+    {
+        let f = Rc::new(f);
+        let maker: Maker = Box::new(move |lua| {
+            let f = Rc::clone(&f);
+            api_fn(lua, move |lua, args: MultiValue| f(lua, args))
+        });
         self.makers.borrow_mut().insert(name, maker);
     }
 }
@@ -527,19 +537,12 @@ where
     F: Fn(&Lua, &LiveRequest, Request<'_>, &Args<'_>) -> mlua::Result<R> + 'static,
     R: IntoLuaMulti,
 {
-    let f = Rc::new(f);
-    methods.add(
-        name,
-        Box::new(move |lua| {
-            let f = Rc::clone(&f);
-            api_fn(lua, move |lua, args: MultiValue| {
-                let first = args.front().cloned();
-                let h = this(lua, name, first.as_ref())?;
-                let r = req(&h.live)?;
-                f(lua, &h.live, r, &Args::new(lua, name, args))
-            })
-        }),
-    );
+    methods.api(name, move |lua, args| {
+        let first = args.front().cloned();
+        let h = this(lua, name, first.as_ref())?;
+        let r = req(&h.live)?;
+        f(lua, &h.live, r, &Args::new(lua, name, args))
+    });
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 #![forbid(unsafe_code)]
 
 use super::args::Args;
-use super::request::{api_fn, c_arg, cstr_value, lua_bytes, method, Methods};
+use super::request::{c_arg, cstr_value, lua_bytes, method, Methods};
 use crate::httpd::{self, ConfNode, OwnedRegex, ScoreValue};
 use mlua::{IntoLuaMulti, Lua, MultiValue, Table, Value};
 use std::collections::HashMap;
@@ -26,16 +26,7 @@ where
     F: Fn(&Lua, &Args<'_>) -> mlua::Result<R> + 'static,
     R: IntoLuaMulti,
 {
-    let f = std::rc::Rc::new(f);
-    m.add(
-        name,
-        Box::new(move |lua| {
-            let f = std::rc::Rc::clone(&f);
-            api_fn(lua, move |lua, args: MultiValue| {
-                f(lua, &Args::new(lua, name, args))
-            })
-        }),
-    );
+    m.api(name, move |lua, args| f(lua, &Args::new(lua, name, args)));
     Ok(())
 }
 
