@@ -24,9 +24,9 @@ const IDLE_GARBAGE: usize = 64 * 1024;
 
 /// A VM in use is collected when its request ends after this many requests with more than
 /// [`IDLE_GARBAGE`] of garbage, or at once past [`MAX_GARBAGE`]. The incremental collector
-/// (Lua 5.3, LuaJIT) alone lets a busy VM's heap grow to several times its live size (its pause is relative to
-/// the heap after a cycle, and a cycle lags behind allocation), and with one VM per thread
-/// that growth is paid many times over.
+/// (Lua 5.3, LuaJIT) alone lets a busy VM's heap grow to several times its live size (its
+/// pause is relative to the heap after a cycle, and a cycle lags behind allocation), and
+/// with one VM per thread that growth is paid many times over.
 const COLLECT_EVERY: u32 = 32;
 const MAX_GARBAGE: usize = 1024 * 1024;
 

@@ -110,12 +110,11 @@ local function new_env(p, copy)
   local pkg = setmetatable({ path = p.path, cpath = p.cpath, loaded = p.loaded }, pkg_mt)
   -- Made with its three own keys in place, so that setting them does not grow the table
   -- step by step (a `once` scope makes one of these per call).
-  local env = setmetatable({ package = pkg, _G = false, require = false }, env_mt)
+  local env = setmetatable({ package = false, _G = false, require = false }, env_mt)
   if copy then
-    for k, v in next, base do
-      if k ~= "package" and k ~= "_G" and k ~= "require" then rawset(env, k, v) end
-    end
+    for k, v in next, base do rawset(env, k, v) end
   end
+  env.package = pkg
   env._G = env
   env.require = function(name) return require_in(pkg, name) end
   return env
