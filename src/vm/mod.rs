@@ -208,6 +208,11 @@ fn remember(map: &RefCell<PathMap<EnvEntry>>, key: &[u8], env: &Table, generatio
 
 /// A Lua state with the module's caches.
 pub struct Vm {
+    /// The VM's small-block allocator (see [`crate::alloc::LuaHeap`]). Declared first, so
+    /// that it is dropped first and hands the state back to mlua's allocator before the
+    /// state closes.
+    #[cfg(not(feature = "luajit"))]
+    _heap: Option<crate::alloc::LuaHeap>,
     lua: Lua,
     new_profile: Function,
     new_env: Function,
@@ -249,6 +254,8 @@ impl Vm {
             mlua::prelude::LuaGcGenParams::default(),
         ));
         Ok(Vm {
+            #[cfg(not(feature = "luajit"))]
+            _heap: crate::alloc::LuaHeap::install(&lua),
             lua,
             new_profile,
             new_env,
