@@ -11,7 +11,8 @@ pub type Pair<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
 /// stays literally, and `%00` ends the value (a C string ends there). With `plus`, `+` becomes a
 /// space first (form bodies, `ap_unescape_urlencoded`). Text without escapes is borrowed.
 pub fn unescape(s: &[u8], plus: bool) -> Cow<'_, [u8]> {
-    if !s.iter().any(|&b| b == b'%' || (plus && b == b'+')) {
+    let special = if plus { b'+' } else { b'%' };
+    if find_either(s, b'%', special).is_none() {
         return Cow::Borrowed(s);
     }
     let mut out = Vec::with_capacity(s.len());
@@ -51,12 +52,57 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// The high bit of every byte of `word` that equals `b` (and maybe of bytes after one that
+/// does: only the first match is exact).
+fn matches(word: u64, b: u8) -> u64 {
+    let x = word ^ (ONES * b as u64);
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+/// The first index of `a` or `b` in `s`, eight bytes at a time (forms are kilobytes long and
+/// these scans were most of their parsing).
+fn find_either(s: &[u8], a: u8, b: u8) -> Option<usize> {
+    let mut chunks = s.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let hits = matches(word, a) | matches(word, b);
+        if hits != 0 {
+            return Some(at + hits.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    let rest = chunks.remainder();
+    rest.iter().position(|&c| c == a || c == b).map(|i| at + i)
+}
+
+/// The pieces of `s` between `sep` bytes, like `s.split(|&c| c == sep)`.
+fn split(s: &[u8], sep: u8) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match find_either(r, sep, sep) {
+            Some(i) => {
+                rest = Some(&r[i + 1..]);
+                Some(&r[..i])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
 /// Splits a query string like httpd's `ap_args_to_table`: pairs separated by `&` (empty ones
 /// skipped), a key without `=` gets the value "1", `+` stays `+`.
 pub fn parse_args(args: &[u8]) -> Vec<Pair<'_>> {
-    args.split(|&b| b == b'&')
+    split(args, b'&')
         .filter(|p| !p.is_empty())
-        .map(|p| match p.iter().position(|&b| b == b'=') {
+        .map(|p| match find_either(p, b'=', b'=') {
             Some(eq) => (unescape(&p[..eq], false), unescape(&p[eq + 1..], false)),
             None => (unescape(p, false), Cow::Borrowed(&b"1"[..])),
         })
@@ -66,9 +112,9 @@ pub fn parse_args(args: &[u8]) -> Vec<Pair<'_>> {
 /// Parses an `application/x-www-form-urlencoded` body like httpd's `ap_parse_form_data`:
 /// pairs separated by `&`, `+` is a space, pairs without `=` are dropped.
 pub fn parse_urlencoded(body: &[u8]) -> Vec<Pair<'_>> {
-    body.split(|&b| b == b'&')
+    split(body, b'&')
         .filter_map(|p| {
-            let eq = p.iter().position(|&b| b == b'=')?;
+            let eq = find_either(p, b'=', b'=')?;
             Some((unescape(&p[..eq], true), unescape(&p[eq + 1..], true)))
         })
         .filter(|(k, _)| !k.is_empty())
@@ -111,6 +157,28 @@ mod tests {
         assert_eq!(&*unescape(b"ab%00cd", false), b"ab");
         assert_eq!(&*unescape(b"a+b%2B", true), b"a b+");
         assert_eq!(&*unescape(b"%e2%82%ac", false), "€".as_bytes());
+    }
+
+    #[test]
+    fn scans_find_the_first_match_at_any_offset() {
+        for len in 0..40 {
+            for at in 0..len {
+                let mut v = vec![b'x'; len];
+                v[at] = b'&';
+                if at + 3 < len {
+                    v[at + 3] = b'=';
+                }
+                assert_eq!(find_either(&v, b'&', b'&'), Some(at), "{len} {at}");
+                assert_eq!(find_either(&v, b'=', b'&'), Some(at), "{len} {at}");
+                assert_eq!(find_either(&v, b'%', b'+'), None);
+            }
+        }
+        // A byte one above the needle after a match (the borrow case of the bit trick).
+        assert_eq!(find_either(b"ab&'&x", b'&', b'&'), Some(2));
+        assert_eq!(find_either(b"\x80\x81&", b'&', b'&'), Some(2));
+        let pieces: Vec<&[u8]> = split(b"&a&&bc&", b'&').collect();
+        assert_eq!(pieces, [&b""[..], b"a", b"", b"bc", b""]);
+        assert_eq!(split(b"", b'&').count(), 1);
     }
 
     #[test]
