@@ -309,48 +309,53 @@ impl<'l> Stack<'l> {
         unsafe { push_block(self.l, value) }
     }
 
-    /// Pushes a new table and returns its stack index.
-    pub fn new_table(&self, narr: c_int, nrec: c_int) -> c_int {
-        // SAFETY: as push_nil.
-        unsafe { ffi::lua_createtable(self.l, narr, nrec) };
-        self.top()
-    }
-
-    fn check_table(&self, t: c_int, pops: c_int) {
-        let top = self.top();
-        assert!(
-            t > self.args && t <= top - pops,
-            "not a table pushed by this call"
-        );
-        assert!(top - pops >= self.args, "would pop an argument");
-    }
-
-    /// `t[k]` (raw) for the key on top, which is replaced by the value; returns its kind.
-    pub fn raw_get(&self, t: c_int) -> Kind {
-        self.check_table(t, 1);
-        // SAFETY: `t` is a table this call pushed; the key is above the arguments.
-        Kind::of(unsafe { ffi::lua_rawget(self.l, t) })
-    }
-
-    /// `t[k] = v` (raw) for the key and value on top, which are popped.
-    pub fn raw_set(&self, t: c_int) {
-        self.check_table(t, 2);
-        // SAFETY: as raw_get.
-        unsafe { ffi::lua_rawset(self.l, t) }
-    }
-
-    /// `t[n] = v` (raw) for the value on top, which is popped.
-    pub fn raw_seti(&self, t: c_int, n: i64) {
-        self.check_table(t, 1);
-        // SAFETY: as raw_get.
-        unsafe { ffi::lua_rawseti(self.l, t, n as _) }
-    }
-
-    /// The raw length of the table at `t`.
-    pub fn raw_len(&self, t: c_int) -> usize {
-        self.check_table(t, 0);
-        // SAFETY: `t` is a table this call pushed.
-        unsafe { ffi::lua_rawlen(self.l, t) }
+    /// Pushes two new tables made from `pairs` the way parseargs shapes them: `simple[k]` is
+    /// the first value of `k`, `multi[k]` the list of all its values in order. Both are
+    /// sized for `size` keys up front. (One primitive rather than a dozen checked stack
+    /// operations a pair: query strings and form bodies go through here on every request.)
+    pub fn push_form_tables<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        size: usize,
+        pairs: impl Iterator<Item = (K, V)>,
+    ) -> Result<(), String> {
+        self.reserve(8)?;
+        let size = size.min(1 << 16) as c_int;
+        let l = self.l;
+        // SAFETY: room for 8 values was made; every index used is one of the two tables
+        // pushed here or a negative index to a value pushed in the same iteration, and each
+        // iteration leaves the stack as it found it.
+        unsafe {
+            ffi::lua_createtable(l, 0, size);
+            let simple = ffi::lua_gettop(l);
+            ffi::lua_createtable(l, 0, size);
+            let multi = simple + 1;
+            for (k, v) in pairs {
+                let (k, v) = (k.as_ref(), v.as_ref());
+                ffi::lua_pushlstring(l, k.as_ptr().cast(), k.len()); // k
+                ffi::lua_pushvalue(l, -1); // k k
+                if ffi::lua_rawget(l, multi) == ffi::LUA_TNIL {
+                    ffi::lua_settop(l, -2); // k
+                    ffi::lua_pushlstring(l, v.as_ptr().cast(), v.len()); // k v
+                    ffi::lua_pushvalue(l, -2);
+                    ffi::lua_pushvalue(l, -2);
+                    ffi::lua_rawset(l, simple); // k v
+                    ffi::lua_createtable(l, 1, 0); // k v list
+                    ffi::lua_pushvalue(l, -2);
+                    ffi::lua_rawseti(l, -2, 1);
+                    ffi::lua_pushvalue(l, -3);
+                    ffi::lua_pushvalue(l, -2);
+                    ffi::lua_rawset(l, multi); // k v list
+                    ffi::lua_settop(l, -4);
+                } else {
+                    // k list
+                    let n = ffi::lua_rawlen(l, -1);
+                    ffi::lua_pushlstring(l, v.as_ptr().cast(), v.len());
+                    ffi::lua_rawseti(l, -2, (n + 1) as _);
+                    ffi::lua_settop(l, -3);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn check_arg_table(&self, t: c_int) {

@@ -99,26 +99,29 @@ fn split(s: &[u8], sep: u8) -> impl Iterator<Item = &[u8]> {
 
 /// Splits a query string like httpd's `ap_args_to_table`: pairs separated by `&` (empty ones
 /// skipped), a key without `=` gets the value "1", `+` stays `+`.
-pub fn parse_args(args: &[u8]) -> Vec<Pair<'_>> {
+pub fn parse_args(args: &[u8]) -> impl Iterator<Item = Pair<'_>> {
     split(args, b'&')
         .filter(|p| !p.is_empty())
         .map(|p| match find_either(p, b'=', b'=') {
             Some(eq) => (unescape(&p[..eq], false), unescape(&p[eq + 1..], false)),
             None => (unescape(p, false), Cow::Borrowed(&b"1"[..])),
         })
-        .collect()
+}
+
+/// At least as many as the pairs of a query string or form body (to size tables up front).
+pub fn pair_count(s: &[u8]) -> usize {
+    s.iter().filter(|&&c| c == b'&').count() + 1
 }
 
 /// Parses an `application/x-www-form-urlencoded` body like httpd's `ap_parse_form_data`:
 /// pairs separated by `&`, `+` is a space, pairs without `=` are dropped.
-pub fn parse_urlencoded(body: &[u8]) -> Vec<Pair<'_>> {
+pub fn parse_urlencoded(body: &[u8]) -> impl Iterator<Item = Pair<'_>> {
     split(body, b'&')
         .filter_map(|p| {
             let eq = find_either(p, b'=', b'=')?;
             Some((unescape(&p[..eq], true), unescape(&p[eq + 1..], true)))
         })
         .filter(|(k, _)| !k.is_empty())
-        .collect()
 }
 
 #[cfg(test)]
@@ -139,7 +142,7 @@ mod tests {
     #[test]
     fn args_keep_order_and_duplicates() {
         assert_eq!(
-            s(&parse_args(b"a=1&b=x%20y&a=2&&flag&c=1+1")),
+            s(&parse_args(b"a=1&b=x%20y&a=2&&flag&c=1+1").collect::<Vec<_>>()),
             vec![
                 ("a".into(), "1".into()),
                 ("b".into(), "x y".into()),
@@ -184,7 +187,7 @@ mod tests {
     #[test]
     fn urlencoded_bodies() {
         assert_eq!(
-            s(&parse_urlencoded(b"hello=7&hello=1&novalue&x=a+b")),
+            s(&parse_urlencoded(b"hello=7&hello=1&novalue&x=a+b").collect::<Vec<_>>()),
             vec![
                 ("hello".into(), "7".into()),
                 ("hello".into(), "1".into()),

@@ -553,37 +553,14 @@ pub const MULTIPART_MAX_PARTS: usize = 1000;
 /// Ceiling on bodies read into memory when neither the caller nor LimitRequestBody sets one.
 const BODY_CEILING: u64 = 1 << 30;
 
-/// Pushes parseargs/parsebody's two tables: first value per key, and every value in order.
-/// Each key and value is pushed once; both tables are sized for every key up front.
-fn push_form_tables<'k>(
+/// Pushes parseargs/parsebody's two tables: first value per key, and every value in order,
+/// both sized for `size` keys up front.
+fn push_form_tables<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     s: &Stack<'_>,
-    pairs: impl ExactSizeIterator<Item = (&'k [u8], &'k [u8])>,
+    size: usize,
+    pairs: impl Iterator<Item = (K, V)>,
 ) -> Returned {
-    s.reserve(10)?;
-    let size = pairs.len().min(1 << 16) as c_int;
-    let simple = s.new_table(0, size);
-    let multi = s.new_table(0, size);
-    for (k, v) in pairs {
-        s.push_bytes(k);
-        let key = s.top();
-        s.push_bytes(v);
-        let value = key + 1;
-        s.push_copy(key);
-        if s.raw_get(multi) == Kind::Nil {
-            s.pop(1);
-            s.push_copy(key);
-            s.push_copy(value);
-            s.raw_set(simple);
-            let list = s.new_table(1, 0);
-            s.push_copy(key);
-            s.push_copy(list);
-            s.raw_set(multi);
-        }
-        let list = s.top();
-        s.push_copy(value);
-        s.raw_seti(list, s.raw_len(list) as i64 + 1);
-        s.pop(3);
-    }
+    s.push_form_tables(size, pairs)?;
     Ok(2)
 }
 
@@ -593,14 +570,18 @@ fn snapshot<const K: usize>(s: &Stack<'_>) -> Returned {
     let kind = TableKind::ALL[K];
     let (_, r) = raw_request(s, kind.snapshot_method())?;
     let entries = kind.of(r).entries();
-    push_form_tables(s, entries.iter().map(|(k, v)| (k.to_bytes(), v.to_bytes())))
+    push_form_tables(
+        s,
+        entries.len(),
+        entries.iter().map(|(k, v)| (k.to_bytes(), v.to_bytes())),
+    )
 }
 
 /// r:parseargs() → simple, multi.
 fn parseargs(s: &Stack<'_>) -> Returned {
     let (_, r) = raw_request(s, "parseargs")?;
-    let pairs = form::parse_args(r.args().map(|a| a.to_bytes()).unwrap_or(b""));
-    push_form_tables(s, pairs.iter().map(|(k, v)| (&**k, &**v)))
+    let args = r.args().map(|a| a.to_bytes()).unwrap_or(b"");
+    push_form_tables(s, form::pair_count(args), form::parse_args(args))
 }
 
 /// The limit for reading a body: the caller's `max` if positive, else LimitRequestBody, and
@@ -638,12 +619,12 @@ fn parsebody(s: &Stack<'_>) -> Returned {
     let lower = ctype.to_ascii_lowercase();
     let multipart = lower.starts_with(b"multipart/form-data");
     let fail = |why: String| -> Returned {
-        push_form_tables(s, [].into_iter())?;
+        push_form_tables(s, 0, std::iter::empty::<(&[u8], &[u8])>())?;
         s.push_bytes(why.as_bytes());
         Ok(3)
     };
     if !multipart && !lower.starts_with(b"application/x-www-form-urlencoded") {
-        return push_form_tables(s, [].into_iter());
+        return push_form_tables(s, 0, std::iter::empty::<(&[u8], &[u8])>());
     }
     let body = match r.read_body(limit) {
         Ok(b) => b.unwrap_or_default(),
@@ -653,6 +634,7 @@ fn parsebody(s: &Stack<'_>) -> Returned {
         match form::parse_multipart(ctype, &body, MULTIPART_MAX_PARTS) {
             Ok(parts) => push_form_tables(
                 s,
+                parts.len(),
                 parts
                     .iter()
                     .map(|p| (p.name.as_slice(), p.value.as_slice())),
@@ -660,8 +642,7 @@ fn parsebody(s: &Stack<'_>) -> Returned {
             Err(e) => fail(e.to_string()),
         }
     } else {
-        let pairs = form::parse_urlencoded(&body);
-        push_form_tables(s, pairs.iter().map(|(k, v)| (&**k, &**v)))
+        push_form_tables(s, form::pair_count(&body), form::parse_urlencoded(&body))
     }
 }
 
