@@ -30,6 +30,11 @@ const SCRIPTS: &[(&str, &str)] = &[
     ),
     ("write.lua", "function handle(r) local n = r:write('abc\\0def') r:puts(' ', n) end"),
     ("numbers.lua", "function handle(r) r:puts(1, 2, 'x', 10) end"),
+    (
+        "putsmany.lua",
+        "function handle(r) r:puts('a', 1, 2.5, string.rep('x', 600), 'b', string.rep('y', 300), string.rep('z', 300)) \
+         local ok = pcall(r.puts, r, 'c', 'd', {}, 'e') r:puts('|', tostring(ok)) end",
+    ),
     ("sendfile.lua", "function handle(r) r:puts(tostring(r:sendfile(r.filename))) end"),
     ("flush.lua", "function handle(r) r:puts('a') r:puts(tostring(r:flush())) end"),
     ("args.lua", "function handle(r) local s = r:parseargs() r:puts(tostring(s.a), tostring(s.b), tostring(s.c)) end"),
@@ -235,6 +240,7 @@ const REQUESTS: &[Req] = &[
     get("/fields.lua"),
     get("/write.lua"),
     get("/numbers.lua"),
+    get("/putsmany.lua"),
     get("/sendfile.lua"),
     get("/flush.lua"),
     get("/args.lua?a=1&b=two%20words&c"),

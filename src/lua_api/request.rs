@@ -404,11 +404,37 @@ fn request_tostring(s: &Stack<'_>) -> Returned {
 /// r:puts(...): every argument, as strings, in order.
 fn puts(s: &Stack<'_>) -> Returned {
     let (_, r) = raw_request(s, "puts")?;
-    for n in 2..=s.len().max(2) {
-        r.write(s.string_arg(n, "puts")?);
+    if s.len() <= 2 {
+        r.write(s.string_arg(2, "puts")?);
+        return Ok(0);
     }
+    // Short arguments go to httpd in one write (each ap_rwrite walks the output filter
+    // chain's buffer); what came before a bad argument is still written, as mod_lua does.
+    let mut gathered = [0u8; PUTS_GATHER];
+    let mut used = 0;
+    for n in 2..=s.len().max(2) {
+        let arg = match s.string_arg(n, "puts") {
+            Ok(a) => a,
+            Err(e) => {
+                r.write(&gathered[..used]);
+                return Err(e);
+            }
+        };
+        if used + arg.len() <= PUTS_GATHER {
+            gathered[used..used + arg.len()].copy_from_slice(arg);
+            used += arg.len();
+        } else {
+            r.write(&gathered[..used]);
+            used = 0;
+            r.write(arg);
+        }
+    }
+    r.write(&gathered[..used]);
     Ok(0)
 }
+
+/// Bytes of r:puts arguments gathered into one write.
+const PUTS_GATHER: usize = 512;
 
 /// r:write(s) → bytes written (or -1).
 fn write(s: &Stack<'_>) -> Returned {
