@@ -500,13 +500,15 @@ where
 }
 
 /// The names of the methods made on first use (the same in every VM of the process).
-static LAZY_NAMES: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
-    std::sync::OnceLock::new();
+type NameSet =
+    std::collections::HashSet<&'static [u8], std::hash::BuildHasherDefault<crate::vm::PathHasher>>;
+
+static LAZY_NAMES: std::sync::OnceLock<NameSet> = std::sync::OnceLock::new();
 
 /// Whether `key` names a method this VM makes on first use (and has not made yet, or the
 /// methods table would have had it).
 fn is_unmade_method(key: &[u8]) -> bool {
-    std::str::from_utf8(key).is_ok_and(|k| LAZY_NAMES.get().is_some_and(|names| names.contains(k)))
+    LAZY_NAMES.get().is_some_and(|names| names.contains(key))
 }
 
 /// Makes one API function in a VM.
@@ -1023,7 +1025,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     // call (methods, r, name) to the methods table, whose __call makes the method, keeps it
     // there (later lookups find it directly) and returns it; nil for other names.
     let makers = Rc::new(m.makers.into_inner());
-    LAZY_NAMES.get_or_init(|| makers.keys().copied().collect());
+    LAZY_NAMES.get_or_init(|| makers.keys().map(|k| k.as_bytes()).collect());
     let wrap_new = wrap.clone();
     let make = lua.create_function(move |lua, (methods, _r, key): (Table, Value, Value)| {
         let Value::String(key) = key else {

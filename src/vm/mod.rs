@@ -30,10 +30,11 @@ const IDLE_GARBAGE: usize = 64 * 1024;
 const COLLECT_EVERY: u32 = 32;
 const MAX_GARBAGE: usize = 1024 * 1024;
 
-/// A fast hasher for the VM's maps, keyed by script paths from the configuration and the file
-/// system (SipHash's flooding resistance buys nothing there and costs on every call).
+/// A fast hasher for maps the module looks up on every request, keyed by script paths from
+/// the configuration and the file system or by names of its own API (SipHash's flooding
+/// resistance buys nothing there and costs on every call).
 #[derive(Default)]
-struct PathHasher(u64);
+pub struct PathHasher(u64);
 
 impl Hasher for PathHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -50,7 +51,7 @@ impl Hasher for PathHasher {
     }
 }
 
-type PathMap<V> = HashMap<Vec<u8>, V, BuildHasherDefault<PathHasher>>;
+pub type PathMap<V> = HashMap<Vec<u8>, V, BuildHasherDefault<PathHasher>>;
 
 /// How a call finds its global environment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

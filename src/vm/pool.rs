@@ -7,8 +7,7 @@
 //!   bounded, never forever.
 #![deny(unsafe_code)]
 
-use super::{Vm, VmSetup};
-use std::collections::HashMap;
+use super::{PathMap, Vm, VmSetup};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -138,13 +137,13 @@ pub enum PoolError {
     Create(mlua::Error),
 }
 
-static SERVER_POOLS: Mutex<Option<HashMap<Vec<u8>, Arc<ServerPool>>>> = Mutex::new(None);
+static SERVER_POOLS: Mutex<Option<PathMap<Arc<ServerPool>>>> = Mutex::new(None);
 
 /// The pool for `key` (the script path); created with `min` VMs on first use. As in mod_lua,
 /// the first caller's min/max define the pool.
 pub fn server_pool(key: &[u8], min: u32, max: u32, setup: &VmSetup) -> Arc<ServerPool> {
     let mut pools = lock(&SERVER_POOLS);
-    let pools = pools.get_or_insert_with(HashMap::new);
+    let pools = pools.get_or_insert_with(PathMap::default);
     if let Some(p) = pools.get(key) {
         return p.clone();
     }
