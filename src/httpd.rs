@@ -1289,15 +1289,18 @@ pub fn merge_path<'a>(pool: Pool<'_>, root: Option<&str>, file: &'a str) -> Opti
 /// leading slashes, and copies every other segment as it is.)
 pub fn is_merged_form(file: &str) -> bool {
     const APR_PATH_MAX: usize = 4096;
-    let Some(rest) = file.strip_prefix('/') else {
-        return false;
-    };
-    if file.len() + 4 > APR_PATH_MAX || file.contains('\0') {
+    let b = file.as_bytes();
+    if b.first() != Some(&b'/') || b.len() + 4 > APR_PATH_MAX {
         return false;
     }
-    // A trailing slash is kept; an empty segment anywhere else is dropped.
-    let body = rest.strip_suffix('/').unwrap_or(rest);
-    rest.is_empty() || body.split('/').all(|seg| !matches!(seg, "" | "." | ".."))
+    // A trailing slash is kept; an empty segment anywhere else is dropped. (Bytes, not
+    // chars: every hook, filter and mapped handler call asks this of its script's path.)
+    let rest = &b[1..];
+    let body = rest.strip_suffix(b"/").unwrap_or(rest);
+    rest.is_empty()
+        || body
+            .split(|&c| c == b'/')
+            .all(|seg| !matches!(seg, b"" | b"." | b"..") && !seg.contains(&0))
 }
 
 /// Which request handles of one Lua VM may still be used: the tokens of the calls (and filter
@@ -2398,7 +2401,7 @@ mod tests {
         // Relative, or with segments apr_filepath_merge drops or folds.
         for changed in [
             "", "a.lua", "./a.lua", "//a", "/a//b", "/a/./b", "/a/../b", "/a/.", "/a/..", "/a//",
-            "/.", "/..",
+            "/.", "/..", "/a\0b", "/a/\0",
         ] {
             assert!(!is_merged_form(changed), "{changed}");
         }
