@@ -1293,14 +1293,33 @@ pub fn is_merged_form(file: &str) -> bool {
     if b.first() != Some(&b'/') || b.len() + 4 > APR_PATH_MAX {
         return false;
     }
-    // A trailing slash is kept; an empty segment anywhere else is dropped. (Bytes, not
-    // chars: every hook, filter and mapped handler call asks this of its script's path.)
-    let rest = &b[1..];
-    let body = rest.strip_suffix(b"/").unwrap_or(rest);
-    rest.is_empty()
-        || body
-            .split(|&c| c == b'/')
-            .all(|seg| !matches!(seg, b"" | b"." | b"..") && !seg.contains(&0))
+    // One pass over the bytes (every hook, filter and mapped handler call asks this of its
+    // script's path): an empty segment is dropped unless it is the last (a trailing slash is
+    // kept), and so are `.` and `..`.
+    const NOT_DOTS: u8 = 3;
+    let mut after_slash = true;
+    let mut dots = 0u8;
+    for &c in &b[1..] {
+        match c {
+            0 => return false,
+            b'/' => {
+                if after_slash || dots == 1 || dots == 2 {
+                    return false;
+                }
+                after_slash = true;
+                dots = 0;
+            }
+            b'.' => {
+                after_slash = false;
+                dots = (dots + 1).min(NOT_DOTS);
+            }
+            _ => {
+                after_slash = false;
+                dots = NOT_DOTS;
+            }
+        }
+    }
+    !(dots == 1 || dots == 2)
 }
 
 /// Which request handles of one Lua VM may still be used: the tokens of the calls (and filter
@@ -2394,6 +2413,8 @@ mod tests {
             "/srv/www/hooks.lua",
             "/a/b/",
             "/a.b/..c/.d",
+            "/.../x/...",
+            "/a/b./c../",
             "/x y/é.lua",
         ] {
             assert!(is_merged_form(kept), "{kept}");
@@ -2401,7 +2422,7 @@ mod tests {
         // Relative, or with segments apr_filepath_merge drops or folds.
         for changed in [
             "", "a.lua", "./a.lua", "//a", "/a//b", "/a/./b", "/a/../b", "/a/.", "/a/..", "/a//",
-            "/.", "/..", "/a\0b", "/a/\0",
+            "/a/./", "/a/../", "/.", "/..", "/a\0b", "/a/\0",
         ] {
             assert!(!is_merged_form(changed), "{changed}");
         }
