@@ -301,8 +301,8 @@ fn kit(lua: &Lua) -> mlua::Result<std::rc::Rc<Kit>> {
 }
 
 /// Adds `r:dbacquire` to the request methods.
-pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
-    method_with_handle(lua, m, "dbacquire", |lua, call, r, a| {
+pub(super) fn install(m: &Methods) -> mlua::Result<()> {
+    method_with_handle(m, "dbacquire", |lua, call, r, a| {
         let kind = a.opt_string(2)?.unwrap_or_else(|| b"mod_dbd".to_vec());
         let conn = if kind == b"mod_dbd" {
             Conn::from_mod_dbd(r).map_err(|e| (e, None))

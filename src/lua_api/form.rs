@@ -53,13 +53,20 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const LOWS: u64 = u64::from_ne_bytes([0x7f; 8]);
 const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
 
-/// The high bit of every byte of `word` that equals `b` (and maybe of bytes after one that
-/// does: only the first match is exact).
+/// The high bit of every byte of `word` that equals `b` (exactly: no carry crosses bytes).
 fn matches(word: u64, b: u8) -> u64 {
     let x = word ^ (ONES * b as u64);
-    x.wrapping_sub(ONES) & !x & HIGHS
+    // A byte of `x` has its high bit set in `nonzero` unless it is zero.
+    let nonzero = ((x & LOWS) + LOWS) | x;
+    !nonzero & HIGHS
+}
+
+/// The first index of `b` in `s`.
+fn find_byte(s: &[u8], b: u8) -> Option<usize> {
+    find_either(s, b, b)
 }
 
 /// The first index of `a` or `b` in `s`, eight bytes at a time (forms are kilobytes long and
@@ -84,7 +91,7 @@ fn split(s: &[u8], sep: u8) -> impl Iterator<Item = &[u8]> {
     let mut rest = Some(s);
     std::iter::from_fn(move || {
         let r = rest?;
-        match find_either(r, sep, sep) {
+        match find_byte(r, sep) {
             Some(i) => {
                 rest = Some(&r[i + 1..]);
                 Some(&r[..i])
@@ -102,7 +109,7 @@ fn split(s: &[u8], sep: u8) -> impl Iterator<Item = &[u8]> {
 pub fn parse_args(args: &[u8]) -> impl Iterator<Item = Pair<'_>> {
     split(args, b'&')
         .filter(|p| !p.is_empty())
-        .map(|p| match find_either(p, b'=', b'=') {
+        .map(|p| match find_byte(p, b'=') {
             Some(eq) => (unescape(&p[..eq], false), unescape(&p[eq + 1..], false)),
             None => (unescape(p, false), Cow::Borrowed(&b"1"[..])),
         })
@@ -111,14 +118,11 @@ pub fn parse_args(args: &[u8]) -> impl Iterator<Item = Pair<'_>> {
 /// At least as many as the pairs of a query string or form body (to size tables up front):
 /// one more than its `&` bytes, counted eight at a time.
 pub fn pair_count(s: &[u8]) -> usize {
-    const LOWS: u64 = u64::from_ne_bytes([0x7f; 8]);
     let mut chunks = s.chunks_exact(8);
     let mut n = 0;
     for chunk in &mut chunks {
-        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes")) ^ (ONES * b'&' as u64);
-        // The high bit of each byte that is not zero (exact, unlike `matches`).
-        let nonzero = (((x & LOWS) + LOWS) | x) & HIGHS;
-        n += (!nonzero & HIGHS).count_ones() as usize;
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        n += matches(word, b'&').count_ones() as usize;
     }
     n + chunks.remainder().iter().filter(|&&c| c == b'&').count() + 1
 }
@@ -128,7 +132,7 @@ pub fn pair_count(s: &[u8]) -> usize {
 pub fn parse_urlencoded(body: &[u8]) -> impl Iterator<Item = Pair<'_>> {
     split(body, b'&')
         .filter_map(|p| {
-            let eq = find_either(p, b'=', b'=')?;
+            let eq = find_byte(p, b'=')?;
             Some((unescape(&p[..eq], true), unescape(&p[eq + 1..], true)))
         })
         .filter(|(k, _)| !k.is_empty())
@@ -186,7 +190,7 @@ mod tests {
                 assert_eq!(find_either(&v, b'%', b'+'), None);
             }
         }
-        // A byte one above the needle after a match (the borrow case of the bit trick).
+        // A byte one above the needle after a match (where a borrowing bit trick errs).
         assert_eq!(find_either(b"ab&'&x", b'&', b'&'), Some(2));
         assert_eq!(find_either(b"\x80\x81&", b'&', b'&'), Some(2));
         for text in [

@@ -412,7 +412,7 @@ fn puts(s: &Stack<'_>) -> Returned {
     // chain's buffer); what came before a bad argument is still written, as mod_lua does.
     let mut gathered = [0u8; PUTS_GATHER];
     let mut used = 0;
-    for n in 2..=s.len().max(2) {
+    for n in 2..=s.len() {
         let arg = match s.string_arg(n, "puts") {
             Ok(a) => a,
             Err(e) => {
@@ -540,23 +540,17 @@ impl Methods {
 
 /// Adds a colon-style method: checks `self`, resolves the live request, hands the arguments
 /// (1-based, `self` at 1) to `f`.
-pub(super) fn method<F, R>(
-    lua: &Lua,
-    methods: &Methods,
-    name: &'static str,
-    f: F,
-) -> mlua::Result<()>
+pub(super) fn method<F, R>(methods: &Methods, name: &'static str, f: F) -> mlua::Result<()>
 where
     F: Fn(&Lua, Request<'_>, &Args<'_>) -> mlua::Result<R> + 'static,
     R: IntoLuaMulti,
 {
-    method_with_handle(lua, methods, name, move |lua, _, r, a| f(lua, r, a))
+    method_with_handle(methods, name, move |lua, _, r, a| f(lua, r, a))
 }
 
 /// [`method`], also handing `f` the handle `r` was called through, for objects that must not
 /// outlive the call that made them.
 pub(super) fn method_with_handle<F, R>(
-    _lua: &Lua,
     methods: &Methods,
     name: &'static str,
     f: F,
@@ -842,8 +836,8 @@ fn getcookie(lua: &Lua, r: Request<'_>, a: &Args<'_>) -> mlua::Result<MultiValue
     }
 }
 
-fn log_method(lua: &Lua, methods: &Methods, name: &'static str, level: Level) -> mlua::Result<()> {
-    method(lua, methods, name, move |lua, r, a| {
+fn log_method(methods: &Methods, name: &'static str, level: Level) -> mlua::Result<()> {
+    method(methods, name, move |lua, r, a| {
         let msg = a.string(2)?;
         let (file, line) = caller_position(lua);
         let text = String::from_utf8_lossy(&msg);
@@ -864,8 +858,8 @@ fn log_method(lua: &Lua, methods: &Methods, name: &'static str, level: Level) ->
 pub fn install(lua: &Lua) -> mlua::Result<()> {
     let m = Methods::default();
     // §5a Output (puts, write: raw functions, below).
-    method(lua, &m, "flush", |_, r, _| Ok(r.flush()))?;
-    method(lua, &m, "sendfile", |lua, r, a| {
+    method(&m, "flush", |_, r, _| Ok(r.flush()))?;
+    method(&m, "sendfile", |lua, r, a| {
         let path = a.strict_string(2)?;
         let Ok(path) = CString::new(path) else {
             return Ok(Value::Boolean(false));
@@ -878,7 +872,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     })?;
 
     // M05/M06: add a registered filter (Lua or httpd's, e.g. DEFLATE) to this request.
-    method(lua, &m, "add_output_filter", |lua, r, a| {
+    method(&m, "add_output_filter", |lua, r, a| {
         let name = c_arg(lua, "filter name", a.string(2)?)?;
         r.log(
             Level::Debug,
@@ -887,28 +881,28 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         r.add_output_filter(&name);
         Ok(())
     })?;
-    method(lua, &m, "add_input_filter", |lua, r, a| {
+    method(&m, "add_input_filter", |lua, r, a| {
         let name = c_arg(lua, "filter name", a.string(2)?)?;
         Ok(r.add_input_filter(&name))
     })?;
 
     // §5b Request data (the table snapshots, parseargs, parsebody: raw functions, below).
-    method(lua, &m, "requestbody", requestbody)?;
-    method(lua, &m, "getcookie", getcookie)?;
-    method(lua, &m, "setcookie", setcookie)?;
-    method(lua, &m, "construct_url", |lua, r, a| {
+    method(&m, "requestbody", requestbody)?;
+    method(&m, "getcookie", getcookie)?;
+    method(&m, "setcookie", setcookie)?;
+    method(&m, "construct_url", |lua, r, a| {
         let uri = c_arg(lua, "uri", a.string(2)?)?;
         cstr_value(lua, r.construct_url(&uri))
     })?;
-    method(lua, &m, "get_server_name_for_url", |lua, r, _| {
+    method(&m, "get_server_name_for_url", |lua, r, _| {
         cstr_value(lua, r.server_name_for_url())
     })?;
-    method(lua, &m, "set_document_root", |lua, r, a| {
+    method(&m, "set_document_root", |lua, r, a| {
         let p = c_arg(lua, "document root", a.string(2)?)?;
         r.set_document_root(p.as_bytes());
         Ok(())
     })?;
-    method(lua, &m, "set_context_info", |lua, r, a| {
+    method(&m, "set_context_info", |lua, r, a| {
         let (prefix, root) = (
             c_arg(lua, "prefix", a.string(2)?)?,
             c_arg(lua, "document root", a.string(3)?)?,
@@ -916,7 +910,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         r.set_context_info(prefix.as_bytes(), root.as_bytes());
         Ok(())
     })?;
-    method(lua, &m, "expr", |lua, r, a| {
+    method(&m, "expr", |lua, r, a| {
         let e = c_arg(lua, "expression", a.strict_string(2)?)?;
         match r.expr(&e) {
             Ok(b) => b.into_lua_multi(lua),
@@ -924,16 +918,15 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         }
     })?;
     // Works as mod_lua's manual documents (mod_lua's own always raises a type error).
-    method(lua, &m, "make_etag", |lua, r, a| {
+    method(&m, "make_etag", |lua, r, a| {
         cstr_value(lua, r.make_etag(a.truthy(2)))
     })?;
 
     // §5c Encoding.
-    method(lua, &m, "escape", |lua, _, a| {
+    method(&m, "escape", |lua, _, a| {
         lua_bytes(lua, encode::escape_urlencoded(&a.strict_string(2)?))
     })?;
     method(
-        lua,
         &m,
         "unescape",
         // Nothing (not even nil) on a malformed escape, as mod_lua.
@@ -942,35 +935,35 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
             None => Ok(MultiValue::new()),
         },
     )?;
-    method(lua, &m, "escape_html", |lua, _, a| {
+    method(&m, "escape_html", |lua, _, a| {
         lua_bytes(lua, encode::escape_html(&a.string(2)?))
     })?;
-    method(lua, &m, "escape_logitem", |lua, r, a| {
+    method(&m, "escape_logitem", |lua, r, a| {
         let s = c_arg(lua, "string", a.string(2)?)?;
         cstr_value(lua, r.escape_logitem(&s))
     })?;
-    method(lua, &m, "os_escape_path", |lua, r, a| {
+    method(&m, "os_escape_path", |lua, r, a| {
         let s = c_arg(lua, "path", a.string(2)?)?;
         cstr_value(lua, r.os_escape_path(&s, a.truthy(3)))
     })?;
-    method(lua, &m, "base64_encode", |lua, _, a| {
+    method(&m, "base64_encode", |lua, _, a| {
         lua_bytes(lua, encode::base64_encode(&a.strict_string(2)?))
     })?;
-    method(lua, &m, "base64_decode", |lua, _, a| {
+    method(&m, "base64_decode", |lua, _, a| {
         lua_bytes(lua, encode::base64_decode(&a.strict_string(2)?))
     })?;
-    method(lua, &m, "md5", |lua, r, a| {
+    method(&m, "md5", |lua, r, a| {
         lua_bytes(lua, r.md5_hex(&a.strict_string(2)?))
     })?;
-    method(lua, &m, "sha1", |lua, _, a| {
+    method(&m, "sha1", |lua, _, a| {
         lua_bytes(lua, httpd::sha1_hex(&a.strict_string(2)?))
     })?;
 
     super::server::install(lua, &m)?;
-    super::db::install(lua, &m)?;
+    super::db::install(&m)?;
 
     // M36: r:htpassword(pw [, alg [, cost]]) → hash | false, error.
-    method(lua, &m, "htpassword", |lua, _, a| {
+    method(&m, "htpassword", |lua, _, a| {
         let pw = c_arg(lua, "password", a.strict_string(2)?)?;
         match httpd::htpassword(&pw, a.opt_integer(3, 0)?, a.opt_integer(4, 0)?) {
             Ok(h) => lua_bytes(lua, h)?.into_lua_multi(lua),
@@ -979,19 +972,19 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     })?;
 
     // §5h WebSockets (through the connection filters, so they work under TLS too).
-    method(lua, &m, "wsupgrade", |lua, r, _| ws::upgrade(lua, r))?;
-    method(lua, &m, "wsread", |lua, r, _| ws::read(lua, r))?;
-    method(lua, &m, "wswrite", |_, r, a| {
+    method(&m, "wsupgrade", |lua, r, _| ws::upgrade(lua, r))?;
+    method(&m, "wsread", |lua, r, _| ws::read(lua, r))?;
+    method(&m, "wswrite", |_, r, a| {
         let data = a.string(2)?;
         let raw = matches!(a.get(3), Value::Boolean(true));
         Ok(ws::write(r, &data, raw))
     })?;
-    method(lua, &m, "wsclose", |_, r, a| {
+    method(&m, "wsclose", |_, r, a| {
         ws::close(r, a.opt_integer(2, websocket::CLOSE_NORMAL as i64)? as u16);
         Ok(())
     })?;
-    method(lua, &m, "wsping", |_, r, _| Ok(ws::ping(r)))?;
-    method(lua, &m, "wspeek", |_, r, _| {
+    method(&m, "wsping", |_, r, _| Ok(ws::ping(r)))?;
+    method(&m, "wspeek", |_, r, _| {
         let state = r.root().state();
         Ok(r.connection().input_pending(state.scratch(r)))
     })?;
@@ -1015,7 +1008,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         ("trace7", Level::Trace7),
         ("trace8", Level::Trace8),
     ] {
-        log_method(lua, &m, name, level)?;
+        log_method(&m, name, level)?;
     }
     let (methods, wrap): (Table, Function) = lua
         .load(include_str!("api.lua"))

@@ -21,7 +21,7 @@ const REGEX_CACHE_MAX: usize = 256;
 struct RegexCache(HashMap<(Vec<u8>, i32), OwnedRegex>);
 
 /// A function that takes its arguments without `self` (mod_lua's dot-call functions).
-fn function<F, R>(_lua: &Lua, m: &Methods, name: &'static str, f: F) -> mlua::Result<()>
+fn function<F, R>(m: &Methods, name: &'static str, f: F) -> mlua::Result<()>
 where
     F: Fn(&Lua, &Args<'_>) -> mlua::Result<R> + 'static,
     R: IntoLuaMulti,
@@ -45,19 +45,19 @@ pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
     lua.set_app_data(RegexCache::default());
 
     // §5a leftovers.
-    method(lua, m, "send_interim_response", |_, r, a| {
+    method(m, "send_interim_response", |_, r, a| {
         r.send_interim_response(a.truthy(2));
         Ok(())
     })?;
-    method(lua, m, "custom_response", |lua, r, a| {
+    method(m, "custom_response", |lua, r, a| {
         let status = a.integer(2)? as i32;
         r.custom_response(status, &c_arg(lua, "response", a.string(3)?)?);
         Ok(())
     })?;
-    method(lua, m, "set_keepalive", |_, r, _| Ok(r.set_keepalive()))?;
+    method(m, "set_keepalive", |_, r, _| Ok(r.set_keepalive()))?;
 
     // §5d Files.
-    method(lua, m, "stat", |lua, r, a| {
+    method(m, "stat", |lua, r, a| {
         let path = c_arg(lua, "path", a.strict_string(2)?)?;
         let wanted = a.opt_integer(3, crate::ffi::APR_FINFO_MIN as i64)? as i32;
         let Some(st) = httpd::stat(r.pool(), &path, wanted) else {
@@ -89,7 +89,7 @@ pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
         }
         t.into_lua_multi(lua)
     })?;
-    method(lua, m, "get_direntries", |lua, r, a| {
+    method(m, "get_direntries", |lua, r, a| {
         let path = c_arg(lua, "path", a.strict_string(2)?)?;
         match httpd::dir_entries(r.pool(), &path) {
             Some(names) => {
@@ -103,19 +103,19 @@ pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
         }
     })?;
     for (name, recursive) in [("mkdir", false), ("mkrdir", true)] {
-        method(lua, m, name, move |lua, r, a| {
+        method(m, name, move |lua, r, a| {
             let path = c_arg(lua, "path", a.strict_string(2)?)?;
             let perms = a.opt_integer(3, crate::ffi::APR_OS_DEFAULT as i64)? as i32;
             Ok(httpd::mkdir(r.pool(), &path, perms, recursive))
         })?;
     }
-    method(lua, m, "rmdir", |lua, r, a| {
+    method(m, "rmdir", |lua, r, a| {
         Ok(httpd::rmdir(
             r.pool(),
             &c_arg(lua, "path", a.strict_string(2)?)?,
         ))
     })?;
-    method(lua, m, "touch", |lua, r, a| {
+    method(m, "touch", |lua, r, a| {
         let path = c_arg(lua, "path", a.strict_string(2)?)?;
         let mtime = match a.get(3) {
             Value::Nil => httpd::now_us(),
@@ -124,7 +124,7 @@ pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
         };
         Ok(httpd::touch(r.pool(), &path, mtime))
     })?;
-    method(lua, m, "runtime_dir_relative", |lua, r, a| {
+    method(m, "runtime_dir_relative", |lua, r, a| {
         let file = c_arg(
             lua,
             "file",
@@ -134,7 +134,7 @@ pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
     })?;
 
     // §5e Utilities.
-    method(lua, m, "regex", |lua, _, a| {
+    method(m, "regex", |lua, _, a| {
         let subject = c_arg(lua, "subject", a.strict_string(2)?)?;
         let pattern = a.strict_string(3)?;
         let flags = a.opt_integer(4, 0)? as i32;
@@ -175,42 +175,42 @@ pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
             }
         }
     })?;
-    function(lua, m, "strcmp_match", |lua, a| {
+    function(m, "strcmp_match", |lua, a| {
         let s = c_arg(lua, "string", a.string(1)?)?;
         let p = c_arg(lua, "pattern", a.string(2)?)?;
         Ok(httpd::strcmp_match(&s, &p, a.truthy(3)))
     })?;
-    function(lua, m, "date_parse_rfc", |lua, a| {
+    function(m, "date_parse_rfc", |lua, a| {
         let s = c_arg(lua, "date", a.strict_string(1)?)?;
         match httpd::parse_rfc_date(&s) {
             Some(t) => (t as f64).into_lua_multi(lua),
             None => Ok(MultiValue::new()),
         }
     })?;
-    function(lua, m, "clock", |_, _| Ok(httpd::now_us()))?;
-    function(lua, m, "usleep", |_, a| {
+    function(m, "clock", |_, _| Ok(httpd::now_us()))?;
+    function(m, "usleep", |_, a| {
         httpd::sleep_us(a.integer(1)?);
         Ok(())
     })?;
 
     // §5f Server and process information.
-    function(lua, m, "mpm_query", |_, a| {
+    function(m, "mpm_query", |_, a| {
         Ok(httpd::mpm_query(a.integer(1)? as i32))
     })?;
-    function(lua, m, "state_query", |_, a| {
+    function(m, "state_query", |_, a| {
         Ok(httpd::state_query(a.integer(1)? as i32))
     })?;
-    function(lua, m, "exists_config_define", |lua, a| {
+    function(m, "exists_config_define", |lua, a| {
         Ok(httpd::config_defined(&c_arg(lua, "name", a.string(1)?)?))
     })?;
-    function(lua, m, "loaded_modules", |lua, _| {
+    function(m, "loaded_modules", |lua, _| {
         let t = lua.create_table()?;
         for n in httpd::loaded_modules() {
             t.raw_push(n)?;
         }
         Ok(t)
     })?;
-    function(lua, m, "module_info", |lua, a| {
+    function(m, "module_info", |lua, a| {
         let name = c_arg(lua, "module", a.string(1)?)?;
         match httpd::module_commands(&name) {
             Some(cmds) if !cmds.is_empty() => {
@@ -225,7 +225,7 @@ pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
             _ => Ok(MultiValue::new()),
         }
     })?;
-    function(lua, m, "server_info", |lua, _| {
+    function(m, "server_info", |lua, _| {
         let [exe, root, sb, mpm] = httpd::server_info();
         let t = lua.create_table()?;
         t.raw_set("server_executable", exe)?;
@@ -235,7 +235,6 @@ pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
         Ok(t)
     })?;
     method(
-        lua,
         m,
         "scoreboard_process",
         |lua, _, a| match httpd::scoreboard_process(a.integer(2)?) {
@@ -250,7 +249,6 @@ pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
         },
     )?;
     method(
-        lua,
         m,
         "scoreboard_worker",
         |lua, _, a| match httpd::scoreboard_worker(a.integer(2)?, a.integer(3)?) {
@@ -267,16 +265,14 @@ pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
             None => Ok(MultiValue::new()),
         },
     )?;
-    method(lua, m, "config", |lua, _, _| {
+    method(m, "config", |lua, _, _| {
         conf_table(lua, &httpd::config_tree())?.into_lua_multi(lua)
     })?;
-    method(lua, m, "activeconfig", |lua, r, _| {
-        match r.active_config() {
-            Some(nodes) => conf_table(lua, &nodes)?.into_lua_multi(lua),
-            None => Ok(MultiValue::new()),
-        }
+    method(m, "activeconfig", |lua, r, _| match r.active_config() {
+        Some(nodes) => conf_table(lua, &nodes)?.into_lua_multi(lua),
+        None => Ok(MultiValue::new()),
     })?;
-    method(lua, m, "ssl_var_lookup", |lua, r, a| {
+    method(m, "ssl_var_lookup", |lua, r, a| {
         cstr_value(
             lua,
             r.ssl_var_lookup(&c_arg(lua, "variable", a.string(2)?)?),
@@ -284,7 +280,7 @@ pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
     })?;
 
     // §5g Per-process storage.
-    method(lua, m, "ivm_get", |lua, _, a| {
+    method(m, "ivm_get", |lua, _, a| {
         let key = a.string(2)?;
         let v = IVM
             .lock()
@@ -300,7 +296,7 @@ pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
             Some(IvmValue::Str(s)) => lua_bytes(lua, s)?.into_lua_multi(lua),
         }
     })?;
-    method(lua, m, "ivm_set", |lua, _, a| {
+    method(m, "ivm_set", |lua, _, a| {
         let key = a.string(2)?;
         let value = match a.get(3) {
             Value::Nil => None,
