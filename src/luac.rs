@@ -41,6 +41,14 @@ pub enum Number {
     Float(f64),
 }
 
+/// A table's elements, read by [`Stack::arg_push_elements`].
+pub enum Elements<'l> {
+    Strs(Vec<LuaStr<'l>>),
+    Numbers(Vec<Number>),
+    /// Mixed, or of another kind.
+    Other,
+}
+
 /// The bytes of a Lua string, which Lua follows with a NUL, compared as Lua's `<` compares
 /// strings (`l_strcmp`: `strcoll` in the current locale, segment by segment around embedded
 /// NULs).
@@ -65,8 +73,8 @@ pub fn collation_is_bytewise() -> bool {
     }
 }
 
-impl LuaStr<'_> {
-    pub fn bytes(&self) -> &[u8] {
+impl<'l> LuaStr<'l> {
+    pub fn bytes(&self) -> &'l [u8] {
         self.0
     }
 
@@ -365,13 +373,6 @@ impl<'l> Stack<'l> {
         );
     }
 
-    /// Pushes `t[n]` (raw) of the table argument `t`; returns its kind.
-    pub fn arg_raw_geti(&self, t: c_int, n: i64) -> Kind {
-        self.check_arg_table(t);
-        // SAFETY: `t` is a table argument; the caller keeps within its stack space.
-        Kind::of(unsafe { ffi::lua_rawgeti(self.l, t, n as _) })
-    }
-
     /// Calls `f` with `t[i]` (raw) of the table argument `t` for `i` in `from..=to` while it
     /// returns true; returns whether it always did. Strings are lent for the one call.
     pub fn arg_raw_each(
@@ -409,12 +410,77 @@ impl<'l> Stack<'l> {
         }
     }
 
-    /// `t[n] = v` (raw) in the table argument `t` for the value on top, which is popped.
-    pub fn arg_raw_seti(&self, t: c_int, n: i64) {
+    /// Pushes `t[1..=n]` (raw) of the table argument `t` and reads them when all are strings
+    /// or all are numbers. The values stay pushed whatever they are (the strings' bytes live
+    /// as long as they do); None, with nothing pushed, when the stack cannot take them.
+    pub fn arg_push_elements(&self, t: c_int, n: usize) -> Option<Elements<'l>> {
         self.check_arg_table(t);
-        assert!(self.top() > self.args, "no value pushed");
-        // SAFETY: as arg_raw_geti.
-        unsafe { ffi::lua_rawseti(self.l, t, n as _) }
+        let top = self.top();
+        let room = c_int::try_from(n)
+            .ok()
+            .filter(|&n| n < c_int::MAX - top - 1)?;
+        self.reserve(room + 1).ok()?;
+        // SAFETY: `t` is a table argument and there is room for `n` values; each is read in
+        // its own slot (top + i) once pushed, as its kind says it may be.
+        let push = |i: usize| Kind::of(unsafe { ffi::lua_rawgeti(self.l, t, i as _) });
+        let rest = |from: usize| {
+            (from..=n).for_each(|i| {
+                push(i);
+            })
+        };
+        Some(match push(1) {
+            Kind::String => {
+                let mut strs = Vec::with_capacity(n);
+                strs.push(LuaStr(self.tostring(top + 1)));
+                for i in 2..=n {
+                    if push(i) != Kind::String {
+                        rest(i + 1);
+                        return Some(Elements::Other);
+                    }
+                    strs.push(LuaStr(self.tostring(top + i as c_int)));
+                }
+                Elements::Strs(strs)
+            }
+            Kind::Number => {
+                let mut nums = Vec::with_capacity(n);
+                nums.push(self.number_at(top + 1));
+                for i in 2..=n {
+                    if push(i) != Kind::Number {
+                        rest(i + 1);
+                        return Some(Elements::Other);
+                    }
+                    nums.push(self.number_at(top + i as c_int));
+                }
+                Elements::Numbers(nums)
+            }
+            _ => {
+                rest(2);
+                Elements::Other
+            }
+        })
+    }
+
+    /// Stores the values this call pushed from slot `first` into the table argument `t`
+    /// (raw), slot `first + order[i]` as `t[i + 1]`, and pops everything from `first` up.
+    pub fn arg_store_ordered(&self, t: c_int, first: c_int, order: impl Iterator<Item = u32>) {
+        self.check_arg_table(t);
+        let pushed = self.top() - first + 1;
+        assert!(
+            first > self.args && pushed >= 0,
+            "not values this call pushed"
+        );
+        assert!(self.reserve(1).is_ok(), "no room for a copy");
+        for (i, k) in order.enumerate() {
+            assert!((k as c_int) < pushed, "not a pushed value");
+            // SAFETY: slot `first + k` holds a pushed value; there is room for its copy, which
+            // rawseti pops into the table argument.
+            unsafe {
+                ffi::lua_pushvalue(self.l, first + k as c_int);
+                ffi::lua_rawseti(self.l, t, (i + 1) as _);
+            }
+        }
+        // SAFETY: only values this call pushed are removed.
+        unsafe { ffi::lua_settop(self.l, first - 1) }
     }
 
     /// The raw length of the table argument `t`.

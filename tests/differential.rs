@@ -151,9 +151,15 @@ const SCRIPTS: &[(&str, &str)] = &[
   local big = {} for i = 1, 300 do big[i] = string.format("k%04d", (i * 7919) % 1000) end
   table.sort(big)
   local okbig = true for i = 2, #big do if big[i - 1] > big[i] then okbig = false end end
+  -- Equal in their first eight bytes past a shared prefix, or in all eight and then some.
+  local ties = {"prefix-long-2", "prefix-long-10", "q", "prefix-long-1", "prefix-lonG", "prefix-long-1\0"}
+  table.sort(ties)
+  local shared = {"same-0123456789-b", "same-0123456789-a", "same-0123456789", "same-01234567", "same-0123456789-a"}
+  table.sort(shared)
   local one = {"x"} table.sort(one)
   local empty = {} table.sort(empty)
   r:puts(show(s), "|", show(ints), "|", show(floats), "|", show(mixed), "|", show(desc), "|", tostring(okbig), big[1], big[300], "|",
+    show(ties), "|", show(shared), "|",
     show(one), #empty, "|",
     e(function() table.sort({3, "x", 1}) end), "|", e(function() table.sort({1, nil, 3}) end), "|",
     e(function() table.sort(nil) end), "|", e(function() table.sort({}, 5) end), "|", e(function() table.sort() end), "|",

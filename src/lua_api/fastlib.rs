@@ -23,17 +23,17 @@
 //!   through a C API call per element; a handler building a page from a few hundred formatted
 //!   items spent a fifth of its time there. LuaJIT keeps its own, which its JIT compiles.
 
-use crate::luac::{self, Kind, Returned, Stack, DELEGATE};
+use crate::luac::{self, Elements, Kind, Returned, Stack, DELEGATE};
 use mlua::{Lua, Table};
 use std::cmp::Ordering;
 
-/// Sorts a table argument's elements 1..n given as stack slots with their keys.
-fn sort_slots<K>(st: &Stack<'_>, mut items: Vec<(i32, K)>, cmp: impl Fn(&K, &K) -> Ordering) {
-    items.sort_unstable_by(|a, b| cmp(&a.1, &b.1));
-    for (i, (slot, _)) in items.iter().enumerate() {
-        st.push_copy(*slot);
-        st.arg_raw_seti(1, i as i64 + 1);
-    }
+/// The positions of `items` (each with its position) in sorted order.
+fn sorted<K>(
+    mut items: Vec<(K, u32)>,
+    cmp: impl Fn(&(K, u32), &(K, u32)) -> Ordering,
+) -> impl Iterator<Item = u32> {
+    items.sort_unstable_by(cmp);
+    items.into_iter().map(|(_, i)| i)
 }
 
 /// table.sort's own argument checks: `Ok(Some(n))` to sort `n` elements here, `Ok(None)`
@@ -103,80 +103,75 @@ fn sort(st: &Stack<'_>) -> Returned {
         Some(n) => n,
         None => return Ok(DELEGATE),
     };
-    if n >= i32::MAX as usize - st.top() as usize || st.reserve(n as i32 + 2).is_err() {
+    let first = st.top() + 1;
+    let Some(elements) = st.arg_push_elements(1, n) else {
         return Ok(DELEGATE);
-    }
-    let base = st.top();
-    let slot = |i: usize| base + i as i32 + 1;
-    let first = st.arg_raw_geti(1, 1);
-    for i in 2..=n {
-        if st.arg_raw_geti(1, i as i64) != first {
-            return Ok(DELEGATE);
-        }
-    }
-    match first {
-        Kind::String => {
-            let items = (0..n).map(|i| (slot(i), st.lua_str(slot(i)).expect("a string")));
+    };
+    match elements {
+        Elements::Strs(strs) => {
             if strings_bytewise() {
                 // Past the bytes all share, eight bytes as a number decide most comparisons
-                // without a memcmp.
-                let items: Vec<_> = items.collect();
-                let first = items[0].1.bytes();
-                let shared = items.iter().fold(first.len(), |n, (_, s)| {
-                    n.min(
-                        first
-                            .iter()
-                            .zip(s.bytes())
-                            .take_while(|(a, b)| a == b)
-                            .count(),
-                    )
+                // without a memcmp; the positions ride along in sixteen-byte items.
+                let head = strs[0].bytes();
+                let shared = strs.iter().fold(head.len(), |n, s| {
+                    let s = s.bytes();
+                    head[..n.min(s.len())]
+                        .iter()
+                        .zip(s)
+                        .position(|(a, b)| a != b)
+                        .unwrap_or(n.min(s.len()))
                 });
-                let keyed = items
-                    .into_iter()
-                    .map(|(slot, s)| (slot, (prefix_key(&s.bytes()[shared..]), s)));
-                sort_slots(st, keyed.collect(), |a, b| {
-                    a.0.cmp(&b.0)
-                        .then_with(|| a.1.bytes()[shared..].cmp(&b.1.bytes()[shared..]))
-                });
+                let tail = |i: u32| &strs[i as usize].bytes()[shared..];
+                let mut keys: Vec<(u64, u32)> =
+                    (0..n as u32).map(|i| (prefix_key(tail(i)), i)).collect();
+                // The keys alone first (the primitive order sorts fastest), then each run of
+                // equal keys by the rest of its bytes.
+                keys.sort_unstable();
+                for run in keys.chunk_by_mut(|a, b| a.0 == b.0) {
+                    if run.len() > 1 {
+                        run.sort_unstable_by(|a, b| tail(a.1).cmp(tail(b.1)));
+                    }
+                }
+                st.arg_store_ordered(1, first, keys.into_iter().map(|(_, i)| i));
             } else {
-                sort_slots(st, items.collect(), |a, b| a.coll_cmp(b));
+                let keys = strs.into_iter().zip(0..).collect();
+                st.arg_store_ordered(1, first, sorted(keys, |a, b| a.0.coll_cmp(&b.0)));
             }
         }
-        Kind::Number => {
-            let nums: Vec<_> = (0..n)
-                .map(|i| (slot(i), st.number(slot(i)).expect("a number")))
-                .collect();
-            let ints = || -> Option<Vec<(i32, i64)>> {
+        Elements::Numbers(nums) => {
+            let ints = || -> Option<Vec<(i64, u32)>> {
                 nums.iter()
-                    .map(|&(s, v)| match v {
-                        Number::Int(i) => Some((s, i)),
+                    .zip(0..)
+                    .map(|(&v, i)| match v {
+                        Number::Int(v) => Some((v, i)),
                         Number::Float(_) => None,
                     })
                     .collect()
             };
-            let floats = || -> Option<Vec<(i32, f64)>> {
+            let floats = || -> Option<Vec<(f64, u32)>> {
                 nums.iter()
-                    .map(|&(s, v)| match v {
-                        Number::Float(f) if !f.is_nan() => Some((s, f)),
+                    .zip(0..)
+                    .map(|(&v, i)| match v {
+                        Number::Float(f) if !f.is_nan() => Some((f, i)),
                         _ => None,
                     })
                     .collect()
             };
             if let Some(ints) = ints() {
-                sort_slots(st, ints, |a, b| a.cmp(b));
+                st.arg_store_ordered(1, first, sorted(ints, |a, b| a.0.cmp(&b.0)));
             } else if let Some(floats) = floats() {
                 // Without NaN, floats are totally ordered (0.0 and -0.0 equal, as in Lua).
-                sort_slots(st, floats, |a, b| {
-                    a.partial_cmp(b).unwrap_or(Ordering::Equal)
+                let order = sorted(floats, |a, b| {
+                    a.0.partial_cmp(&b.0).unwrap_or(Ordering::Equal)
                 });
+                st.arg_store_ordered(1, first, order);
             } else {
                 // Integers mixed with floats, or NaN: Lua's own comparisons decide.
                 return Ok(DELEGATE);
             }
         }
-        _ => return Ok(DELEGATE),
+        Elements::Other => return Ok(DELEGATE),
     }
-    st.pop(n as i32);
     Ok(0)
 }
 
