@@ -17,7 +17,7 @@ writes bench/results-<flavour>.md/.svg/.json instead.
 bench/bench.py --profile ours|mod_lua,SCOPE,WORKLOAD [--requests N] [--top N] [--exclusive] runs
 one workload under valgrind's callgrind in a single-process httpd (-X) and prints instructions
 per request, in total and by function (inclusive, or each function's own cost with --exclusive):
-the numbers of the README's profile section.
+the numbers of the README's profile section. With --flavour it profiles that build of ours.
 """
 import argparse
 import http.client
@@ -287,14 +287,25 @@ def send_requests(server, workload, n):
     conn.close()
 
 
-def profile(which, scope, workload, n, top, exclusive=False, keep=None):
-    """Instructions per request under callgrind, in total and by function (inclusive, or each
-    function's own cost with `exclusive`)."""
+def build(flavour):
+    """Builds our module for `flavour` (the default one in target/release, the others in their
+    own target directories) and returns its path."""
+    if flavour == "lua54":
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+        return OURS
+    target = os.path.join(ROOT, "target", flavour)
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--no-default-features",
+                    "--features", flavour, "--target-dir", target], cwd=ROOT, check=True)
+    return os.path.join(target, "release", "libmod_lua_rs.so")
+
+
+def profile(module, scope, workload, n, top, exclusive=False, keep=None):
+    """Instructions per request under callgrind for `module`, in total and by function
+    (inclusive, or each function's own cost with `exclusive`)."""
     for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: apt-get install valgrind")
     out = tempfile.mkdtemp(prefix="mod_lua_profile-")
-    module = OURS if which == "ours" else MOD_LUA
     wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.out"]
     s = Server(module, scope, workload, wrapper=wrapper)
     try:
@@ -311,7 +322,7 @@ def profile(which, scope, workload, n, top, exclusive=False, keep=None):
         shutil.copy(os.path.join(out, dumps[-1]), keep)
     shutil.rmtree(out, ignore_errors=True)
     total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", text).group(1).replace(",", ""))
-    print(f"{which} {scope} {workload}: {total // n:,} instructions per request ({n} requests)")
+    print(f"{os.path.basename(module)} {scope} {workload}: {total // n:,} instructions per request ({n} requests)")
     rows = text.split("file:function", 1)[1].splitlines()[2:]
     for row in rows[:top]:
         m = re.match(r"\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*)", row)
@@ -380,23 +391,15 @@ def main():
     a = ap.parse_args()
     if a.profile:
         which, scope, workload = a.profile.split(",")
-        if which == "ours":
-            subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-        profile(which, scope, workload, a.requests, a.top, a.exclusive, a.keep)
+        module = build(a.flavour) if which == "ours" else MOD_LUA
+        profile(module, scope, workload, a.requests, a.top, a.exclusive, a.keep)
         return
     workloads = a.workloads.split(",")
     scopes = a.scopes.split(",")
     for tool in ("wrk", "/usr/sbin/apache2"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: run scripts/install-deps.sh")
-    if a.flavour == "lua54":
-        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-        ours = OURS
-    else:
-        target = os.path.join(ROOT, "target", a.flavour)
-        subprocess.run(["cargo", "build", "--release", "--quiet", "--no-default-features",
-                        "--features", a.flavour, "--target-dir", target], cwd=ROOT, check=True)
-        ours = os.path.join(target, "release", "libmod_lua_rs.so")
+    ours = build(a.flavour)
     results = {wl: {"ours": {}, "mod_lua": {}, "static": None} for wl in workloads}
     for wl in workloads:
         static_rounds = []
