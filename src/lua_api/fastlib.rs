@@ -96,6 +96,62 @@ fn prefix_key(s: &[u8]) -> u64 {
     u64::from_be_bytes(word)
 }
 
+/// How many bytes `a` and `b` share at their start, compared eight at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let (wa, wb) = (a[..n].chunks_exact(8), b[..n].chunks_exact(8));
+    let mut done = 0;
+    for (x, y) in wa.zip(wb) {
+        let x = u64::from_le_bytes(x.try_into().expect("eight bytes"));
+        let y = u64::from_le_bytes(y.try_into().expect("eight bytes"));
+        if x != y {
+            // The lowest differing bit is in the first differing byte (little-endian).
+            return done + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        done += 8;
+    }
+    done + a[done..n]
+        .iter()
+        .zip(&b[done..n])
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+/// Below this many items a comparison sort beats [`radix_sort`]'s fixed costs.
+const RADIX_FROM: usize = 64;
+
+/// Sorts `items` by their keys (stably: equal keys keep their order): one counting pass per
+/// key byte, least significant first, skipping the bytes all keys share.
+fn radix_sort(items: &mut Vec<(u64, u32)>) {
+    let n = items.len();
+    if n < RADIX_FROM {
+        items.sort_by_key(|&(k, _)| k);
+        return;
+    }
+    let mut counts = [[0u32; 256]; 8];
+    for &(k, _) in items.iter() {
+        for (byte, count) in counts.iter_mut().enumerate() {
+            count[usize::from((k >> (8 * byte)) as u8)] += 1;
+        }
+    }
+    let mut spare = vec![(0u64, 0u32); n];
+    for (byte, count) in counts.iter_mut().enumerate() {
+        if count.iter().any(|&c| c as usize == n) {
+            continue;
+        }
+        let mut next = 0;
+        for c in count.iter_mut() {
+            (*c, next) = (next, next + *c);
+        }
+        for &(k, i) in items.iter() {
+            let slot = &mut count[usize::from((k >> (8 * byte)) as u8)];
+            spare[*slot as usize] = (k, i);
+            *slot += 1;
+        }
+        std::mem::swap(items, &mut spare);
+    }
+}
+
 fn sort(st: &Stack<'_>) -> Returned {
     use luac::Number;
     let n = match sort_args(st)? {
@@ -113,20 +169,14 @@ fn sort(st: &Stack<'_>) -> Returned {
                 // Past the bytes all share, eight bytes as a number decide most comparisons
                 // without a memcmp; the positions ride along in sixteen-byte items.
                 let head = strs[0].bytes();
-                let shared = strs.iter().fold(head.len(), |n, s| {
-                    let s = s.bytes();
-                    head[..n.min(s.len())]
-                        .iter()
-                        .zip(s)
-                        .position(|(a, b)| a != b)
-                        .unwrap_or(n.min(s.len()))
-                });
+                let shared = strs
+                    .iter()
+                    .fold(head.len(), |n, s| common_prefix(&head[..n], s.bytes()));
                 let tail = |i: u32| &strs[i as usize].bytes()[shared..];
                 let mut keys: Vec<(u64, u32)> =
                     (0..n as u32).map(|i| (prefix_key(tail(i)), i)).collect();
-                // The keys alone first (the primitive order sorts fastest), then each run of
-                // equal keys by the rest of its bytes.
-                keys.sort_unstable();
+                // The keys alone first, then each run of equal keys by the rest of its bytes.
+                radix_sort(&mut keys);
                 for run in keys.chunk_by_mut(|a, b| a.0 == b.0) {
                     if run.len() > 1 {
                         run.sort_unstable_by(|a, b| tail(a.1).cmp(tail(b.1)));
@@ -778,7 +828,49 @@ mod text {
 
 #[cfg(test)]
 mod tests {
-    use super::prefix_key;
+    use super::{common_prefix, prefix_key, radix_sort, RADIX_FROM};
+
+    #[test]
+    fn common_prefixes_match_a_byte_loop() {
+        let words: Vec<&[u8]> = vec![
+            b"",
+            b"a",
+            b"abcdefgh",
+            b"abcdefghi",
+            b"abcdefgx",
+            b"abcdefghijklmnopq",
+            b"abcdefghijklmnopr",
+            b"abcdefghijklmno",
+            b"xbcdefghijklmnopq",
+        ];
+        for a in &words {
+            for b in &words {
+                let slow = a.iter().zip(b.iter()).take_while(|(x, y)| x == y).count();
+                assert_eq!(common_prefix(a, b), slow, "{a:?} vs {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn radix_sort_orders_keys_stably() {
+        for n in [0, 1, 5, RADIX_FROM - 1, RADIX_FROM, 1000] {
+            // Keys that differ in a few bytes only, with repeats, some at the extremes.
+            let mut items: Vec<(u64, u32)> = (0..n as u32)
+                .map(|i| {
+                    let k = match i % 7 {
+                        0 => u64::MAX,
+                        1 => 0,
+                        _ => (u64::from(i).wrapping_mul(7919) % 613) << 40 | 0x3a78_7878,
+                    };
+                    (k, i)
+                })
+                .collect();
+            let mut expected = items.clone();
+            expected.sort_by_key(|&(k, _)| k);
+            radix_sort(&mut items);
+            assert_eq!(items, expected, "{n} items");
+        }
+    }
 
     #[test]
     fn prefix_keys_never_contradict_byte_order() {
