@@ -376,8 +376,8 @@ def svg_chart(results, workloads, scopes):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--scopes", default=",".join(SCOPES))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench"))
