@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 use super::{PathMap, Vm, VmSetup};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -116,6 +117,11 @@ pub fn shared_idle() -> usize {
 pub struct ServerPool {
     state: Mutex<PoolState>,
     returned: Condvar,
+    /// Requests waiting on `returned`, changed only under `state`'s lock. A returned VM
+    /// wakes them only when there are any: waking is a system call whether or not anyone
+    /// waits. A returner reads it after putting its VM back under the lock, so a waiter that
+    /// found no VM has counted itself by then, and one that comes later finds the VM.
+    waiting: AtomicU32,
     min: u32,
     max: u32,
 }
@@ -158,6 +164,7 @@ pub fn server_pool(key: &[u8], min: u32, max: u32, setup: &VmSetup) -> Arc<Serve
             idle,
         }),
         returned: Condvar::new(),
+        waiting: AtomicU32::new(0),
         min,
         max,
     });
@@ -203,11 +210,13 @@ impl ServerPool {
                     waited: wait,
                 });
             }
+            self.waiting.fetch_add(1, Ordering::Relaxed);
             st = self
                 .returned
                 .wait_timeout(st, deadline - now)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -215,7 +224,9 @@ impl ServerPool {
         let mut st = lock(&self.state);
         st.total = st.total.saturating_sub(1);
         drop(st);
-        self.returned.notify_one();
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            self.returned.notify_one();
+        }
     }
 
     pub fn min(&self) -> u32 {
@@ -259,6 +270,8 @@ impl Drop for ServerLease {
         // A server pool never holds more than `max` VMs: its idle list needs no cap.
         put_back(&self.pool.state, |st| &mut st.idle, vm, usize::MAX, now);
         // Two VMs may have come back (this one and a shed one).
-        self.pool.returned.notify_all();
+        if self.pool.waiting.load(Ordering::Relaxed) > 0 {
+            self.pool.returned.notify_all();
+        }
     }
 }

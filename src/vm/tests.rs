@@ -335,15 +335,38 @@ fn server_pool_honours_max_and_never_blocks_forever() {
     let c = p.lease(&setup(), Duration::from_millis(10)).unwrap();
     drop((b, c));
     assert_eq!(p.counts(), (2, 2), "every lease came back");
-    // A waiter is woken by a returned VM.
+    // A waiter is woken by a returned VM (at once, not when its wait runs out)...
     let held = p.lease(&setup(), Duration::from_millis(10)).unwrap();
     let held2 = p.lease(&setup(), Duration::from_millis(10)).unwrap();
-    let p2 = p.clone();
-    let waiter = std::thread::spawn(move || p2.lease(&setup(), Duration::from_secs(5)).is_ok());
-    std::thread::sleep(Duration::from_millis(20));
+    let wait = |p: std::sync::Arc<pool::ServerPool>| {
+        std::thread::spawn(move || {
+            let t = std::time::Instant::now();
+            let ok = p.lease(&setup(), Duration::from_secs(20)).is_ok();
+            (ok, t.elapsed())
+        })
+    };
+    let waiter = wait(p.clone());
+    std::thread::sleep(Duration::from_millis(50));
     drop(held);
-    assert!(waiter.join().unwrap());
+    let (ok, waited) = waiter.join().unwrap();
+    assert!(
+        ok && waited < Duration::from_secs(10),
+        "woken after {waited:?}"
+    );
+    // ... and by a poisoned VM's slot coming free.
+    let held3 = p.lease(&setup(), Duration::from_millis(10)).unwrap();
+    assert_eq!(p.counts(), (2, 0));
+    let waiter = wait(p.clone());
+    std::thread::sleep(Duration::from_millis(50));
+    held2.vm().poison();
     drop(held2);
+    let (ok, waited) = waiter.join().unwrap();
+    assert!(
+        ok && waited < Duration::from_secs(10),
+        "woken after {waited:?}"
+    );
+    drop(held3);
+    assert_eq!(p.counts(), (2, 2));
     // A poisoned VM is closed and its slot freed.
     let l = p.lease(&setup(), Duration::from_millis(10)).unwrap();
     l.vm().poison();
