@@ -830,24 +830,44 @@ mod text {
 mod tests {
     use super::{common_prefix, prefix_key, radix_sort, RADIX_FROM};
 
+    /// Byte strings around the edges of the sort keys: empty, NULs, eight bytes and one past,
+    /// shared prefixes of both sides of a word.
+    const WORDS: &[&[u8]] = &[
+        b"",
+        b"\0",
+        b"\0\0",
+        b"a",
+        b"a\0",
+        b"a\0\0b",
+        b"ab",
+        b"abcdefgh",
+        b"abcdefgh\0",
+        b"abcdefghi",
+        b"abcdefgg\xff",
+        b"abcdefgx",
+        b"abcdefg",
+        b"abcdefghijklmnopq",
+        b"abcdefghijklmnopr",
+        b"abcdefghijklmno",
+        b"xbcdefghijklmnopq",
+        b"\xff",
+        b"\xff\xff\xff\xff\xff\xff\xff\xff",
+        b"item-00123:xxxx",
+        b"item-00124",
+        b"item-0012",
+    ];
+
+    fn word_pairs() -> impl Iterator<Item = (&'static [u8], &'static [u8])> {
+        WORDS
+            .iter()
+            .flat_map(|&a| WORDS.iter().map(move |&b| (a, b)))
+    }
+
     #[test]
     fn common_prefixes_match_a_byte_loop() {
-        let words: Vec<&[u8]> = vec![
-            b"",
-            b"a",
-            b"abcdefgh",
-            b"abcdefghi",
-            b"abcdefgx",
-            b"abcdefghijklmnopq",
-            b"abcdefghijklmnopr",
-            b"abcdefghijklmno",
-            b"xbcdefghijklmnopq",
-        ];
-        for a in &words {
-            for b in &words {
-                let slow = a.iter().zip(b.iter()).take_while(|(x, y)| x == y).count();
-                assert_eq!(common_prefix(a, b), slow, "{a:?} vs {b:?}");
-            }
+        for (a, b) in word_pairs() {
+            let slow = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+            assert_eq!(common_prefix(a, b), slow, "{a:?} vs {b:?}");
         }
     }
 
@@ -874,31 +894,10 @@ mod tests {
 
     #[test]
     fn prefix_keys_never_contradict_byte_order() {
-        let words: Vec<&[u8]> = vec![
-            b"",
-            b"\0",
-            b"\0\0",
-            b"a",
-            b"a\0",
-            b"a\0\0b",
-            b"ab",
-            b"abcdefgh",
-            b"abcdefgh\0",
-            b"abcdefghi",
-            b"abcdefgg\xff",
-            b"abcdefg",
-            b"\xff",
-            b"\xff\xff\xff\xff\xff\xff\xff\xff",
-            b"item-00123:xxxx",
-            b"item-00124",
-            b"item-0012",
-        ];
-        for a in &words {
-            for b in &words {
-                let (ka, kb) = (prefix_key(a), prefix_key(b));
-                if ka != kb {
-                    assert_eq!(ka.cmp(&kb), a.cmp(b), "{a:?} vs {b:?}");
-                }
+        for (a, b) in word_pairs() {
+            let (ka, kb) = (prefix_key(a), prefix_key(b));
+            if ka != kb {
+                assert_eq!(ka.cmp(&kb), a.cmp(b), "{a:?} vs {b:?}");
             }
         }
     }
