@@ -411,8 +411,9 @@ impl<'l> Stack<'l> {
     }
 
     /// Pushes `t[1..=n]` (raw) of the table argument `t` and reads them when all are strings
-    /// or all are numbers. The values stay pushed whatever they are (the strings' bytes live
-    /// as long as they do); None, with nothing pushed, when the stack cannot take them.
+    /// or all are numbers (the strings' bytes live as long as the pushed values do). At the
+    /// first element of another kind it stops, with what it read left pushed, and returns
+    /// `Other`; None, with nothing pushed, when the stack cannot take `n` values.
     pub fn arg_push_elements(&self, t: c_int, n: usize) -> Option<Elements<'l>> {
         self.check_arg_table(t);
         let top = self.top();
@@ -423,18 +424,12 @@ impl<'l> Stack<'l> {
         // SAFETY: `t` is a table argument and there is room for `n` values; each is read in
         // its own slot (top + i) once pushed, as its kind says it may be.
         let push = |i: usize| Kind::of(unsafe { ffi::lua_rawgeti(self.l, t, i as _) });
-        let rest = |from: usize| {
-            (from..=n).for_each(|i| {
-                push(i);
-            })
-        };
         Some(match push(1) {
             Kind::String => {
                 let mut strs = Vec::with_capacity(n);
                 strs.push(LuaStr(self.tostring(top + 1)));
                 for i in 2..=n {
                     if push(i) != Kind::String {
-                        rest(i + 1);
                         return Some(Elements::Other);
                     }
                     strs.push(LuaStr(self.tostring(top + i as c_int)));
@@ -446,17 +441,13 @@ impl<'l> Stack<'l> {
                 nums.push(self.number_at(top + 1));
                 for i in 2..=n {
                     if push(i) != Kind::Number {
-                        rest(i + 1);
                         return Some(Elements::Other);
                     }
                     nums.push(self.number_at(top + i as c_int));
                 }
                 Elements::Numbers(nums)
             }
-            _ => {
-                rest(2);
-                Elements::Other
-            }
+            _ => Elements::Other,
         })
     }
 
