@@ -420,13 +420,15 @@ fn puts(s: &Stack<'_>) -> Returned {
                 return Err(e);
             }
         };
-        if used + arg.len() <= PUTS_GATHER {
-            gathered[used..used + arg.len()].copy_from_slice(arg);
-            used += arg.len();
-        } else {
+        if used + arg.len() > PUTS_GATHER {
             r.write(&gathered[..used]);
             used = 0;
+        }
+        if arg.len() > PUTS_GATHER {
             r.write(arg);
+        } else {
+            gathered[used..used + arg.len()].copy_from_slice(arg);
+            used += arg.len();
         }
     }
     r.write(&gathered[..used]);
