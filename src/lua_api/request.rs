@@ -516,6 +516,9 @@ fn is_unmade_method(key: &[u8]) -> bool {
 /// Makes one API function in a VM.
 type Maker = Box<dyn Fn(&Lua) -> mlua::Result<Function>>;
 
+/// A method's body with its results already converted.
+type ErasedApi = Rc<dyn Fn(&Lua, MultiValue) -> mlua::Result<MultiValue>>;
+
 /// The request API's mlua functions, made in a VM only when a script first reaches for one
 /// (`r:md5`, `r.strcmp_match`, …): a VM holds the few its scripts use instead of all of them,
 /// which kept about 20 KB of every VM's Lua heap alive and walked by every full collection.
@@ -531,7 +534,9 @@ impl Methods {
         F: Fn(&Lua, MultiValue) -> mlua::Result<R> + 'static,
         R: IntoLuaMulti,
     {
-        let f = Rc::new(f);
+        // One erased type for every method: mlua's callback glue (a few KB of code for each
+        // distinct closure type) is then built once instead of once per method.
+        let f: ErasedApi = Rc::new(move |lua, args| f(lua, args)?.into_lua_multi(lua));
         let maker: Maker = Box::new(move |lua| {
             let f = Rc::clone(&f);
             api_fn(lua, move |lua, args: MultiValue| f(lua, args))
