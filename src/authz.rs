@@ -3,11 +3,10 @@
 //! anything but a valid status — an error, a non-number, an unknown number — denies with
 //! AUTHZ_GENERAL_ERROR and a log line, never grants.
 
-use crate::config::DirConfig;
+use crate::config::{DirConfig, ScriptFile};
 use crate::dispatch::{self, Entry, Outcome};
 use crate::handler::log_failure;
-use crate::httpd::{self, Level, Request};
-use std::borrow::Cow;
+use crate::httpd::{Level, Request};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -21,7 +20,7 @@ pub const AUTHZ_DENIED_NO_USER: i32 = 4;
 #[derive(Debug)]
 pub struct ProviderSpec {
     pub name: String,
-    pub file: String,
+    pub file: ScriptFile,
     pub function: String,
 }
 
@@ -75,8 +74,7 @@ pub fn check(r: Request<'_>, parsed: &ParsedRequire) -> i32 {
     let spec = &parsed.spec;
     let default_cfg = DirConfig::default();
     let cfg = r.dir_config::<DirConfig>().unwrap_or(&default_cfg);
-    let path =
-        httpd::merge_path(r.pool(), cfg.root(), &spec.file).unwrap_or(Cow::Borrowed(&spec.file));
+    let path = spec.file.resolve(r.pool(), cfg.root());
     let entry = Entry {
         args: &parsed.args,
         ..Entry::file(path.as_bytes(), &spec.function)

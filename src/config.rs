@@ -196,11 +196,41 @@ pub struct InlineChunk {
     pub source: String,
 }
 
+/// A script file named in the configuration (a hook, filter or authz provider script). As in
+/// mod_lua it is resolved against LuaRoot when a request runs it, except that a path that
+/// resolving would leave as it is (an absolute one in canonical form, the usual case) is
+/// recognised once, here, instead of on every call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptFile {
+    path: String,
+    canonical: bool,
+}
+
+impl ScriptFile {
+    pub fn new(path: String) -> ScriptFile {
+        let canonical = crate::httpd::is_merged_form(&path);
+        ScriptFile { path, canonical }
+    }
+
+    /// The path as configured.
+    pub fn as_str(&self) -> &str {
+        &self.path
+    }
+
+    /// The path a request runs: merged with `root` (LuaRoot) unless already canonical.
+    pub fn resolve(&self, pool: crate::apr::Pool<'_>, root: Option<&str>) -> Cow<'_, str> {
+        if self.canonical {
+            return Cow::Borrowed(&self.path);
+        }
+        crate::httpd::merge_path(pool, root, &self.path).unwrap_or(Cow::Borrowed(&self.path))
+    }
+}
+
 /// What a hook runs.
 #[derive(Debug, Clone)]
 pub enum HookCode {
     /// A script file, resolved against LuaRoot per request.
-    File(String),
+    File(ScriptFile),
     Inline(Arc<InlineChunk>),
 }
 
@@ -299,7 +329,7 @@ pub enum FilterKind {
 #[derive(Debug)]
 pub struct FilterSpec {
     pub name: String,
-    pub file: String,
+    pub file: ScriptFile,
     pub function: String,
     pub kind: FilterKind,
 }
@@ -645,7 +675,7 @@ mod tests {
     #[test]
     fn hook_lists_merge_per_phase_and_slot() {
         let spec = |f: &str| HookSpec {
-            code: HookCode::File(f.into()),
+            code: HookCode::File(ScriptFile::new(f.into())),
             function: Some("h".into()),
         };
         let mut parent = HookTable::default();
@@ -663,7 +693,7 @@ mod tests {
             t.get(ph, sl)
                 .iter()
                 .map(|s| match &s.code {
-                    HookCode::File(f) => f.clone(),
+                    HookCode::File(f) => f.as_str().to_string(),
                     HookCode::Inline(_) => "inline".into(),
                 })
                 .collect()

@@ -9,10 +9,9 @@ use crate::config::{DirConfig, FilterKind, FilterSpec};
 use crate::dispatch::{self, Coroutine, Entry, Failure};
 use crate::ffi;
 use crate::handler::log_failure;
-use crate::httpd::{self, Brigade, BucketKind, Filter, Level, Outgoing, PoolBrigade, Request};
+use crate::httpd::{Brigade, BucketKind, Filter, Level, Outgoing, PoolBrigade, Request};
 use mlua::thread::ThreadStatus;
 use mlua::{BorrowedBytes, MultiValue, Value};
-use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 const APR_SUCCESS: ffi::apr_status_t = 0;
@@ -126,8 +125,7 @@ fn start(r: Request<'_>, f: Filter<'_>, kind: FilterKind) -> Start {
     let Some(spec) = find_spec(cfg, &name, kind) else {
         return Start::Declined;
     };
-    let path =
-        httpd::merge_path(r.pool(), cfg.root(), &spec.file).unwrap_or(Cow::Borrowed(&spec.file));
+    let path = spec.file.resolve(r.pool(), cfg.root());
     let entry = Entry::file(path.as_bytes(), &spec.function);
     let report = |failure: Failure| {
         log_failure(r, &entry, &format!("filter {name}"), &failure);

@@ -5,7 +5,7 @@
 use crate::config::{DirConfig, HookCode, Phase, Slot};
 use crate::dispatch::{self, Entry, Outcome};
 use crate::handler::{log_failure, status};
-use crate::httpd::{self, Level, Request, DECLINED, HTTP_INTERNAL_SERVER_ERROR};
+use crate::httpd::{Level, Request, DECLINED, HTTP_INTERNAL_SERVER_ERROR};
 use std::borrow::Cow;
 use std::ffi::c_int;
 
@@ -29,10 +29,7 @@ pub fn run(r: Request<'_>, phase: Phase, slot: Slot) -> c_int {
     }
     for spec in specs {
         let (path, inline) = match &spec.code {
-            HookCode::File(f) => (
-                httpd::merge_path(r.pool(), cfg.root(), f).unwrap_or(Cow::Borrowed(f)),
-                None,
-            ),
+            HookCode::File(f) => (f.resolve(r.pool(), cfg.root()), None),
             HookCode::Inline(chunk) => (Cow::Borrowed(chunk.key.as_str()), Some(&**chunk)),
         };
         let entry = Entry {

@@ -5,7 +5,7 @@ use super::guard::guard;
 use crate::apr::{opt_cstr, ConfRef};
 use crate::config::{
     parse_codecache, parse_inherit, parse_scope, DirConfig, FilterKind, FilterSpec, HookCode,
-    HookSpec, InlineChunk, MapHandler, Phase, ServerConfig, Slot,
+    HookSpec, InlineChunk, MapHandler, Phase, ScriptFile, ServerConfig, Slot,
 };
 use crate::ffi::{self, cmd_func, cmd_parms, command_rec};
 use crate::httpd::{CmdParms, Regex, NOT_IN_DIR_FILES_HTACCESS};
@@ -482,7 +482,7 @@ fn add_file_hook(
         }
     };
     let spec = HookSpec {
-        code: HookCode::File(file.unwrap_or_default()),
+        code: HookCode::File(ScriptFile::new(file.unwrap_or_default())),
         function: function.filter(|f| !f.is_empty()),
     };
     cfg.hooks.make_mut().push(phase, slot, spec);
@@ -635,7 +635,7 @@ unsafe extern "C" fn lua_authz_provider(
                 let name = arg(name).unwrap_or_default();
                 let registration = crate::authz::register(crate::authz::ProviderSpec {
                     name: name.clone(),
-                    file: arg(file).unwrap_or_default(),
+                    file: ScriptFile::new(arg(file).unwrap_or_default()),
                     function: arg(function).unwrap_or_default(),
                 });
                 cmd.pool().attach(registration);
@@ -671,7 +671,7 @@ unsafe extern "C" fn lua_filter(
         super::register_filter(cmd, &name, kind);
         cfg.filters.make_mut().push(Arc::new(FilterSpec {
             name,
-            file: arg(file).unwrap_or_default(),
+            file: ScriptFile::new(arg(file).unwrap_or_default()),
             function: arg(function).unwrap_or_default(),
             kind,
         }));
