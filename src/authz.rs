@@ -5,7 +5,7 @@
 
 use crate::config::{DirConfig, ScriptFile};
 use crate::dispatch::{self, Entry, Outcome};
-use crate::handler::log_failure;
+use crate::handler::{log_failure, Site};
 use crate::httpd::{Level, Request};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -85,7 +85,7 @@ pub fn check(r: Request<'_>, parsed: &ParsedRequire) -> i32 {
             r.log(
                 Level::Err,
                 &format!(
-                    "Error: authz provider {}: invalid return value {n}",
+                    "AH02318: Error: authz provider {}: invalid return value {n}",
                     spec.name
                 ),
             );
@@ -94,12 +94,15 @@ pub fn check(r: Request<'_>, parsed: &ParsedRequire) -> i32 {
         Ok(Outcome::NotNumber) => {
             r.log(
                 Level::Err,
-                &format!("Error: authz provider {} did not return integer", spec.name),
+                &format!(
+                    "AH02317: Error: authz provider {} did not return integer",
+                    spec.name
+                ),
             );
             AUTHZ_GENERAL_ERROR
         }
         Err(f) => {
-            log_failure(r, &entry, &format!("authz provider {}", spec.name), &f);
+            log_failure(r, &entry, Site::Authz(&spec.name), &f);
             AUTHZ_GENERAL_ERROR
         }
     }

@@ -112,8 +112,10 @@ pub enum Outcome {
 
 /// Why the call did not return normally.
 pub enum Failure {
-    /// The script could not be loaded (unreadable, syntax error, error in its top level).
+    /// The script could not be loaded (unreadable, syntax error).
     Load(String),
+    /// The script's top level raised an error.
+    TopLevel(String),
     /// The entry function is missing or not a function.
     NotAFunction,
     /// The function raised an error.
@@ -150,6 +152,7 @@ impl From<VmError> for Failure {
     fn from(e: VmError) -> Failure {
         match e {
             VmError::Load(m) => Failure::Load(m),
+            VmError::TopLevel(m) => Failure::TopLevel(m),
             VmError::NotAFunction => Failure::NotAFunction,
             VmError::Lua(m) => Failure::Internal(m),
         }

@@ -8,7 +8,7 @@
 use crate::config::{DirConfig, FilterKind, FilterSpec};
 use crate::dispatch::{self, Coroutine, Entry, Failure};
 use crate::ffi;
-use crate::handler::log_failure;
+use crate::handler::{log_failure, Site};
 use crate::httpd::{Brigade, BucketKind, Filter, Level, Outgoing, PoolBrigade, Request};
 use mlua::thread::ThreadStatus;
 use mlua::{BorrowedBytes, MultiValue, Value};
@@ -128,7 +128,7 @@ fn start(r: Request<'_>, f: Filter<'_>, kind: FilterKind) -> Start {
     let path = spec.file.resolve(r.pool(), cfg.root());
     let entry = Entry::file(path.as_bytes(), &spec.function);
     let report = |failure: Failure| {
-        log_failure(r, &entry, &format!("filter {name}"), &failure);
+        log_failure(r, &entry, Site::Filter(&name), &failure);
     };
     let mut co = match dispatch::coroutine(r, cfg, &entry) {
         Ok(co) => co,
@@ -164,7 +164,10 @@ fn start(r: Request<'_>, f: Filter<'_>, kind: FilterKind) -> Start {
 fn abort(r: Request<'_>, f: Filter<'_>, state: &mut FilterState, msg: &str) -> ffi::apr_status_t {
     r.log(
         Level::Err,
-        &format!("lua: Error while executing filter {}: {msg}", f.name()),
+        &format!(
+            "AH02663: lua: Error while executing filter {}: {msg}",
+            f.name()
+        ),
     );
     state.co = None;
     r.connection().abort();

@@ -1,7 +1,7 @@
 //! The `lua-script` handler (mod_lua `lua_handler`) and LuaMapHandler (`lua_map_handler`,
 //! `lua_map_handler_fixups`), and how a failed call becomes a response and a log line.
 
-use crate::config::{capture_path_is_safe, interpolate, DirConfig};
+use crate::config::{capture_path_is_safe, interpolate, DirConfig, Phase};
 use crate::dispatch::{self, Entry, Failure, Outcome};
 use crate::httpd::{self, FileType, Level, Request, DECLINED, DONE, HTTP_BAD_REQUEST, OK};
 use std::borrow::Cow;
@@ -36,7 +36,7 @@ pub fn lua_script(r: Request<'_>) -> c_int {
     let result = match dispatch::call(r, cfg, &entry) {
         Ok(Outcome::Number(n)) => status(n),
         Ok(Outcome::NotNumber) => OK,
-        Err(f) => failed(r, cfg, &entry, "handler", f),
+        Err(f) => failed(r, cfg, &entry, Site::Handler, f),
     };
     finish(r, result)
 }
@@ -91,11 +91,11 @@ pub fn map_handler(r: Request<'_>) -> c_int {
             Ok(Outcome::NotNumber) => {
                 r.log(
                     Level::Warn,
-                    &format!("lua: Lua handler {function} in {path} did not return a value, assuming apache2.OK"),
+                    &format!("AH02483: lua: Lua handler {function} in {path} did not return a value, assuming apache2.OK"),
                 );
                 return finish(r, OK);
             }
-            Err(f) => return failed(r, cfg, &entry, "mapped handler", f),
+            Err(f) => return failed(r, cfg, &entry, Site::MapHandler, f),
         }
     }
     DECLINED
@@ -117,29 +117,82 @@ pub fn map_handler_fixups(r: Request<'_>) -> c_int {
     DECLINED
 }
 
+/// Where a script was called from: names the caller in log lines and picks the message
+/// number (`AHnnnnn`) mod_lua logs for the same failure there, so that log watchers keyed on
+/// mod_lua's numbers keep working.
+#[derive(Clone, Copy, Debug)]
+pub enum Site<'a> {
+    Handler,
+    MapHandler,
+    Hook(Phase),
+    Filter(&'a str),
+    Authz(&'a str),
+}
+
+impl Site<'_> {
+    fn describe(self) -> String {
+        match self {
+            Site::Handler => "handler".into(),
+            Site::MapHandler => "mapped handler".into(),
+            Site::Hook(phase) => format!("{} hook", phase.name()),
+            Site::Filter(name) => format!("filter {name}"),
+            Site::Authz(name) => format!("authz provider {name}"),
+        }
+    }
+
+    /// mod_lua's number for "Unable to find entry function … (not a valid function)".
+    fn not_a_function_code(self) -> &'static str {
+        match self {
+            Site::Handler => "AH01475",
+            Site::MapHandler => "AH02331",
+            Site::Hook(_) => "AH01478",
+            Site::Filter(_) => "AH02329",
+            Site::Authz(_) => "AH02319",
+        }
+    }
+
+    /// mod_lua's number for an error the called function raised.
+    fn runtime_code(self) -> &'static str {
+        match self {
+            Site::Handler | Site::MapHandler | Site::Hook(_) => "AH01471",
+            Site::Filter(_) => "AH02663",
+            Site::Authz(_) => "AH02316",
+        }
+    }
+}
+
 /// Logs a failed call with the script's position and a traceback; returns the status it
 /// calls for (500, or 503 when no VM could be had).
-pub fn log_failure(r: Request<'_>, entry: &Entry<'_>, what: &str, failure: &Failure) -> c_int {
+pub fn log_failure(r: Request<'_>, entry: &Entry<'_>, site: Site<'_>, failure: &Failure) -> c_int {
     let path = String::from_utf8_lossy(entry.path);
     let function = entry.function_name();
     let (level, status, text) = match failure {
+        // mod_lua's numbers for a file that does not compile and for a top level that fails.
         Failure::Load(m) => (
             Level::Err,
             httpd::HTTP_INTERNAL_SERVER_ERROR,
-            format!("lua: Error loading {path}: {m}"),
+            format!("AH01482: lua: Error loading {path}: {m}"),
+        ),
+        Failure::TopLevel(m) => (
+            Level::Err,
+            httpd::HTTP_INTERNAL_SERVER_ERROR,
+            format!("AH02613: lua: Error loading {path}: {m}"),
         ),
         Failure::NotAFunction => (
             Level::Crit,
             httpd::HTTP_INTERNAL_SERVER_ERROR,
             format!(
-                "lua: Unable to find entry function '{function}' in {path} (not a valid function)"
+                "{}: lua: Unable to find entry function '{function}' in {path} (not a valid function)",
+                site.not_a_function_code()
             ),
         ),
         Failure::Runtime(e) => (
             Level::Err,
             httpd::HTTP_INTERNAL_SERVER_ERROR,
             format!(
-                "lua: Lua error in {what} {path} ({function}): {}",
+                "{}: lua: Lua error in {} {path} ({function}): {}",
+                site.runtime_code(),
+                site.describe(),
                 e.one_line()
             ),
         ),
@@ -164,10 +217,10 @@ pub fn failed(
     r: Request<'_>,
     cfg: &DirConfig,
     entry: &Entry<'_>,
-    what: &str,
+    site: Site<'_>,
     failure: Failure,
 ) -> c_int {
-    let status = log_failure(r, entry, what, &failure);
+    let status = log_failure(r, entry, site, &failure);
     if r.response_started() {
         // Part of the response is on the wire: an error page can no longer be sent. Close the
         // connection so the client sees a broken response rather than a complete-looking one.

@@ -4,7 +4,7 @@
 
 use crate::config::{DirConfig, HookCode, Phase, Slot};
 use crate::dispatch::{self, Entry, Outcome};
-use crate::handler::{log_failure, status};
+use crate::handler::{log_failure, status, Site};
 use crate::httpd::{Level, Request, DECLINED, HTTP_INTERNAL_SERVER_ERROR};
 use std::borrow::Cow;
 use std::ffi::c_int;
@@ -59,7 +59,7 @@ pub fn run(r: Request<'_>, phase: Phase, slot: Slot) -> c_int {
                 r.log(
                     Level::Crit,
                     &format!(
-                        "Lua hook {path}:{} for phase {} did not return a numeric value",
+                        "AH03017: Lua hook {path}:{} for phase {} did not return a numeric value",
                         entry.function_name(),
                         phase.name()
                     ),
@@ -67,7 +67,7 @@ pub fn run(r: Request<'_>, phase: Phase, slot: Slot) -> c_int {
                 return on_failure(phase);
             }
             Err(f) => {
-                log_failure(r, &entry, &format!("{} hook", phase.name()), &f);
+                log_failure(r, &entry, Site::Hook(phase), &f);
                 return on_failure(phase);
             }
         }

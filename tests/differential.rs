@@ -396,3 +396,121 @@ fn same_responses_as_debian_mod_lua() {
     );
     ours.assert_no_crash();
 }
+
+/// Failures that both modules log, and the request that causes each.
+const FAILING: &[(&str, &str)] = &[
+    ("e/syntax.lua", "function handle(r\n"),
+    ("e/nofunc.lua", "x = 1\n"),
+    ("e/runtime.lua", "function handle(r) error('boom') end\n"),
+    ("e/toplevel.lua", "error('top')\nfunction handle(r) end\n"),
+    (
+        "e/cookie.lua",
+        "function handle(r) local v = r:getcookie('a') r:puts(tostring(v)) end\n",
+    ),
+    ("f/page.txt", "some text\n"),
+];
+const FAILING_SCRIPTS: &[(&str, &str)] = &[
+    ("maps.lua", "function none(r) r:puts('x') end\n"),
+    (
+        "hooks.lua",
+        "function nonnum(r) return 'x' end\nfunction err(r) error('hook boom') end\n",
+    ),
+    (
+        "authz.lua",
+        "function nonint(r) return 'x' end\nfunction bad(r) return 42 end\n\
+         function err(r) error('authz boom') end\n",
+    ),
+    (
+        "filters.lua",
+        "function failf(r) coroutine.yield() error('filter boom') end\n",
+    ),
+];
+const FAILING_CONFIG: &str = "LuaMapHandler ^/m/none$ {root}/maps.lua none\n\
+    LuaMapHandler ^/m/missing$ {root}/maps.lua nosuch\n\
+    LuaAuthzProvider lua-nonint {root}/authz.lua nonint\n\
+    LuaAuthzProvider lua-bad {root}/authz.lua bad\n\
+    LuaAuthzProvider lua-err {root}/authz.lua err\n\
+    LuaOutputFilter FAILF {root}/filters.lua failf\n\
+    <Location /h/nonnum>\n LuaHookFixups {root}/hooks.lua nonnum\n</Location>\n\
+    <Location /h/missing>\n LuaHookFixups {root}/hooks.lua nosuch\n</Location>\n\
+    <Location /h/err>\n LuaHookFixups {root}/hooks.lua err\n</Location>\n\
+    <Location /a/nonint>\n Require lua-nonint\n</Location>\n\
+    <Location /a/bad>\n Require lua-bad\n</Location>\n\
+    <Location /a/err>\n Require lua-err\n</Location>\n\
+    <Location /f/>\n SetOutputFilter FAILF\n</Location>\n";
+
+/// The message numbers (`AHnnnnn`) in `log` from byte `from` on.
+fn message_numbers(log: &str, from: usize) -> std::collections::BTreeSet<String> {
+    let text = log.get(from..).unwrap_or("");
+    let b = text.as_bytes();
+    text.match_indices("AH")
+        .filter(|(i, _)| {
+            b.len() >= i + 8 && b[i + 2..i + 7].iter().all(u8::is_ascii_digit) && b[i + 7] == b':'
+        })
+        .map(|(i, _)| text[i..i + 7].to_string())
+        .collect()
+}
+
+#[test]
+fn same_message_numbers_as_debian_mod_lua() {
+    if !httpd_available() || !std::path::Path::new(DEBIAN_MOD_LUA).exists() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "httpd or {DEBIAN_MOD_LUA} missing under CI"
+        );
+        return;
+    }
+    let start = |module| {
+        let mut cfg = Config::new().module(module).directives(FAILING_CONFIG);
+        for (name, body) in FAILING {
+            cfg = cfg.file(&format!("htdocs/{name}"), body);
+        }
+        for (name, body) in FAILING_SCRIPTS {
+            cfg = cfg.file(name, body);
+        }
+        cfg.start()
+    };
+    let (ours, theirs) = (start(Module::Ours), start(Module::DebianModLua));
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        ("/e/syntax.lua", &[]),
+        ("/e/nofunc.lua", &[]),
+        ("/e/runtime.lua", &[]),
+        ("/e/toplevel.lua", &[]),
+        ("/e/cookie.lua", &[("Cookie", "a=1; a=2")]),
+        ("/m/none", &[]),
+        ("/m/missing", &[]),
+        ("/h/nonnum", &[]),
+        ("/h/missing", &[]),
+        ("/h/err", &[]),
+        ("/a/nonint", &[]),
+        ("/a/bad", &[]),
+        ("/a/err", &[]),
+        ("/f/page.txt", &[]),
+    ];
+    for (path, headers) in cases {
+        let mut seen = Vec::new();
+        for s in [&ours, &theirs] {
+            let before = s.error_log().len();
+            let _ = s.connect().try_send("GET", path, headers, b"", false);
+            // The line is written before or while the response goes out; wait for it.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let mut numbers = message_numbers(&s.error_log(), before);
+            while numbers.is_empty() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                numbers = message_numbers(&s.error_log(), before);
+            }
+            // Any further line of the same failure.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            numbers.extend(message_numbers(&s.error_log(), before));
+            seen.push(numbers);
+        }
+        let (ours_n, theirs_n) = (&seen[0], &seen[1]);
+        assert!(
+            !ours_n.is_empty() && ours_n.is_subset(theirs_n),
+            "{path}: ours logged {ours_n:?}, mod_lua {theirs_n:?}\nours:\n{}\nmod_lua:\n{}",
+            ours.error_log(),
+            theirs.error_log()
+        );
+    }
+    ours.assert_no_crash();
+}

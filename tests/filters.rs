@@ -377,7 +377,9 @@ fn activation_and_failures() {
     );
     let log = s.error_log();
     assert!(
-        log.contains("filter failed on chunk 2") && log.contains("filters.lua:"),
+        log.contains("AH02663: lua: Error while executing filter fail_later: ")
+            && log.contains("filter failed on chunk 2")
+            && log.contains("filters.lua:"),
         "{log}"
     );
     assert_eq!(s.get("/u0/a.txt").status, 200);

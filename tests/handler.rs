@@ -244,20 +244,37 @@ fn failures_give_500_without_lua_text_and_log_position_and_traceback() {
         (
             "/rt.lua",
             500,
-            &["rt.lua:4:", "attempt to index", "stack traceback"],
+            &[
+                "AH01471: ",
+                "rt.lua:4:",
+                "attempt to index",
+                "stack traceback",
+            ],
         ),
-        ("/syntax.lua", 500, &["Error loading", "syntax.lua:3:"]),
+        (
+            "/syntax.lua",
+            500,
+            &["AH01482: ", "Error loading", "syntax.lua:3:"],
+        ),
         (
             "/nohandle.lua",
             500,
-            &["Unable to find entry function 'handle'", "nohandle.lua"],
+            &[
+                "AH01475: ",
+                "Unable to find entry function 'handle'",
+                "nohandle.lua",
+            ],
         ),
         (
             "/notfunc.lua",
             500,
             &["Unable to find entry function 'handle'", "notfunc.lua"],
         ),
-        ("/toperr.lua", 500, &["toperr.lua:1:", "top level failure"]),
+        (
+            "/toperr.lua",
+            500,
+            &["AH02613: ", "toperr.lua:1:", "top level failure"],
+        ),
         ("/badreq.lua", 500, &["brokenmod.lua:2:", "module failed"]),
         ("/panic.lua", 500, &["panic", "boom"]),
         (
@@ -290,7 +307,12 @@ fn failures_give_500_without_lua_text_and_log_position_and_traceback() {
         (
             "/unreadable.lua",
             500,
-            &["Error loading", "unreadable.lua", "cannot open"],
+            &[
+                "AH01482: ",
+                "Error loading",
+                "unreadable.lua",
+                "cannot open",
+            ],
         ),
     ];
     for (path, status, log_parts) in cases {

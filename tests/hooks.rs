@@ -186,6 +186,7 @@ fn phases_and_return_values() {
     assert_eq!(s.get("/nonnumber.txt").status, 500);
     assert_eq!(s.get("/hookerror.txt").status, 500);
     let log = s.error_log();
+    assert!(log.contains("AH03017: Lua hook "), "{log}");
     assert!(log.contains("did not return a numeric value"), "{log}");
     assert!(
         log.contains("hooks.lua:")
@@ -267,8 +268,15 @@ fn authz_provider_per_require_line() {
         404
     );
     let log = s.error_log();
-    assert!(log.contains("provider failed"), "{log}");
-    assert!(log.contains("did not return integer"), "{log}");
+    assert!(
+        log.contains("AH02316: lua: Lua error in authz provider lua-test ")
+            && log.contains("provider failed"),
+        "{log}"
+    );
+    assert!(
+        log.contains("AH02317: Error: authz provider lua-test did not return integer"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -67,11 +67,12 @@ fn routes_by_regex_captures() {
     assert_eq!(r.header("content-type"), Some("application/json"));
     let log = s.error_log();
     assert!(
-        log.contains("did not return a value, assuming apache2.OK"),
+        log.contains("AH02483: lua: Lua handler handle_list in ")
+            && log.contains("did not return a value, assuming apache2.OK"),
         "{log}"
     );
     assert!(
-        log.contains("Unable to find entry function 'nosuchfunction'"),
+        log.contains("AH02331: lua: Unable to find entry function 'nosuchfunction'"),
         "{log}"
     );
     // HEAD runs mapped handlers too.

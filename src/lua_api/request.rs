@@ -833,9 +833,11 @@ fn getcookie(lua: &Lua, r: Request<'_>, a: &Args<'_>) -> mlua::Result<MultiValue
         Err(form::DuplicateCookie) => {
             r.log(
                 Level::Err,
+                // httpd's own line for it (ap_cookie_read, which mod_lua calls).
                 &format!(
-                    "client submitted cookie '{}' more than once",
-                    String::from_utf8_lossy(&name)
+                    "AH00011: ap_cookie: client submitted cookie '{}' more than once: {}",
+                    String::from_utf8_lossy(&name),
+                    r.uri().map(|u| u.to_string_lossy()).unwrap_or_default()
                 ),
             );
             Ok(MultiValue::new())
@@ -883,7 +885,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         let name = c_arg(lua, "filter name", a.string(2)?)?;
         r.log(
             Level::Debug,
-            &format!("adding output filter {}", name.to_string_lossy()),
+            &format!("AH01485: adding output filter {}", name.to_string_lossy()),
         );
         r.add_output_filter(&name);
         Ok(())
@@ -1171,7 +1173,7 @@ mod ws {
         if let Err(why) = check {
             r.log(
                 Level::Notice,
-                &format!("Websocket: Upgrade from HTTP to Websocket failed: {why}"),
+                &format!("AH02666: Websocket: Upgrade from HTTP to Websocket failed: {why}"),
             );
             return Ok(MultiValue::new());
         }
@@ -1188,7 +1190,10 @@ mod ws {
         }
         r.set_status(101);
         state.set_websocket(WebSocket::Open);
-        r.log(Level::Debug, "Websocket: Upgraded from HTTP to Websocket");
+        r.log(
+            Level::Debug,
+            "AH03012: Websocket: Upgraded from HTTP to Websocket",
+        );
         true.into_lua_multi(lua)
     }
 

@@ -81,8 +81,10 @@ pub struct ChunkSpec<'a> {
 /// Why an entry function could not be called.
 #[derive(Debug)]
 pub enum VmError {
-    /// The script could not be read, compiled, or its top level failed.
+    /// The script could not be read or compiled.
     Load(String),
+    /// The script's top level raised an error.
+    TopLevel(String),
     /// The named global is not a function.
     NotAFunction,
     /// Lua itself failed (out of memory, internal error).
@@ -488,7 +490,7 @@ impl Vm {
                 .set_environment(env.clone())
                 .call::<()>(()),
         };
-        result.map_err(|e| VmError::Load(ErrorText::of(&e).one_line()))
+        result.map_err(|e| VmError::TopLevel(ErrorText::of(&e).one_line()))
     }
 
     /// Returns the compiled script, (re)loading it per the code-cache policy, its generation

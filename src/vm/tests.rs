@@ -162,7 +162,7 @@ fn load_errors_and_missing_functions() {
     }
     let top = d.write("top.lua", "\n\nerror('boom')\n");
     match vm.resolve(&spec(&top, CodeCache::Stat, &e), EnvMode::Once, "handle") {
-        Err(VmError::Load(m)) => assert!(m.contains("top.lua:3: boom"), "{m}"),
+        Err(VmError::TopLevel(m)) => assert!(m.contains("top.lua:3: boom"), "{m}"),
         _ => panic!("expected a top-level error"),
     }
     let nf = d.write("nf.lua", "handle = 5");
