@@ -36,6 +36,14 @@ pub fn httpd_available() -> bool {
     false
 }
 
+/// `MOD_LUA_RS_MEMCHECK=1`: every httpd loading our module runs under valgrind's memcheck (its
+/// children are forks, so they are checked too), each process logging to
+/// `ROOT/logs/memcheck.<pid>.log`; when the server is dropped, any memcheck error fails the test.
+/// A few tests bound how long something may take and fail at valgrind's speed.
+pub fn memcheck() -> bool {
+    std::env::var("MOD_LUA_RS_MEMCHECK").is_ok_and(|v| v == "1")
+}
+
 /// Builds the cdylib once per test binary (cargo test does not rebuild it) and returns it.
 pub fn module_path() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
@@ -141,6 +149,8 @@ pub struct Server {
     pub port: u16,
     child: Option<Child>,
     conf: PathBuf,
+    /// Runs under memcheck (see [`memcheck`]).
+    memcheck: bool,
 }
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -264,7 +274,21 @@ impl Server {
             let root = scratch_dir(tag);
             let port = free_port();
             let (conf, _) = Self::prepare(&cfg, &root, port);
-            let child = Command::new(HTTPD)
+            let memcheck = memcheck() && cfg.module == Module::Ours;
+            let mut cmd = if memcheck {
+                let mut c = Command::new("valgrind");
+                c.arg("--tool=memcheck")
+                    .arg("--num-callers=40")
+                    .arg(format!(
+                        "--log-file={}",
+                        root.join("logs/memcheck.%p.log").display()
+                    ))
+                    .arg(HTTPD);
+                c
+            } else {
+                Command::new(HTTPD)
+            };
+            let child = cmd
                 .arg("-d")
                 .arg(&root)
                 .arg("-f")
@@ -281,6 +305,7 @@ impl Server {
                 port,
                 child: Some(child),
                 conf,
+                memcheck,
             };
             match server.wait_ready() {
                 Ok(()) => return server,
@@ -290,8 +315,13 @@ impl Server {
         panic!("httpd did not start: {last_err}");
     }
 
+    /// How long starting and stopping may take (valgrind is some 20 times slower).
+    fn patience(&self) -> Duration {
+        Duration::from_secs(if self.memcheck { 120 } else { 15 })
+    }
+
     fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + self.patience();
         while Instant::now() < deadline {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
@@ -363,7 +393,7 @@ impl Server {
             unsafe {
                 libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
             }
-            let deadline = Instant::now() + Duration::from_secs(15);
+            let deadline = Instant::now() + self.patience();
             loop {
                 match child.try_wait() {
                     Ok(Some(_)) => break,
@@ -379,9 +409,35 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Under memcheck: the first report of every process that had errors ("" when none).
+    fn memcheck_errors(&self) -> String {
+        let mut found = String::new();
+        let Ok(dir) = std::fs::read_dir(self.root.join("logs")) else {
+            return found;
+        };
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("memcheck.") {
+                continue;
+            }
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let clean = text.contains("ERROR SUMMARY: 0 errors");
+            if !clean && text.contains("ERROR SUMMARY:") {
+                found.push_str(&format!("--- {name}\n{text}\n"));
+            }
+        }
+        found
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+        if self.memcheck && !std::thread::panicking() {
+            let errors = self.memcheck_errors();
+            assert!(errors.is_empty(), "memcheck found errors:\n{errors}");
+        }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.root);
         }
