@@ -267,15 +267,13 @@ fn authz_provider_per_require_line() {
             .status,
         404
     );
-    let log = s.error_log();
-    assert!(
-        log.contains("AH02316: lua: Lua error in authz provider lua-test ")
-            && log.contains("provider failed"),
-        "{log}"
-    );
-    assert!(
-        log.contains("AH02317: Error: authz provider lua-test did not return integer"),
-        "{log}"
+    assert_logged(
+        &s.error_log(),
+        &[
+            "AH02316: lua: Lua error in authz provider lua-test ",
+            "provider failed",
+            "AH02317: Error: authz provider lua-test did not return integer",
+        ],
     );
 }
 

@@ -65,15 +65,13 @@ fn routes_by_regex_captures() {
     }
     let r = s.get("/api/users/list");
     assert_eq!(r.header("content-type"), Some("application/json"));
-    let log = s.error_log();
-    assert!(
-        log.contains("AH02483: lua: Lua handler handle_list in ")
-            && log.contains("did not return a value, assuming apache2.OK"),
-        "{log}"
-    );
-    assert!(
-        log.contains("AH02331: lua: Unable to find entry function 'nosuchfunction'"),
-        "{log}"
+    assert_logged(
+        &s.error_log(),
+        &[
+            "AH02483: lua: Lua handler handle_list in ",
+            "did not return a value, assuming apache2.OK",
+            "AH02331: lua: Unable to find entry function 'nosuchfunction'",
+        ],
     );
     // HEAD runs mapped handlers too.
     let r = s.request("HEAD", "/api/users/list", &[], b"");

@@ -44,6 +44,16 @@ pub fn memcheck() -> bool {
     std::env::var("MOD_LUA_RS_MEMCHECK").is_ok_and(|v| v == "1")
 }
 
+/// Asserts that the error log text `log` contains every one of `parts`.
+pub fn assert_logged(log: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(
+            log.contains(part),
+            "{part:?} is not in the error log:\n{log}"
+        );
+    }
+}
+
 /// Builds the cdylib once per test binary (cargo test does not rebuild it) and returns it.
 pub fn module_path() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
