@@ -3,11 +3,11 @@
 //! A panic inside a call poisons that VM and becomes an ordinary failure.
 
 use crate::config::{DirConfig, InlineChunk, Scope};
-use crate::httpd::{AliveGuard, FileStamp, Request};
+use crate::httpd::{AliveGuard, FileStamp, Level, Request};
 use crate::lua_api::request;
 use crate::lua_api::returned_number;
 use crate::vm::pool::{self, PoolError, SendVm};
-use crate::vm::{ChunkSpec, EnvMode, ErrorText, Vm, VmError, VmSetup};
+use crate::vm::{ChunkSpec, EnvMode, ErrorText, Load, Vm, VmError, VmSetup};
 use mlua::Value;
 use once_cell::unsync::OnceCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -218,7 +218,9 @@ fn run(
         let runtime = |e: mlua::Error| Failure::Runtime(ErrorText::of(&e));
         match entry.function {
             Some(name) => {
-                let env = vm.resolve_env(spec, mode)?;
+                let env = vm.resolve_env(spec, mode);
+                log_load(vm, r, spec);
+                let env = env?;
                 let mut args = Vec::with_capacity(entry.args.len());
                 for a in entry.args {
                     args.push(Value::String(lua.create_string(a).map_err(lua_failure)?));
@@ -228,7 +230,9 @@ fn run(
                     .ok_or(Failure::NotAFunction)
             }
             None => {
-                let (code, env) = vm.resolve_body(spec, mode)?;
+                let resolved = vm.resolve_body(spec, mode);
+                log_load(vm, r, spec);
+                let (code, env) = resolved?;
                 request::with_request(lua, r, |r| Ok(vm.call_body(&code, &env, r)))
                     .map_err(lua_failure)?
                     .map_err(runtime)
@@ -275,12 +279,32 @@ impl Coroutine {
     }
 }
 
+/// mod_lua's debug lines for a script file a VM has just read (taken whether or not the read
+/// succeeded, so that a later call does not report it again).
+fn log_load(vm: &Vm, r: Request<'_>, spec: &ChunkSpec<'_>) {
+    let Some(load) = vm.take_last_load() else {
+        return;
+    };
+    if r.is_level(Level::Debug) {
+        let path = String::from_utf8_lossy(spec.path);
+        r.log(
+            Level::Debug,
+            &match load {
+                Load::First => format!("AH01481: loading lua file {path}"),
+                Load::Again => format!("AH02332: (re)loading lua file {path}"),
+            },
+        );
+    }
+}
+
 /// Prepares `entry`'s function as a coroutine for a filter (not started yet).
 pub fn coroutine(r: Request<'_>, cfg: &DirConfig, entry: &Entry<'_>) -> Result<Coroutine, Failure> {
     let spec = chunk_spec(cfg, entry);
     let function = entry.function.unwrap_or("handle");
     let (parts, lease) = with_scope_vm(r, cfg, entry, |vm, mode| {
-        let (f, env) = vm.resolve_with_env(&spec, mode, function)?;
+        let resolved = vm.resolve_with_env(&spec, mode, function);
+        log_load(vm, r, &spec);
+        let (f, env) = resolved?;
         let thread = vm.lua().create_thread(f).map_err(lua_failure)?;
         Ok((vm.lua().clone(), thread, env))
     })?;

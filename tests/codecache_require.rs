@@ -18,6 +18,7 @@ fn code_cache_policies() {
     }
     assert_eq!(V1.len(), V2.len());
     let s = Config::new()
+        .log_level("info lua:debug")
         .directives(
             "LuaScope thread\n\
              <Directory {docroot}/forever>\n LuaCodeCache forever\n</Directory>\n\
@@ -50,6 +51,26 @@ fn code_cache_policies() {
     );
     s.write_doc("stat/v.lua", V3);
     assert_eq!(fetch(&mut c, "/stat/v.lua"), "version-3");
+    // mod_lua's debug lines for a first read and a re-read (one connection: one child, and
+    // its pool hands the same VM back to each request).
+    let file = |dir: &str| format!("{}/{dir}/v.lua", s.docroot().display());
+    let log = s.error_log();
+    assert_logged(
+        &log,
+        &[
+            &format!("AH01481: loading lua file {}", file("stat")),
+            &format!("AH02332: (re)loading lua file {}", file("stat")),
+            &format!("AH01481: loading lua file {}", file("forever")),
+            &format!("AH02332: (re)loading lua file {}", file("never")),
+        ],
+    );
+    assert!(
+        !log.contains(&format!(
+            "AH02332: (re)loading lua file {}",
+            file("forever")
+        )),
+        "{log}"
+    );
     // `never` reloads on every use: the top level runs again each time (globals persist in
     // the long-lived scope, as in mod_lua's reload-in-place).
     let a: u64 = fetch(&mut c, "/never2/count.lua").parse().unwrap();

@@ -234,6 +234,16 @@ pub struct Vm {
     since_collect: Cell<u32>,
     /// Whether the last request left more than [`IDLE_GARBAGE`] uncollected.
     garbage_left: Cell<bool>,
+    /// Whether the last lookup of a script file read it (for mod_lua's debug lines).
+    last_load: Cell<Option<Load>>,
+}
+
+/// A script file read by a VM: for the first time, or again because it changed (or
+/// `LuaCodeCache never`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Load {
+    First,
+    Again,
 }
 
 impl Vm {
@@ -273,6 +283,7 @@ impl Vm {
             last_used: Cell::new(None),
             since_collect: Cell::new(0),
             garbage_left: Cell::new(false),
+            last_load: Cell::new(None),
         })
     }
 
@@ -511,22 +522,32 @@ impl Vm {
             },
             _ => None,
         };
-        let cached = {
+        let (cached, known) = {
             let chunks = self.chunks.borrow();
-            chunks.get(path).and_then(|e| {
-                let fresh = match codecache {
-                    CodeCache::Forever => true,
-                    CodeCache::Never => false,
-                    CodeCache::Stat => current.is_some() && current == e.stamp,
-                };
-                fresh.then(|| (e.code.clone(), e.generation, e.profile.clone()))
-            })
+            match chunks.get(path) {
+                None => (None, false),
+                Some(e) => {
+                    let fresh = match codecache {
+                        CodeCache::Forever => true,
+                        CodeCache::Never => false,
+                        CodeCache::Stat => current.is_some() && current == e.stamp,
+                    };
+                    (
+                        fresh.then(|| (e.code.clone(), e.generation, e.profile.clone())),
+                        true,
+                    )
+                }
+            }
         };
         if let Some((code, generation, p)) = cached {
             if p.paths == spec.package_paths && p.cpaths == spec.package_cpaths {
                 return Ok((code, generation, p));
             }
             return self.reprofile(spec, code, generation, current);
+        }
+        if spec.inline.is_none() {
+            self.last_load
+                .set(Some(if known { Load::Again } else { Load::First }));
         }
         let code = Rc::new(self.compile(spec)?);
         let generation = self.next_generation();
@@ -562,6 +583,11 @@ impl Vm {
             },
         );
         Ok((code, generation, profile))
+    }
+
+    /// Whether the last script lookup read a file (once: the answer is cleared).
+    pub fn take_last_load(&self) -> Option<Load> {
+        self.last_load.take()
     }
 
     fn next_generation(&self) -> u64 {
