@@ -218,9 +218,7 @@ fn run(
         let runtime = |e: mlua::Error| Failure::Runtime(ErrorText::of(&e));
         match entry.function {
             Some(name) => {
-                let env = vm.resolve_env(spec, mode);
-                log_load(vm, r, spec);
-                let env = env?;
+                let env = reported(vm, r, spec, vm.resolve_env(spec, mode))?;
                 let mut args = Vec::with_capacity(entry.args.len());
                 for a in entry.args {
                     args.push(Value::String(lua.create_string(a).map_err(lua_failure)?));
@@ -230,9 +228,7 @@ fn run(
                     .ok_or(Failure::NotAFunction)
             }
             None => {
-                let resolved = vm.resolve_body(spec, mode);
-                log_load(vm, r, spec);
-                let (code, env) = resolved?;
+                let (code, env) = reported(vm, r, spec, vm.resolve_body(spec, mode))?;
                 request::with_request(lua, r, |r| Ok(vm.call_body(&code, &env, r)))
                     .map_err(lua_failure)?
                     .map_err(runtime)
@@ -279,11 +275,17 @@ impl Coroutine {
     }
 }
 
-/// mod_lua's debug lines for a script file a VM has just read (taken whether or not the read
-/// succeeded, so that a later call does not report it again).
-fn log_load(vm: &Vm, r: Request<'_>, spec: &ChunkSpec<'_>) {
+/// Passes on what resolving `spec` in `vm` gave, after mod_lua's debug line for a script file
+/// the VM read on the way (reported whether or not the read succeeded, so that a later call
+/// does not report it again).
+fn reported<T>(
+    vm: &Vm,
+    r: Request<'_>,
+    spec: &ChunkSpec<'_>,
+    resolved: Result<T, VmError>,
+) -> Result<T, VmError> {
     let Some(load) = vm.take_last_load() else {
-        return;
+        return resolved;
     };
     if r.is_level(Level::Debug) {
         let path = String::from_utf8_lossy(spec.path);
@@ -295,6 +297,7 @@ fn log_load(vm: &Vm, r: Request<'_>, spec: &ChunkSpec<'_>) {
             },
         );
     }
+    resolved
 }
 
 /// Prepares `entry`'s function as a coroutine for a filter (not started yet).
@@ -302,9 +305,7 @@ pub fn coroutine(r: Request<'_>, cfg: &DirConfig, entry: &Entry<'_>) -> Result<C
     let spec = chunk_spec(cfg, entry);
     let function = entry.function.unwrap_or("handle");
     let (parts, lease) = with_scope_vm(r, cfg, entry, |vm, mode| {
-        let resolved = vm.resolve_with_env(&spec, mode, function);
-        log_load(vm, r, &spec);
-        let (f, env) = resolved?;
+        let (f, env) = reported(vm, r, &spec, vm.resolve_with_env(&spec, mode, function))?;
         let thread = vm.lua().create_thread(f).map_err(lua_failure)?;
         Ok((vm.lua().clone(), thread, env))
     })?;

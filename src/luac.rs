@@ -424,29 +424,29 @@ impl<'l> Stack<'l> {
         // SAFETY: `t` is a table argument and there is room for `n` values; each is read in
         // its own slot (top + i) once pushed, as its kind says it may be.
         let push = |i: usize| Kind::of(unsafe { ffi::lua_rawgeti(self.l, t, i as _) });
+        // Every element as `read` reads its slot while all are of `kind` (the first one is).
+        fn all<T>(
+            n: usize,
+            kind: Kind,
+            push: impl Fn(usize) -> Kind,
+            read: impl Fn(usize) -> T,
+        ) -> Option<Vec<T>> {
+            let mut out = Vec::with_capacity(n);
+            out.push(read(1));
+            for i in 2..=n {
+                if push(i) != kind {
+                    return None;
+                }
+                out.push(read(i));
+            }
+            Some(out)
+        }
+        let slot = |i: usize| top + i as c_int;
         Some(match push(1) {
-            Kind::String => {
-                let mut strs = Vec::with_capacity(n);
-                strs.push(LuaStr(self.tostring(top + 1)));
-                for i in 2..=n {
-                    if push(i) != Kind::String {
-                        return Some(Elements::Other);
-                    }
-                    strs.push(LuaStr(self.tostring(top + i as c_int)));
-                }
-                Elements::Strs(strs)
-            }
-            Kind::Number => {
-                let mut nums = Vec::with_capacity(n);
-                nums.push(self.number_at(top + 1));
-                for i in 2..=n {
-                    if push(i) != Kind::Number {
-                        return Some(Elements::Other);
-                    }
-                    nums.push(self.number_at(top + i as c_int));
-                }
-                Elements::Numbers(nums)
-            }
+            Kind::String => all(n, Kind::String, push, |i| LuaStr(self.tostring(slot(i))))
+                .map_or(Elements::Other, Elements::Strs),
+            Kind::Number => all(n, Kind::Number, push, |i| self.number_at(slot(i)))
+                .map_or(Elements::Other, Elements::Numbers),
             _ => Elements::Other,
         })
     }
