@@ -3,7 +3,9 @@
 //! `bucket` and yields what to pass on; at the end `bucket` is nil and a last yield is a
 //! suffix. Returning before the first yield declines. Unlike mod_lua, it works in every
 //! LuaScope, streams (output is passed on every 64 KiB), accepts `coroutine.yield()` without a
-//! value, and a failure after output began closes the connection instead of hanging it.
+//! value, and a failure after output began closes the connection instead of hanging it (before
+//! that, httpd can still answer 500, as it does with mod_lua; nothing more passes the broken
+//! filter either way).
 
 use crate::config::{DirConfig, FilterKind, FilterSpec};
 use crate::dispatch::{self, Coroutine, Entry, Failure};
@@ -21,12 +23,21 @@ const PASS_EVERY: usize = 64 * 1024;
 
 /// Per filter instance, attached to the request pool.
 pub struct FilterState {
-    /// The running coroutine; `None` once it finished (or failed).
-    co: Option<Coroutine>,
+    run: Run,
     /// For input filters: the brigade read from the next filter (kept to avoid one per call).
     scratch: Option<PoolBrigade>,
     /// What file buckets are read into (see [`httpd::Bucket::read_unmapped`]).
     buf: Vec<u8>,
+}
+
+/// Where a filter instance is.
+enum Run {
+    /// Its coroutine takes the body.
+    Running(Coroutine),
+    /// It saw the end of the body: anything after it passes as it is.
+    Done,
+    /// It failed (or never started): nothing passes any more.
+    Broken,
 }
 
 /// What a filter yielded: a Lua string (passed on without a copy by output filters, copied
@@ -160,7 +171,7 @@ fn start(r: Request<'_>, f: Filter<'_>, kind: FilterKind) -> Start {
     }
 }
 
-/// A broken filter: log, stop all output on this connection, report an error.
+/// A filter that failed on the way: log, and stop (see [`stop`]).
 fn abort(r: Request<'_>, f: Filter<'_>, state: &mut FilterState, msg: &str) -> ffi::apr_status_t {
     r.log(
         Level::Err,
@@ -169,9 +180,35 @@ fn abort(r: Request<'_>, f: Filter<'_>, state: &mut FilterState, msg: &str) -> f
             f.name()
         ),
     );
-    state.co = None;
-    r.connection().abort();
+    state.run = Run::Broken;
+    stop(r)
+}
+
+/// The status of a broken filter, which lets nothing more through. Until the response has
+/// started httpd can still answer 500 (the default handler makes one of a filter's error, and
+/// error pages bypass resource filters), so the connection only closes after this request;
+/// once part of the response went out, the connection is aborted so that the client sees a
+/// broken response, not a complete-looking one.
+fn stop(r: Request<'_>) -> ffi::apr_status_t {
+    if r.response_started() {
+        r.connection().abort();
+    } else {
+        r.connection().close_after();
+    }
     APR_EGENERAL
+}
+
+/// Remembers a filter that could not start, so that nothing passes it unfiltered later.
+fn never_started(r: Request<'_>, f: Filter<'_>) -> ffi::apr_status_t {
+    f.set_state(
+        r,
+        FilterState {
+            run: Run::Broken,
+            scratch: None,
+            buf: Vec::new(),
+        },
+    );
+    stop(r)
 }
 
 pub fn output(f: Filter<'_>, bb: Brigade<'_>) -> ffi::apr_status_t {
@@ -191,16 +228,14 @@ pub fn output(f: Filter<'_>, bb: Brigade<'_>) -> ffi::apr_status_t {
             }
             Start::Failed => {
                 // No VM or no function: nothing may pass unfiltered.
-                f.remove_output();
                 bb.clear();
-                r.connection().abort();
-                return APR_EGENERAL;
+                return never_started(r, f);
             }
             Start::Accepted(co, prefix) => {
                 f.set_state(
                     r,
                     FilterState {
-                        co: Some(co),
+                        run: Run::Running(co),
                         scratch: None,
                         buf: Vec::new(),
                     },
@@ -218,10 +253,14 @@ pub fn output(f: Filter<'_>, bb: Brigade<'_>) -> ffi::apr_status_t {
         }
     }
     let state = f.state::<FilterState>().expect("state set above");
+    if matches!(state.run, Run::Broken) {
+        bb.clear();
+        return stop(r);
+    }
     let mut pending = 0usize;
     let mut next = bb.first();
     while let Some(bucket) = next {
-        let Some(co) = state.co.as_ref() else {
+        let Run::Running(co) = &state.run else {
             // Finished (EOS seen): anything after it passes as it is.
             next = bucket.next(bb);
             out.take(bucket);
@@ -239,7 +278,9 @@ pub fn output(f: Filter<'_>, bb: Brigade<'_>) -> ffi::apr_status_t {
                     }
                     _ => {}
                 }
-                retired = state.co.take();
+                if let Run::Running(co) = std::mem::replace(&mut state.run, Run::Done) {
+                    retired = Some(co);
+                }
                 next = bucket.next(bb);
                 out.take(bucket);
             }
@@ -322,17 +363,14 @@ pub fn input(
                 f.remove_input();
                 return f.get(bb, mode, block, readbytes);
             }
-            Start::Failed => {
-                f.remove_input();
-                return APR_EGENERAL;
-            }
+            Start::Failed => return never_started(r, f),
             // Input filters ignore the first yield's value (mod_lua FL04).
             Start::Accepted(co, _) => {
                 let scratch = PoolBrigade::new(f.brigade());
                 f.set_state(
                     r,
                     FilterState {
-                        co: Some(co),
+                        run: Run::Running(co),
                         scratch: Some(scratch),
                         buf: Vec::new(),
                     },
@@ -341,8 +379,10 @@ pub fn input(
         }
     }
     let state = f.state::<FilterState>().expect("state set above");
-    if state.co.is_none() {
-        return f.get(bb, mode, block, readbytes);
+    match state.run {
+        Run::Running(_) => {}
+        Run::Done => return f.get(bb, mode, block, readbytes),
+        Run::Broken => return stop(r),
     }
     let Some(tmp) = state.scratch.as_ref().map(PoolBrigade::get) else {
         return APR_EGENERAL;
@@ -353,7 +393,7 @@ pub fn input(
     }
     let mut next = tmp.first();
     while let Some(bucket) = next {
-        let Some(co) = state.co.as_ref() else {
+        let Run::Running(co) = &state.run else {
             next = bucket.next(tmp);
             bucket.move_to(bb);
             continue;
@@ -370,7 +410,7 @@ pub fn input(
                     }
                     _ => {}
                 }
-                state.co = None;
+                state.run = Run::Done;
                 next = bucket.next(tmp);
                 bucket.move_to(bb);
             }

@@ -774,9 +774,13 @@ impl<'a> Conn<'a> {
     /// script fails after part of the response went out: the client must see a broken
     /// response, not a complete-looking one).
     pub fn abort(self) {
-        let c = self.rec();
-        c.keepalive = ffi::ap_conn_keepalive_e_AP_CONN_CLOSE;
-        c.aborted = 1;
+        self.close_after();
+        self.rec().aborted = 1;
+    }
+
+    /// Closes the connection once this request's response (if any) is done.
+    pub fn close_after(self) {
+        self.rec().keepalive = ffi::ap_conn_keepalive_e_AP_CONN_CLOSE;
     }
 }
 

@@ -431,6 +431,65 @@ fn fl10_matches_debian_mod_lua() {
     assert_eq!(bodies[0].1, "prefix\nbucket:foobar\nsuffix\n");
 }
 
+/// An output filter that fails before any of the response went out (an error on its first
+/// chunk, no such function, a script that does not compile) leaves httpd free to answer 500,
+/// as mod_lua does, instead of closing the connection on an empty response; nothing of the
+/// file passes unfiltered, and the next request on the same connection is served.
+#[test]
+fn failures_before_output_answer_500_like_debian_mod_lua() {
+    if !httpd_available() || !std::path::Path::new(DEBIAN_MOD_LUA).exists() {
+        return;
+    }
+    const SCRIPT: &str =
+        "function fail_first(r)\n coroutine.yield()\n error('broke on the first chunk')\nend\n";
+    let paths = ["/first/a.txt", "/nofunc/a.txt", "/bad/a.txt"];
+    let mut answers = Vec::new();
+    for m in [Module::Ours, Module::DebianModLua] {
+        let s = Config::new()
+            .module(m)
+            .directives(
+                "LuaOutputFilter FAIL_FIRST {root}/f.lua fail_first\n\
+                 LuaOutputFilter NOFUNC {root}/f.lua no_such_function\n\
+                 LuaOutputFilter BAD {root}/bad.lua fail_first\n\
+                 <Location /first/>\n SetOutputFilter FAIL_FIRST\n</Location>\n\
+                 <Location /nofunc/>\n SetOutputFilter NOFUNC\n</Location>\n\
+                 <Location /bad/>\n SetOutputFilter BAD\n</Location>\n",
+            )
+            .file("f.lua", SCRIPT)
+            .file("bad.lua", "function fail_first(r) coroutine.yield( end\n")
+            .file("htdocs/first/a.txt", "secret file text")
+            .file("htdocs/nofunc/a.txt", "secret file text")
+            .file("htdocs/bad/a.txt", "secret file text")
+            .file("htdocs/plain.txt", "plain")
+            .start();
+        for p in paths {
+            let r = s.get(p);
+            assert!(!r.text().contains("secret"), "{p}: {}", r.text());
+            answers.push((p, r.status));
+        }
+        if m == Module::Ours {
+            let mut c = s.connect();
+            let r = c.send("GET", "/first/a.txt", &[], b"", false);
+            assert_eq!(r.status, 500);
+            let r = c.send_retrying(s.port, "/plain.txt");
+            assert_eq!((r.status, r.text()), (200, "plain".to_string()));
+            assert_logged(
+                &s.error_log(),
+                &[
+                    "AH02663: lua: Error while executing filter fail_first: ",
+                    "f.lua:3: broke on the first chunk",
+                    "AH02329: lua: Unable to find entry function 'no_such_function'",
+                    "AH01482: lua: Error loading ",
+                ],
+            );
+            s.assert_no_crash();
+        }
+    }
+    let (ours, theirs) = answers.split_at(paths.len());
+    assert_eq!(ours, theirs);
+    assert!(ours.iter().all(|&(_, status)| status == 500), "{ours:?}");
+}
+
 /// Static files reach a filter in the pieces mod_lua gives it: with `EnableMMAP on` (the
 /// default) one piece per 4 MiB, with `EnableMMAP off` apr's 8000-byte reads; and the bytes are
 /// the file's (we read mapped-size pieces without mapping the file).
