@@ -42,6 +42,11 @@ const SCRIPTS: &[(&str, &str)] = &[
         "form.lua",
         "function handle(r) local s = r:parsebody() r:puts(tostring(s.name), '/', tostring(s.city)) end",
     ),
+    (
+        "formkeys.lua",
+        "function handle(r) local p = r:parsebody() local ks = {} for k, v in pairs(p) do ks[#ks + 1] = k .. '=' .. v end \
+         table.sort(ks) r:puts(table.concat(ks, ';')) end",
+    ),
     ("noreturn.lua", "function handle(r) r:puts('x') end"),
     ("returnstr.lua", "function handle(r) r:puts('x') return 'abc' end"),
     ("ctype.lua", "function handle(r) r.content_type = 'application/x-custom' r:puts('{}') end"),
@@ -255,6 +260,12 @@ const REQUESTS: &[Req] = &[
         path: "/form.lua",
         headers: &[("Content-Type", "application/x-www-form-urlencoded")],
         body: b"name=Ann+Lee&city=Z%C3%BCrich",
+    },
+    Req {
+        method: "POST",
+        path: "/formkeys.lua",
+        headers: &[("Content-Type", "application/x-www-form-urlencoded")],
+        body: b"a=1&=x&novalue&&e=%41%42+c",
     },
     get("/noreturn.lua"),
     get("/returnstr.lua"),

@@ -128,14 +128,13 @@ pub fn pair_count(s: &[u8]) -> usize {
 }
 
 /// Parses an `application/x-www-form-urlencoded` body like httpd's `ap_parse_form_data`:
-/// pairs separated by `&`, `+` is a space, pairs without `=` are dropped.
+/// pairs separated by `&`, `+` is a space, pairs without `=` are dropped (an empty name is
+/// kept, as httpd keeps it).
 pub fn parse_urlencoded(body: &[u8]) -> impl Iterator<Item = Pair<'_>> {
-    split(body, b'&')
-        .filter_map(|p| {
-            let eq = find_byte(p, b'=')?;
-            Some((unescape(&p[..eq], true), unescape(&p[eq + 1..], true)))
-        })
-        .filter(|(k, _)| !k.is_empty())
+    split(body, b'&').filter_map(|p| {
+        let eq = find_byte(p, b'=')?;
+        Some((unescape(&p[..eq], true), unescape(&p[eq + 1..], true)))
+    })
 }
 
 #[cfg(test)]
@@ -223,11 +222,12 @@ mod tests {
     #[test]
     fn urlencoded_bodies() {
         assert_eq!(
-            s(&parse_urlencoded(b"hello=7&hello=1&novalue&x=a+b").collect::<Vec<_>>()),
+            s(&parse_urlencoded(b"hello=7&hello=1&novalue&x=a+b&=v&&").collect::<Vec<_>>()),
             vec![
                 ("hello".into(), "7".into()),
                 ("hello".into(), "1".into()),
-                ("x".into(), "a b".into())
+                ("x".into(), "a b".into()),
+                ("".into(), "v".into())
             ]
         );
     }
