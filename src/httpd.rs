@@ -279,6 +279,9 @@ impl<'a> Request<'a> {
     pub fn set_user(self, v: Option<&[u8]>) {
         self.rec().user = self.set_str(v);
     }
+    pub fn set_ap_auth_type(self, v: Option<&[u8]>) {
+        self.rec().ap_auth_type = self.set_str(v);
+    }
     pub fn set_proxyreq(self, v: c_int) {
         self.rec().proxyreq = v;
     }

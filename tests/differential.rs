@@ -28,6 +28,11 @@ const SCRIPTS: &[(&str, &str)] = &[
          tostring(r.path_info), '|', r.unparsed_uri, '|', r.the_request, '|', tostring(r.is_initial_req), '|', \
          tostring(r.assbackwards), '|', r.proxyreq, '|', tostring(r.user), '|', r.status, '|', tostring(r.handler)) end",
     ),
+    (
+        "setfields.lua",
+        "function handle(r) r.ap_auth_type = 'Token' r.user = 'bob' local ok = pcall(function() r.method = 'PUT' end) \
+         r:puts(r.ap_auth_type, '|', r.user, '|', tostring(ok), '|', r.method) end",
+    ),
     ("write.lua", "function handle(r) local n = r:write('abc\\0def') r:puts(' ', n) end"),
     ("numbers.lua", "function handle(r) r:puts(1, 2, 'x', 10) end"),
     (
@@ -249,6 +254,7 @@ const REQUESTS: &[Req] = &[
     get("/redirect.lua"),
     get("/fields.lua?x=1"),
     get("/fields.lua"),
+    get("/setfields.lua"),
     get("/write.lua"),
     get("/numbers.lua"),
     get("/putsmany.lua"),

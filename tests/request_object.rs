@@ -577,7 +577,6 @@ fn writable_and_read_only_fields() {
         "headers_in",
         "banner",
         "is_https",
-        "ap_auth_type",
         "nonexistent",
     ] {
         let r = op(&s, "readonly", &[("X-Field", field)], b"");

@@ -362,7 +362,8 @@ fn request_index(s: &Stack<'_>) -> Returned {
     Ok(1)
 }
 
-/// mod_lua `req_newindex`: eight writable fields; values checked as luaL_check* would.
+/// mod_lua `req_newindex`: nine writable fields (`ap_auth_type` too, as in Debian's 2.4.71,
+/// though mod_lua's 2.4 manual says eight); values checked as luaL_check* would.
 fn request_newindex(s: &Stack<'_>) -> Returned {
     let (_, r) = raw_request(s, "newindex")?;
     let key = s.string_arg(2, "newindex")?;
@@ -385,6 +386,7 @@ fn request_newindex(s: &Stack<'_>) -> Returned {
         b"filename" => r.set_filename(text()?),
         b"handler" => r.set_handler(Some(text()?)),
         b"user" => r.set_user(Some(text()?)),
+        b"ap_auth_type" => r.set_ap_auth_type(Some(text()?)),
         b"content_type" => r.set_content_type(text()?),
         _ => {
             return Err(format!(
