@@ -2112,15 +2112,12 @@ pub fn module_commands(name: &CStr) -> Option<Vec<(String, String)>> {
     }
 }
 
-/// (server_executable, server_root, scoreboard_fname, server_mpm).
-pub fn server_info() -> [String; 4] {
+/// (server_executable, server_root, scoreboard_fname, server_mpm); None where httpd has no
+/// value (no `ScoreBoardFile`: an anonymous scoreboard).
+pub fn server_info() -> [Option<String>; 4] {
     // SAFETY: process-wide strings set by httpd at startup (possibly NULL).
     unsafe {
-        let s = |p: *const c_char| {
-            opt_cstr(p)
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        };
+        let s = |p: *const c_char| opt_cstr(p).map(|s| s.to_string_lossy().into_owned());
         [
             s(ffi::ap_server_argv0),
             s(ffi::ap_server_root),

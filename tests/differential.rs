@@ -128,6 +128,11 @@ const SCRIPTS: &[(&str, &str)] = &[
          tostring(r:scoreboard_process(0).pid > 0), '|', type(r:scoreboard_worker(0, 0).request)) end",
     ),
     (
+        "serverinfo.lua",
+        "function handle(r) local ks = {} for k in pairs(r:server_info()) do ks[#ks + 1] = k end table.sort(ks) \
+         r:puts(table.concat(ks, ',')) end",
+    ),
+    (
         "ivm.lua",
         "function handle(r) r:ivm_set('n', 42) r:ivm_set('s', 'text') r:puts(string.format('%d', r:ivm_get('n')), \
          ',', r:ivm_get('s'), ',', select('#', r:ivm_get('never-set'))) end",
@@ -300,6 +305,7 @@ const REQUESTS: &[Req] = &[
     get("/files.lua"),
     get("/utils.lua"),
     get("/info.lua"),
+    get("/serverinfo.lua"),
     get("/ivm.lua"),
     get("/custom.lua"),
     get("/case.lua"),
