@@ -602,18 +602,23 @@ pub unsafe trait RawUserData: Sized + 'static {
     const TAG: u64;
     /// The registry name of the type's metatable.
     const METATABLE: &'static CStr;
+    /// The type's name in Lua's messages (the metatable's `__name`, as mod_lua's
+    /// luaL_newmetatable sets it): "attempt to index a Apr.Table value".
+    const NAME: &'static str;
 }
 
 // SAFETY: tags are distinct.
 unsafe impl RawUserData for RequestHandle {
     const TAG: u64 = 0x6d6f_645f_6c75_6101;
     const METATABLE: &'static CStr = c"mod_lua_rs.Apache2.Request";
+    const NAME: &'static str = "Apache2.Request";
 }
 
 // SAFETY: tags are distinct.
 unsafe impl RawUserData for TableHandle {
     const TAG: u64 = 0x6d6f_645f_6c75_6102;
     const METATABLE: &'static CStr = c"mod_lua_rs.Apr.Table";
+    const NAME: &'static str = "Apr.Table";
 }
 
 // SAFETY: BorrowedBytes holds a reference to its Lua string, so the string is not collected
@@ -675,6 +680,7 @@ pub fn define<T: RawUserData>(lua: &Lua, entries: &[(&str, Function)]) -> mlua::
     for (k, f) in entries {
         mt.raw_set(*k, f)?;
     }
+    mt.raw_set("__name", T::NAME)?;
     if std::mem::needs_drop::<T>() {
         // SAFETY: gc::<T> only drops blocks carrying T's tag.
         mt.raw_set("__gc", unsafe { lua.create_c_function(gc::<T>)? })?;
@@ -1039,6 +1045,7 @@ mod tests {
     unsafe impl RawUserData for Probe {
         const TAG: u64 = 0x6d6f_645f_6c75_61ff;
         const METATABLE: &'static CStr = c"mod_lua_rs.test.Probe";
+        const NAME: &'static str = "Probe";
     }
 
     fn index(s: &Stack<'_>) -> Returned {

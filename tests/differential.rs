@@ -128,6 +128,13 @@ const SCRIPTS: &[(&str, &str)] = &[
          tostring(r:scoreboard_process(0).pid > 0), '|', type(r:scoreboard_worker(0, 0).request)) end",
     ),
     (
+        // Lua names our userdata types as mod_lua's (the metatables' __name).
+        "typenames.lua",
+        "function handle(r) local function e(f) return (select(2, pcall(f)):gsub('^.-:%d+: ', '')) end \
+         r:puts(e(function() return #r.headers_in end), '|', e(function() return #r end), '|', \
+         e(function() return r.notes + 1 end)) end",
+    ),
+    (
         "serverinfo.lua",
         "function handle(r) local ks = {} for k in pairs(r:server_info()) do ks[#ks + 1] = k end table.sort(ks) \
          r:puts(table.concat(ks, ',')) end",
@@ -305,6 +312,7 @@ const REQUESTS: &[Req] = &[
     get("/files.lua"),
     get("/utils.lua"),
     get("/info.lua"),
+    get("/typenames.lua"),
     get("/serverinfo.lua"),
     get("/ivm.lua"),
     get("/custom.lua"),
