@@ -96,6 +96,10 @@ fn require_modules() {
         .file("htdocs/other/o.lua", "function handle(r) r:puts(require('extra'), '|', require('shared').name()) end\n")
         .file("htdocs/nomod.lua", "function handle(r) require 'does.not.exist' end\n")
         .file(
+            "htdocs/nomodmsg.lua",
+            "function handle(r) r:puts(select(2, pcall(require, 'nope'))) end\n",
+        )
+        .file(
             "htdocs/json.lua",
             "local cjson = require 'cjson'\n\
              function handle(r)\n r.content_type = 'application/json'\n\
@@ -107,6 +111,15 @@ fn require_modules() {
     let r = s.get("/nomod.lua");
     assert_eq!(r.status, 500);
     assert!(s.error_log().contains("module 'does.not.exist' not found"));
+    // Lua's own layout of the message, whatever the Lua: one "\n\t" before each line.
+    let msg = s.get("/nomodmsg.lua").text();
+    assert!(
+        msg.starts_with(
+            "module 'nope' not found:\n\tno field package.preload['nope']\n\tno file '"
+        ) && !msg.contains("\n\t\n")
+            && msg.contains("/htdocs/nope.lua'\n\tno file '"),
+        "{msg}"
+    );
     let r = s.get("/json.lua");
     if std::path::Path::new("/usr/lib/x86_64-linux-gnu/lua/5.4/cjson.so").exists()
         || std::env::var("CI").is_ok()

@@ -178,3 +178,63 @@ fn server_scope_gets_its_vm_back_on_every_exit_path() {
     }
     s.assert_no_crash();
 }
+
+/// A strict-mode module (the classic `strict.lua`: it replaces `getmetatable(_G).__index`)
+/// works in every scope, as in mod_lua, and changes only its own script's globals: a fixup
+/// using it and the handler of the same request run in one VM, in two environments.
+#[test]
+fn strict_mode_stays_in_its_own_environment() {
+    if !httpd_available() {
+        return;
+    }
+    const STRICT: &str = "local mt = getmetatable(_G)\n\
+        if mt == nil then mt = {} setmetatable(_G, mt) end\n\
+        mt.__declared = {}\n\
+        mt.__newindex = function(t, n, v) mt.__declared[n] = true rawset(t, n, v) end\n\
+        mt.__index = function(t, n)\n\
+          if not mt.__declared[n] then error(\"variable '\" .. n .. \"' is not declared\", 2) end\n\
+          return rawget(t, n)\n\
+        end\n\
+        function fix(r)\n\
+          local ok, e = pcall(function() return undeclared end)\n\
+          r.notes['strict'] = tostring(ok) .. ' ' .. tostring(e):gsub('^.-:%d+: ', '')\n\
+          return apache2.DECLINED\n\
+        end\n";
+    const HANDLER: &str = "function handle(r)\n\
+        r:puts(r.notes['strict'], '|', tostring(some_undefined), '|', type(print), '|', \
+        tostring(pcall(getmetatable)))\nend\n";
+    let mut answers = Vec::new();
+    for m in [Module::Ours, Module::DebianModLua] {
+        if m == Module::DebianModLua && !std::path::Path::new(DEBIAN_MOD_LUA).exists() {
+            continue;
+        }
+        let mut cfg = Config::new().module(m);
+        let mut dirs = String::new();
+        for scope in ["once", "request", "thread", "server 1 1"] {
+            let dir = scope.split(' ').next().unwrap_or(scope);
+            dirs.push_str(&format!(
+                "<Directory {{docroot}}/{dir}>\n LuaScope {scope}\n \
+                 LuaHookFixups {{root}}/strict.lua fix\n</Directory>\n"
+            ));
+            cfg = cfg.file(&format!("htdocs/{dir}/h.lua"), HANDLER);
+        }
+        let s = cfg.directives(&dirs).file("strict.lua", STRICT).start();
+        for dir in ["once", "request", "thread", "server"] {
+            for _ in 0..3 {
+                let r = s.get(&format!("/{dir}/h.lua"));
+                answers.push((m, dir, r.status, r.text()));
+            }
+        }
+        s.assert_no_crash();
+    }
+    for (m, dir, status, text) in &answers {
+        assert_eq!(
+            (*status, text.as_str()),
+            (
+                200,
+                "false variable 'undeclared' is not declared|nil|function|false"
+            ),
+            "{m:?} {dir}"
+        );
+    }
+}

@@ -15,13 +15,18 @@ local searchpath, loadlib, loadfile, concat = package.searchpath, package.loadli
 local gsub, find, sub, format = string.gsub, string.find, string.sub, string.format
 local std_lua_searcher, std_c_searcher, std_croot_searcher = searchers[2], searchers[3], searchers[4]
 
+-- Lua 5.4's searchers return their messages bare and require starts each with "\n\t";
+-- 5.1-5.3's start their messages with it themselves (searchpath's too).
+local sep = _VERSION == "Lua 5.4" and "\n\t" or ""
+local lead = sep == "" and "\n\t" or ""
+
 local function load_error(name, file, err)
   error(format("error loading module '%s' from file '%s':\n\t%s", name, file, tostring(err)), 4)
 end
 
 local function lua_searcher(pkg, name)
   local file, err = searchpath(name, pkg.path)
-  if not file then return "\n\t" .. err end
+  if not file then return err end
   local f, lerr = loadfile(file)
   if not f then load_error(name, file, lerr) end
   return f, file
@@ -36,7 +41,7 @@ end
 
 local function c_searcher(pkg, name)
   local file, err = searchpath(name, pkg.cpath)
-  if not file then return "\n\t" .. err end
+  if not file then return err end
   local f, lerr = loadlib(file, open_name(name))
   if not f then load_error(name, file, lerr) end
   return f, file
@@ -46,9 +51,9 @@ local function croot_searcher(pkg, name)
   local dot = find(name, ".", 1, true)
   if not dot then return nil end
   local file, err = searchpath(sub(name, 1, dot - 1), pkg.cpath)
-  if not file then return "\n\t" .. err end
+  if not file then return err end
   local f = loadlib(file, open_name(name))
-  if not f then return format("\n\tno module '%s' in file '%s'", name, file) end
+  if not f then return format("%sno module '%s' in file '%s'", lead, name, file) end
   return f, file
 end
 
@@ -81,7 +86,7 @@ local function require_in(pkg, name)
       end
       return loaded[name], extra
     elseif type(loader) == "string" then
-      msg[#msg + 1] = loader
+      msg[#msg + 1] = sep .. loader
     end
   end
   error(format("module '%s' not found:%s", name, concat(msg)), 2)
@@ -102,6 +107,27 @@ end
 
 local env_mt = { __index = base }
 local pkg_mt = { __index = package }
+
+-- Environments share one metatable until a script asks for its environment's (a strict-mode
+-- module does): then that environment gets the globals copied in, where a `once` or `request`
+-- one had none yet (so that the module's own __index, which replaces ours, still finds
+-- `error`, `print`, …, as in a mod_lua VM), and a metatable of its own, so that changing it
+-- changes no other script's environment.
+do
+  local getmetatable, rawget = getmetatable, rawget
+  base.getmetatable = function(...)
+    local mt = getmetatable(...)
+    if mt == env_mt then
+      local env = ...
+      for k, v in next, base do
+        if rawget(env, k) == nil then rawset(env, k, v) end
+      end
+      mt = { __index = base }
+      setmetatable(env, mt)
+    end
+    return mt
+  end
+end
 
 -- `copy`: for environments that live as long as the VM (thread, server, conn), copy the globals in
 -- once, so that hot code does not go through __index for `string`, `table`, … on every access;
