@@ -90,10 +90,13 @@ fn strings_bytewise() -> bool {
 /// strings' keys differ they order as the strings do by bytes (a string that ends sorts before
 /// any byte but NUL, which ties with the padding and leaves it to the full comparison).
 fn prefix_key(s: &[u8]) -> u64 {
-    let mut word = [0u8; 8];
-    let n = s.len().min(8);
-    word[..n].copy_from_slice(&s[..n]);
-    u64::from_be_bytes(word)
+    if let Some(head) = s.first_chunk::<8>() {
+        // The common case, one load (a copy of a variable length is a call to memcpy).
+        return u64::from_be_bytes(*head);
+    }
+    s.iter()
+        .enumerate()
+        .fold(0, |k, (i, &b)| k | u64::from(b) << (56 - 8 * i))
 }
 
 /// How many bytes `a` and `b` share at their start, compared eight at a time.
@@ -889,6 +892,21 @@ mod tests {
             expected.sort_by_key(|&(k, _)| k);
             radix_sort(&mut items);
             assert_eq!(items, expected, "{n} items");
+        }
+    }
+
+    #[test]
+    fn prefix_keys_are_the_first_eight_bytes_zero_padded() {
+        let bytes: Vec<u8> = (0..12u32).map(|i| (i * 23 + 200) as u8).collect();
+        for n in 0..=bytes.len() {
+            let mut word = [0u8; 8];
+            let k = n.min(8);
+            word[..k].copy_from_slice(&bytes[..k]);
+            assert_eq!(
+                prefix_key(&bytes[..n]),
+                u64::from_be_bytes(word),
+                "{n} bytes"
+            );
         }
     }
 
