@@ -99,23 +99,31 @@ fn prefix_key(s: &[u8]) -> u64 {
         .fold(0, |k, (i, &b)| k | u64::from(b) << (56 - 8 * i))
 }
 
-/// How many bytes `a` and `b` share at their start, compared eight at a time.
-fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+/// How many bytes `a` and `b` share at their start, up to `limit`: compared eight at a time
+/// wherever both have eight bytes left (even past `limit`, which only caps the answer), so a
+/// short shared prefix of long strings takes one comparison.
+fn common_prefix(a: &[u8], b: &[u8], limit: usize) -> usize {
     let n = a.len().min(b.len());
-    let (wa, wb) = (a[..n].chunks_exact(8), b[..n].chunks_exact(8));
     let mut done = 0;
-    for (x, y) in wa.zip(wb) {
-        let x = u64::from_le_bytes(x.try_into().expect("eight bytes"));
-        let y = u64::from_le_bytes(y.try_into().expect("eight bytes"));
+    while done < limit {
+        let (Some(x), Some(y)) = (a[done..n].first_chunk::<8>(), b[done..n].first_chunk::<8>())
+        else {
+            break;
+        };
+        let (x, y) = (u64::from_le_bytes(*x), u64::from_le_bytes(*y));
         if x != y {
             // The lowest differing bit is in the first differing byte (little-endian).
-            return done + ((x ^ y).trailing_zeros() / 8) as usize;
+            return limit.min(done + ((x ^ y).trailing_zeros() / 8) as usize);
         }
         done += 8;
     }
-    done + a[done..n]
+    if done >= limit {
+        return limit;
+    }
+    let end = n.min(limit);
+    done + a[done..end]
         .iter()
-        .zip(&b[done..n])
+        .zip(&b[done..end])
         .take_while(|(x, y)| x == y)
         .count()
 }
@@ -174,7 +182,7 @@ fn sort(st: &Stack<'_>) -> Returned {
                 let head = strs[0].bytes();
                 let shared = strs
                     .iter()
-                    .fold(head.len(), |n, s| common_prefix(&head[..n], s.bytes()));
+                    .fold(head.len(), |n, s| common_prefix(head, s.bytes(), n));
                 let tail = |i: u32| &strs[i as usize].bytes()[shared..];
                 let mut keys: Vec<(u64, u32)> =
                     (0..n as u32).map(|i| (prefix_key(tail(i)), i)).collect();
@@ -870,7 +878,13 @@ mod tests {
     fn common_prefixes_match_a_byte_loop() {
         for (a, b) in word_pairs() {
             let slow = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-            assert_eq!(common_prefix(a, b), slow, "{a:?} vs {b:?}");
+            for limit in [0, 1, 3, 5, 7, 8, 9, 15, 16, 17, 40, usize::MAX] {
+                assert_eq!(
+                    common_prefix(a, b, limit),
+                    slow.min(limit),
+                    "{a:?} vs {b:?} up to {limit}"
+                );
+            }
         }
     }
 
