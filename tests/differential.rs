@@ -134,6 +134,8 @@ const SCRIPTS: &[(&str, &str)] = &[
          r:puts(e(function() return #r.headers_in end), '|', e(function() return #r end), '|', \
          e(function() return r.notes + 1 end)) end",
     ),
+    // r:clock() is a float, as mod_lua pushes it ("0.0", not "0", on Lua 5.3 and 5.4).
+    ("clock.lua", "function handle(r) r:puts(tostring(r:clock() * 0)) end"),
     (
         "serverinfo.lua",
         "function handle(r) local ks = {} for k in pairs(r:server_info()) do ks[#ks + 1] = k end table.sort(ks) \
@@ -313,6 +315,7 @@ const REQUESTS: &[Req] = &[
     get("/utils.lua"),
     get("/info.lua"),
     get("/typenames.lua"),
+    get("/clock.lua"),
     get("/serverinfo.lua"),
     get("/ivm.lua"),
     get("/custom.lua"),
@@ -321,7 +324,13 @@ const REQUESTS: &[Req] = &[
     get("/format.lua"),
 ];
 
-const PUC_LUA_ONLY: &[&str] = &["/case.lua", "/sort.lua", "/format.lua", "/typenames.lua"];
+const PUC_LUA_ONLY: &[&str] = &[
+    "/case.lua",
+    "/sort.lua",
+    "/format.lua",
+    "/typenames.lua",
+    "/clock.lua",
+];
 
 const COMPARED_HEADERS: &[&str] = &[
     "content-type",

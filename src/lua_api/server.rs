@@ -187,7 +187,8 @@ pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
             None => Ok(MultiValue::new()),
         }
     })?;
-    function(m, "clock", |_, _| Ok(httpd::now_us()))?;
+    // A float, as mod_lua pushes it (`r:clock() - t0` prints "250.0" there too).
+    function(m, "clock", |_, _| Ok(httpd::now_us() as f64))?;
     function(m, "usleep", |_, a| {
         httpd::sleep_us(a.integer(1)?);
         Ok(())
