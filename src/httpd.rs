@@ -2127,8 +2127,9 @@ pub fn server_info() -> [Option<String>; 4] {
     }
 }
 
-/// One child process's scoreboard record (None when `i` is out of range).
-pub fn scoreboard_process(i: i64) -> Option<[(&'static str, i64); 9]> {
+/// One child process's scoreboard record (None when `i` is out of range); numbers as Lua
+/// floats, as mod_lua pushes them.
+pub fn scoreboard_process(i: i64) -> Option<[(&'static str, f64); 9]> {
     let limit = mpm_query(ffi::AP_MPMQ_HARD_LIMIT_DAEMONS) as i64;
     if i < 0 || i >= limit {
         return None;
@@ -2138,15 +2139,15 @@ pub fn scoreboard_process(i: i64) -> Option<[(&'static str, i64); 9]> {
         let p = ffi::ap_get_scoreboard_process(i as c_int);
         let p = p.as_ref()?;
         Some([
-            ("connections", p.connections as i64),
-            ("keepalive", p.keep_alive as i64),
-            ("lingering_close", p.lingering_close as i64),
-            ("pid", p.pid as i64),
-            ("suspended", p.suspended as i64),
-            ("write_completion", p.write_completion as i64),
-            ("not_accepting", p.not_accepting as i64),
-            ("quiescing", p.quiescing as i64),
-            ("wait_io", p.wait_io as i64),
+            ("connections", f64::from(p.connections)),
+            ("keepalive", f64::from(p.keep_alive)),
+            ("lingering_close", f64::from(p.lingering_close)),
+            ("pid", f64::from(p.pid)),
+            ("suspended", f64::from(p.suspended)),
+            ("write_completion", f64::from(p.write_completion)),
+            ("not_accepting", f64::from(p.not_accepting)),
+            ("quiescing", f64::from(p.quiescing)),
+            ("wait_io", f64::from(p.wait_io)),
         ])
     }
 }
@@ -2248,9 +2249,11 @@ impl Drop for OwnedRegex {
     }
 }
 
-/// A scoreboard field: counters and times are integers, the text slots strings.
+/// A scoreboard field as mod_lua pushes it: counters and times are Lua floats, the thread
+/// id an integer, the text slots strings.
 pub enum ScoreValue {
     Int(i64),
+    Number(f64),
     Text(String),
 }
 
@@ -2276,26 +2279,26 @@ pub fn scoreboard_worker(i: i64, j: i64) -> Option<Vec<(&'static str, ScoreValue
     // SAFETY: both indexes are checked against the scoreboard's dimensions, and httpd
     // checks them again; the record lives in the scoreboard for the process lifetime.
     let w = unsafe { ffi::ap_get_scoreboard_worker_from_indexes(i as c_int, j as c_int).as_ref()? };
-    use ScoreValue::Int;
+    use ScoreValue::{Int, Number};
     Some(vec![
-        ("access_count", Int(w.access_count as i64)),
-        ("bytes_served", Int(w.bytes_served)),
+        ("access_count", Number(w.access_count as f64)),
+        ("bytes_served", Number(w.bytes_served as f64)),
         ("client", score_text(&w.client)),
         ("client64", score_text(&w.client64)),
-        ("conn_bytes", Int(w.conn_bytes)),
-        ("conn_count", Int(w.conn_count as i64)),
-        ("generation", Int(w.generation as i64)),
-        ("last_used", Int(w.last_used)),
-        ("pid", Int(w.pid as i64)),
+        ("conn_bytes", Number(w.conn_bytes as f64)),
+        ("conn_count", Number(w.conn_count as f64)),
+        ("generation", Number(w.generation as f64)),
+        ("last_used", Number(w.last_used as f64)),
+        ("pid", Number(w.pid as f64)),
         ("request", score_text(&w.request)),
-        ("start_time", Int(w.start_time)),
-        ("status", Int(w.status as i64)),
-        ("stop_time", Int(w.stop_time)),
+        ("start_time", Number(w.start_time as f64)),
+        ("status", Number(w.status as f64)),
+        ("stop_time", Number(w.stop_time as f64)),
         ("tid", Int(w.tid as i64)),
         ("vhost", score_text(&w.vhost)),
         ("protocol", score_text(&w.protocol)),
-        ("stimes", Int(clock_ticks(w.times.tms_stime))),
-        ("utimes", Int(clock_ticks(w.times.tms_utime))),
+        ("stimes", Number(clock_ticks(w.times.tms_stime) as f64)),
+        ("utimes", Number(clock_ticks(w.times.tms_utime) as f64)),
     ])
 }
 

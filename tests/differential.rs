@@ -136,6 +136,16 @@ const SCRIPTS: &[(&str, &str)] = &[
     ),
     // r:clock() is a float, as mod_lua pushes it ("0.0", not "0", on Lua 5.3 and 5.4).
     ("clock.lua", "function handle(r) r:puts(tostring(r:clock() * 0)) end"),
+    // Which numbers are floats and which integers, as mod_lua pushes them.
+    (
+        "numtypes.lua",
+        "function handle(r) local out = {} local function add(t) local ks = {} for k, v in pairs(t) do \
+         if type(v) == 'number' then ks[#ks + 1] = k .. '=' .. tostring(v * 0) end end table.sort(ks) \
+         out[#out + 1] = table.concat(ks, ',') end \
+         add(r:stat(r.filename)) add(r:scoreboard_process(0)) add(r:scoreboard_worker(0, 0)) \
+         r:ivm_set('n', 5) add({ ivm = r:ivm_get('n'), date = r.date_parse_rfc('Sun, 06 Nov 1994 08:49:37 GMT') }) \
+         r:puts(table.concat(out, '|')) end",
+    ),
     (
         "serverinfo.lua",
         "function handle(r) local ks = {} for k in pairs(r:server_info()) do ks[#ks + 1] = k end table.sort(ks) \
@@ -316,6 +326,7 @@ const REQUESTS: &[Req] = &[
     get("/info.lua"),
     get("/typenames.lua"),
     get("/clock.lua"),
+    get("/numtypes.lua"),
     get("/serverinfo.lua"),
     get("/ivm.lua"),
     get("/custom.lua"),

@@ -33,7 +33,7 @@ where
 /// Per-process values shared by every VM of a child (mod_lua's ivm_get / ivm_set).
 #[derive(Clone)]
 enum IvmValue {
-    Integer(i64),
+    /// Every number, as a float: mod_lua keeps a C double (`ivm_set(k, 5)` reads back 5.0).
     Number(f64),
     Str(Vec<u8>),
     Bool(bool),
@@ -63,6 +63,7 @@ pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
         let Some(st) = httpd::stat(r.pool(), &path, wanted) else {
             return Ok(MultiValue::new());
         };
+        // Times and size are Lua floats, type and protection integers, as mod_lua pushes them.
         let t = lua.create_table()?;
         use crate::ffi::{
             APR_FINFO_ATIME, APR_FINFO_CTIME, APR_FINFO_MTIME, APR_FINFO_PROT, APR_FINFO_SIZE,
@@ -70,16 +71,16 @@ pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
         };
         let has = |bit: i32| st.valid & bit == bit;
         if has(APR_FINFO_MTIME) {
-            t.raw_set("mtime", st.mtime)?;
+            t.raw_set("mtime", st.mtime as f64)?;
         }
         if has(APR_FINFO_ATIME) {
-            t.raw_set("atime", st.atime)?;
+            t.raw_set("atime", st.atime as f64)?;
         }
         if has(APR_FINFO_CTIME) {
-            t.raw_set("ctime", st.ctime)?;
+            t.raw_set("ctime", st.ctime as f64)?;
         }
         if has(APR_FINFO_SIZE) {
-            t.raw_set("size", st.size)?;
+            t.raw_set("size", st.size as f64)?;
         }
         if has(APR_FINFO_TYPE) {
             t.raw_set("filetype", st.filetype)?;
@@ -258,6 +259,7 @@ pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
                 for (k, v) in fields {
                     match v {
                         ScoreValue::Int(n) => t.raw_set(k, n)?,
+                        ScoreValue::Number(n) => t.raw_set(k, n)?,
                         ScoreValue::Text(s) => t.raw_set(k, s)?,
                     }
                 }
@@ -291,7 +293,6 @@ pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
         // A missing key gives nothing (not a nil), as mod_lua.
         match v {
             None => Ok(MultiValue::new()),
-            Some(IvmValue::Integer(i)) => i.into_lua_multi(lua),
             Some(IvmValue::Number(n)) => n.into_lua_multi(lua),
             Some(IvmValue::Bool(b)) => b.into_lua_multi(lua),
             Some(IvmValue::Str(s)) => lua_bytes(lua, s)?.into_lua_multi(lua),
@@ -301,7 +302,7 @@ pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
         let key = a.string(2)?;
         let value = match a.get(3) {
             Value::Nil => None,
-            Value::Integer(i) => Some(IvmValue::Integer(*i)),
+            Value::Integer(i) => Some(IvmValue::Number(*i as f64)),
             Value::Number(n) => Some(IvmValue::Number(*n)),
             Value::Boolean(b) => Some(IvmValue::Bool(*b)),
             Value::String(s) => Some(IvmValue::Str(s.as_bytes().to_vec())),
