@@ -244,9 +244,10 @@ fn kit(lua: &Lua) -> mlua::Result<std::rc::Rc<Kit>> {
         db_fn(lua, "active", |_, _, c, _| Ok(c.active()))?,
         db_fn(lua, "query", |lua, _, c, a| {
             let sql = sql_arg(lua, a, 3)?;
+            // Floats, as mod_lua pushes them (prepared statements' counts are integers).
             match c.query(&sql) {
-                None => (-1).into_lua_multi(lua),
-                Some(Ok(n)) => n.into_lua_multi(lua),
+                None => (-1.0).into_lua_multi(lua),
+                Some(Ok(n)) => (n as f64).into_lua_multi(lua),
                 Some(Err(e)) => (Value::Nil, e).into_lua_multi(lua),
             }
         })?,
