@@ -542,9 +542,10 @@ fn logging_levels_and_positions() {
     assert_eq!(s.get("/req.lua?op=log").text(), "logged");
     let log = s.error_log();
     let line = |needle: &str| log.lines().find(|l| l.contains(needle)).map(str::to_string);
+    // The message as the script wrote it, as mod_lua logs it (log watchers match on it).
     let err = line("err-level message").expect("err logged");
     assert!(
-        err.contains("[lua:error]") && err.contains("req.lua:"),
+        err.contains("[lua:error]") && err.ends_with("] err-level message"),
         "{err}"
     );
     assert!(line("warn-level message").unwrap().contains("[lua:warn]"));
@@ -558,7 +559,15 @@ fn logging_levels_and_positions() {
         .file("htdocs/req.lua", REQ)
         .start();
     s2.get("/req.lua?op=log");
-    assert!(s2.error_log().contains("trace8-level message"));
+    let log = s2.error_log();
+    assert!(log.contains("trace8-level message"));
+    // From debug on, httpd's default format shows the source position mod_lua passes: the
+    // chunk's name ("@" and the script's path) and the line.
+    let debug = log.lines().find(|l| l.contains("debug-level message"));
+    assert!(
+        debug.is_some_and(|l| l.contains(" @/") && l.contains("/htdocs/req.lua(")),
+        "{debug:?}"
+    );
 }
 
 #[test]

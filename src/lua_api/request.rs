@@ -850,17 +850,12 @@ fn getcookie(lua: &Lua, r: Request<'_>, a: &Args<'_>) -> mlua::Result<MultiValue
 fn log_method(methods: &Methods, name: &'static str, level: Level) -> mlua::Result<()> {
     method(methods, name, move |lua, r, a| {
         let msg = a.string(2)?;
+        // The message as the script wrote it, as mod_lua logs it (log watchers match on it);
+        // the script's position goes to httpd as the line's source, which its default
+        // ErrorLogFormat shows at debug level and above.
         let (file, line) = caller_position(lua);
-        let text = String::from_utf8_lossy(&msg);
-        // httpd's default ErrorLogFormat shows a message's source position only at debug
-        // level and above, so more severe messages carry the script position in their text.
-        let text = if (level as i32) < (Level::Debug as i32) && !file.is_empty() {
-            format!("{file}:{line}: {text}")
-        } else {
-            text.into_owned()
-        };
         let file = CString::new(file.replace('\0', " ")).unwrap_or_default();
-        r.log_at(level, &file, line, &text);
+        r.log_at(level, &file, line, &String::from_utf8_lossy(&msg));
         Ok(())
     })
 }
