@@ -341,6 +341,7 @@ const PUC_LUA_ONLY: &[&str] = &[
     "/format.lua",
     "/typenames.lua",
     "/clock.lua",
+    "/numtypes.lua",
 ];
 
 const COMPARED_HEADERS: &[&str] = &[
