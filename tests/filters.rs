@@ -404,13 +404,8 @@ fn activation_and_failures() {
 
 #[test]
 fn fl10_matches_debian_mod_lua() {
-    if !httpd_available() || !std::path::Path::new(DEBIAN_MOD_LUA).exists() {
-        return;
-    }
-    let mut bodies = Vec::new();
-    for m in [Module::Ours, Module::DebianModLua] {
-        let s = Config::new()
-            .module(m)
+    let config = || {
+        Config::new()
             .load("alias_module", "mod_alias.so")
             .directives(
                 "LuaOutputFilter LUA_OUTPUT {root}/filters.lua output_filter\n\
@@ -422,13 +417,16 @@ fn fl10_matches_debian_mod_lua() {
             .file("filters.lua", FILTERS)
             .file("htdocs/foobar.html", "foobar")
             .file("htdocs/up/a.txt", "mixed Case")
-            .start();
+    };
+    let Some((ours, theirs)) = on_both(config, |_, s| {
         let a = s.get("/modules/lua/filtered/foobar.html");
         let b = s.get("/up/a.txt");
-        bodies.push((a.status, a.text(), b.status, b.text()));
-    }
-    assert_eq!(bodies[0], bodies[1]);
-    assert_eq!(bodies[0].1, "prefix\nbucket:foobar\nsuffix\n");
+        (a.status, a.text(), b.status, b.text())
+    }) else {
+        return;
+    };
+    assert_eq!(ours, theirs);
+    assert_eq!(ours.1, "prefix\nbucket:foobar\nsuffix\n");
 }
 
 /// An output filter that fails before any of the response went out (an error on its first
@@ -437,16 +435,10 @@ fn fl10_matches_debian_mod_lua() {
 /// file passes unfiltered, and the next request on the same connection is served.
 #[test]
 fn failures_before_output_answer_500_like_debian_mod_lua() {
-    if !httpd_available() || !std::path::Path::new(DEBIAN_MOD_LUA).exists() {
-        return;
-    }
     const SCRIPT: &str =
         "function fail_first(r)\n coroutine.yield()\n error('broke on the first chunk')\nend\n";
-    let paths = ["/first/a.txt", "/nofunc/a.txt", "/bad/a.txt"];
-    let mut answers = Vec::new();
-    for m in [Module::Ours, Module::DebianModLua] {
-        let s = Config::new()
-            .module(m)
+    let config = || {
+        Config::new()
             .directives(
                 "LuaOutputFilter FAIL_FIRST {root}/f.lua fail_first\n\
                  LuaOutputFilter NOFUNC {root}/f.lua no_such_function\n\
@@ -461,12 +453,16 @@ fn failures_before_output_answer_500_like_debian_mod_lua() {
             .file("htdocs/nofunc/a.txt", "secret file text")
             .file("htdocs/bad/a.txt", "secret file text")
             .file("htdocs/plain.txt", "plain")
-            .start();
-        for p in paths {
-            let r = s.get(p);
-            assert!(!r.text().contains("secret"), "{p}: {}", r.text());
-            answers.push((p, r.status));
-        }
+    };
+    let Some((ours, theirs)) = on_both(config, |m, s| {
+        let answers: Vec<(&str, u16)> = ["/first/a.txt", "/nofunc/a.txt", "/bad/a.txt"]
+            .into_iter()
+            .map(|p| {
+                let r = s.get(p);
+                assert!(!r.text().contains("secret"), "{p}: {}", r.text());
+                (p, r.status)
+            })
+            .collect();
         if m == Module::Ours {
             let mut c = s.connect();
             let r = c.send("GET", "/first/a.txt", &[], b"", false);
@@ -484,8 +480,10 @@ fn failures_before_output_answer_500_like_debian_mod_lua() {
             );
             s.assert_no_crash();
         }
-    }
-    let (ours, theirs) = answers.split_at(paths.len());
+        answers
+    }) else {
+        return;
+    };
     assert_eq!(ours, theirs);
     assert!(ours.iter().all(|&(_, status)| status == 500), "{ours:?}");
 }
@@ -495,9 +493,6 @@ fn failures_before_output_answer_500_like_debian_mod_lua() {
 /// the file's (we read mapped-size pieces without mapping the file).
 #[test]
 fn file_pieces_match_debian_mod_lua() {
-    if !httpd_available() || !std::path::Path::new(DEBIAN_MOD_LUA).exists() {
-        return;
-    }
     const SIZES: &str = "function sizes(r)\n coroutine.yield()\n local n = 0\n \
         while bucket do n = n + 1 coroutine.yield(#bucket .. '\\n') end\n \
         coroutine.yield('pieces ' .. n .. '\\n')\nend\n";
@@ -506,10 +501,8 @@ fn file_pieces_match_debian_mod_lua() {
     let content: String = (0..len)
         .map(|i| (b'a' + ((i * 7 + i / 8191) % 26) as u8) as char)
         .collect();
-    let mut outputs = Vec::new();
-    for m in [Module::Ours, Module::DebianModLua] {
-        let s = Config::new()
-            .module(m)
+    let config = || {
+        Config::new()
             .directives(
                 "LuaOutputFilter SIZES {root}/f.lua sizes\n\
                  LuaOutputFilter UPPER {root}/f.lua upper\n\
@@ -521,7 +514,8 @@ fn file_pieces_match_debian_mod_lua() {
             .file("htdocs/mm/big.txt", &content)
             .file("htdocs/nomm/big.txt", &content)
             .file("htdocs/up/big.txt", &content)
-            .start();
+    };
+    let Some((ours, theirs)) = on_both(config, |m, s| {
         let mm = s.get("/mm/big.txt");
         let nomm = s.get("/nomm/big.txt");
         let up = s.get("/up/big.txt");
@@ -531,10 +525,12 @@ fn file_pieces_match_debian_mod_lua() {
             "{m:?}: uppercased file differs"
         );
         s.assert_no_crash();
-        outputs.push((mm.text(), nomm.text()));
-    }
-    assert_eq!(outputs[0], outputs[1]);
-    let (mm, nomm) = &outputs[0];
+        (mm.text(), nomm.text())
+    }) else {
+        return;
+    };
+    assert_eq!(ours, theirs);
+    let (mm, nomm) = &ours;
     assert_eq!(
         mm,
         &format!("4194304\n4194304\n{}\npieces 3\n", len - 2 * 4194304)

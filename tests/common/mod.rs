@@ -54,6 +54,20 @@ pub fn assert_logged(log: &str, parts: &[&str]) {
     }
 }
 
+/// Starts the configuration `config` makes with our module, then with Debian's mod_lua, runs
+/// `check` against each server in turn and returns both results (ours first); None, with
+/// nothing started, where httpd or Debian's mod_lua is missing.
+pub fn on_both<T>(
+    config: impl Fn() -> Config,
+    mut check: impl FnMut(Module, &Server) -> T,
+) -> Option<(T, T)> {
+    if !httpd_available() || !Path::new(DEBIAN_MOD_LUA).exists() {
+        return None;
+    }
+    let mut run = |m: Module| check(m, &config().module(m).start());
+    Some((run(Module::Ours), run(Module::DebianModLua)))
+}
+
 /// Builds the cdylib once per test binary (cargo test does not rebuild it) and returns it.
 pub fn module_path() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
