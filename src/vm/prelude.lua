@@ -8,7 +8,8 @@
 -- package.path edits stay in its scope and modules resolve along the script's own paths.
 
 local base = _G
-local package, setmetatable, type, error, tostring, next, rawset = package, setmetatable, type, error, tostring, next, rawset
+local package, setmetatable, type, error, tostring, next, rawget, rawset =
+  package, setmetatable, type, error, tostring, next, rawget, rawset
 local std_loaded = package.loaded
 local searchers = package.searchers or package.loaders
 local searchpath, loadlib, loadfile, concat = package.searchpath, package.loadlib, loadfile, table.concat
@@ -108,20 +109,25 @@ end
 local env_mt = { __index = base }
 local pkg_mt = { __index = package }
 
+-- Copies the real globals into `env`, keeping the keys it has of its own.
+local function copy_globals(env)
+  for k, v in next, base do
+    if rawget(env, k) == nil then rawset(env, k, v) end
+  end
+end
+
 -- Environments share one metatable until a script asks for its environment's (a strict-mode
 -- module does): then that environment gets the globals copied in, where a `once` or `request`
 -- one had none yet (so that the module's own __index, which replaces ours, still finds
 -- `error`, `print`, …, as in a mod_lua VM), and a metatable of its own, so that changing it
 -- changes no other script's environment.
 do
-  local getmetatable, rawget = getmetatable, rawget
+  local getmetatable = getmetatable
   base.getmetatable = function(...)
     local mt = getmetatable(...)
     if mt == env_mt then
       local env = ...
-      for k, v in next, base do
-        if rawget(env, k) == nil then rawset(env, k, v) end
-      end
+      copy_globals(env)
       mt = { __index = base }
       setmetatable(env, mt)
     end
@@ -137,9 +143,7 @@ local function new_env(p, copy)
   -- Made with its three own keys in place, so that setting them does not grow the table
   -- step by step (a `once` scope makes one of these per call).
   local env = setmetatable({ package = false, _G = false, require = false }, env_mt)
-  if copy then
-    for k, v in next, base do rawset(env, k, v) end
-  end
+  if copy then copy_globals(env) end
   env.package = pkg
   env._G = env
   env.require = function(name) return require_in(pkg, name) end
