@@ -47,12 +47,16 @@ pub fn module_index() -> c_int {
 
 /// Hands text to httpd's logger as the arguments of a `"%.*s"` format: the text itself when
 /// it holds no NUL (no copy), else a copy with NULs made spaces (kept alive in `held`).
-fn log_text<'m>(msg: &'m str, held: &'m mut Option<CString>) -> (c_int, *const c_char) {
-    let text: &[u8] = if msg.as_bytes().contains(&0) {
-        held.insert(CString::new(msg.replace('\0', " ")).unwrap_or_default())
+fn log_text<'m>(msg: &'m [u8], held: &'m mut Option<CString>) -> (c_int, *const c_char) {
+    let text: &[u8] = if msg.contains(&0) {
+        let spaced = msg
+            .iter()
+            .map(|&b| if b == 0 { b' ' } else { b })
+            .collect::<Vec<u8>>();
+        held.insert(CString::new(spaced).unwrap_or_default())
             .to_bytes()
     } else {
-        msg.as_bytes()
+        msg
     };
     (
         c_int::try_from(text.len()).unwrap_or(c_int::MAX),
@@ -71,7 +75,7 @@ pub fn log_global(level: Level, msg: &str) {
 #[cfg(not(test))]
 pub fn log_global(level: Level, msg: &str) {
     let mut held = None;
-    let (len, text) = log_text(msg, &mut held);
+    let (len, text) = log_text(msg.as_bytes(), &mut held);
     // SAFETY: the format is a literal "%.*s" with a length and that many readable bytes; a
     // NULL server makes httpd log to the main error log.
     unsafe {
@@ -587,20 +591,6 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// Lowercase hex MD5 of `data` (httpd's `ap_md5_binary`).
-    pub fn md5_hex(self, data: &[u8]) -> String {
-        // SAFETY: `data` is valid for its length; the result lives in the request pool.
-        unsafe {
-            opt_cstr(ffi::ap_md5_binary(
-                self.pool().as_ptr(),
-                data.as_ptr(),
-                data.len() as c_int,
-            ))
-        }
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
-    }
-
     /// `LimitRequestBody` in effect (0 = unlimited).
     pub fn limit_req_body(self) -> i64 {
         // SAFETY: live request.
@@ -663,7 +653,7 @@ impl<'a> Request<'a> {
 
     /// Logs for this request, attributing the line to `file:line` (a script position or a
     /// source location).
-    pub fn log_at(self, level: Level, file: &CStr, line: c_int, msg: &str) {
+    pub fn log_at(self, level: Level, file: &CStr, line: c_int, msg: &[u8]) {
         if !self.is_level(level) {
             return;
         }
@@ -686,7 +676,7 @@ impl<'a> Request<'a> {
     }
 
     pub fn log(self, level: Level, msg: &str) {
-        self.log_at(level, c"mod_lua.c", 0, msg)
+        self.log_at(level, c"mod_lua.c", 0, msg.as_bytes())
     }
 
     pub fn document_root(self) -> Option<&'a CStr> {
@@ -839,9 +829,12 @@ pub fn server_started() -> i64 {
     }
 }
 
-/// Lowercase hex SHA-1 of `data`.
-pub fn sha1_hex(data: &[u8]) -> String {
-    sha1_raw(data).iter().map(|b| format!("{b:02x}")).collect()
+/// The 16-byte MD5 digest of `data` (what `ap_md5_binary` hex-encodes for mod_lua).
+pub fn md5_raw(data: &[u8]) -> [u8; 16] {
+    let mut digest = [0u8; 16];
+    // SAFETY: `digest` has the 16 bytes apr_md5 writes; `data` is valid for its length.
+    unsafe { ffi::apr_md5(digest.as_mut_ptr(), data.as_ptr().cast(), data.len()) };
+    digest
 }
 
 /// The 20-byte SHA-1 digest of `data`.

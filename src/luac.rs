@@ -225,6 +225,14 @@ impl<'l> Stack<'l> {
         }
     }
 
+    /// luaL_checktype(i, LUA_TSTRING), then the bytes: numbers are refused.
+    pub fn strict_string_arg(&self, i: c_int, fname: &str) -> Result<&'l [u8], String> {
+        match self.kind(i) {
+            Kind::String => Ok(self.tostring(i)),
+            k => Err(self.arg_error(i, fname, &format!("string expected, got {}", k.name()))),
+        }
+    }
+
     /// luaL_checkinteger.
     pub fn integer_arg(&self, i: c_int, fname: &str) -> Result<i64, String> {
         let kind = self.kind(i);
@@ -264,6 +272,21 @@ impl<'l> Stack<'l> {
     pub fn caller_where(&self) -> String {
         // SAFETY: level 1 of a running C function's stack.
         unsafe { where_at(self.l, 1) }
+    }
+
+    /// The chunk source (as Lua names it: `@/path/script.lua`) and the current line of the
+    /// code that called this function, as mod_lua hands them to httpd's logger; `=?` and 0
+    /// when there is no such frame.
+    pub fn caller_source(&self) -> (&'l CStr, c_int) {
+        // SAFETY: level 1 is the caller's frame, which (with its function's prototype and so
+        // its source string) stays alive while this function runs ('l). lua_getinfo("S")
+        // points `source` at that NUL-terminated string.
+        unsafe {
+            match debug_at(self.l, 1, c"Sl") {
+                Some(ar) if !ar.source.is_null() => (CStr::from_ptr(ar.source), ar.currentline),
+                _ => (c"=?", 0),
+            }
+        }
     }
 
     /// luaL_argerror's text: arguments numbered as the caller sees them (a `:` call hides

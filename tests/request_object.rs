@@ -659,3 +659,92 @@ fn htpassword_hashes_verify_with_htpasswd() {
         assert!(!bad.status.success(), "alg {alg} accepted a wrong password");
     }
 }
+
+/// The methods written as plain C functions over the Lua stack (encoders, digests, cookies,
+/// flush, logging) answer as mod_lua's do: results, nothing-returned cases, argument errors
+/// as `:` calls name them, and log lines with the script's position.
+#[test]
+fn stack_methods_match_mod_lua() {
+    const SCRIPT: &str = r#"
+function handle(r)
+  r.content_type = "text/plain"
+  local function t(name, f)
+    local res = table.pack(pcall(f))
+    local parts = {}
+    for i = 2, res.n do parts[#parts + 1] = tostring(res[i]) end
+    r:puts(name, " ", tostring(res[1]), " n=", res.n - 1, " ", table.concat(parts, ","), "\n")
+  end
+  t("md5", function() return r:md5("abc") end)
+  t("md5 empty", function() return r:md5("") end)
+  t("md5 number", function() return r:md5(5) end)
+  t("md5 none", function() return r:md5() end)
+  t("md5 bad self", function() return r.md5("x") end)
+  t("sha1", function() return r:sha1("abc\0def") end)
+  t("sha1 number", function() return r:sha1(7) end)
+  t("escape", function() return r:escape("a b&c=d/\195\169~") end)
+  t("escape number", function() return r:escape(12) end)
+  t("unescape", function() return r:unescape("a+b%20c%2F") end)
+  t("unescape malformed", function() return r:unescape("a%zz") end)
+  t("unescape nul", function() return r:unescape("a%00b") end)
+  t("escape_html", function() return r:escape_html("<a href='x'>&\"</a>") end)
+  t("escape_html number", function() return r:escape_html(12.5) end)
+  t("escape_html none", function() return r:escape_html() end)
+  t("base64", function() return r:base64_encode("hello world") end)
+  t("base64 decode", function() return r:base64_decode("aGVsbG8=") end)
+  t("base64 table", function() return r:base64_decode({}) end)
+  t("cookie", function() return r:getcookie("sid") end)
+  t("cookie missing", function() return r:getcookie("nope") end)
+  t("cookie number", function() return r:getcookie(5) end)
+  t("cookie none", function() return r:getcookie() end)
+  t("flush", function() return r:flush() end)
+  t("flush no self", function() return r.flush() end)
+  t("info", function() return r:info("stack-info line") end)
+  t("info number", function() return r:info(42) end)
+  t("info none", function() return r:info() end)
+  t("warn table", function() return r:warn({}) end)
+  t("notice bad self", function() return r.notice("x") end)
+  r:debug("stack-debug line")
+  r:err("stack-err line")
+end
+"#;
+    let config = || {
+        Config::new()
+            .log_level("warn lua:debug")
+            .file("htdocs/m.lua", SCRIPT)
+    };
+    let Some((ours, theirs)) = on_both(config, |_, s| {
+        let r = s.request("GET", "/m.lua", &[("Cookie", "a=1; sid=xyz")], b"");
+        let root = s.docroot().parent().unwrap().display().to_string();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let log = s.error_log();
+        // Each message line from its level tag on, without the pid and client parts.
+        let logged: Vec<String> = log
+            .lines()
+            .filter(|l| l.contains("stack-") || l.contains("] 42"))
+            .map(|l| {
+                let from = l.find("[lua:").unwrap_or(0);
+                let tag_end = l[from..].find(']').map_or(from, |i| from + i + 1);
+                let source = l.find(" @").map(|i| &l[i..l.find("): ").unwrap_or(i) + 1]);
+                let message = &l[l.rfind("] ").map_or(0, |i| i + 2)..];
+                format!("{} {:?} {}", &l[from..tag_end], source, message)
+            })
+            .collect();
+        s.assert_no_crash();
+        (
+            r.status,
+            r.text().replace(&root, "ROOT"),
+            logged.join("\n").replace(&root, "ROOT"),
+        )
+    }) else {
+        return;
+    };
+    assert_eq!(ours.0, 200);
+    assert_eq!(ours, theirs);
+    assert!(
+        ours.1
+            .contains("md5 true n=1 900150983cd24fb0d6963f7d28e17f72"),
+        "{}",
+        ours.1
+    );
+    assert!(ours.2.contains("stack-debug line"), "{}", ours.2);
+}

@@ -21,17 +21,6 @@ pub fn caller_where(lua: &Lua) -> String {
     .unwrap_or_default()
 }
 
-/// The calling script's chunk source and line, for log attribution.
-pub fn caller_position(lua: &Lua) -> (String, i32) {
-    lua.inspect_stack(SCRIPT_LEVEL, |d| {
-        // The chunk's source as Lua names it ("@/path/script.lua"), as mod_lua hands it to
-        // httpd (whose log then shows it whole: it drops the directories of a path only).
-        let src = d.source().source.map(|s| s.to_string()).unwrap_or_default();
-        (src, d.current_line().map(|l| l as i32).unwrap_or(0))
-    })
-    .unwrap_or_default()
-}
-
 /// The type name Lua's auxiliary library prints (integers and floats are both "number").
 pub fn lua_type_name(v: &Value) -> &'static str {
     match v {

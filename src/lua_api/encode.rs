@@ -3,10 +3,22 @@
 //! (without mod_lua's loss of a trailing NUL byte).
 #![forbid(unsafe_code)]
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Lowercase hex of a digest (`ap_md5_binary`'s and mod_lua's r:sha1 format) into `out`,
+/// which must be twice as long as `digest`.
+pub fn hex_lower<'o>(digest: &[u8], out: &'o mut [u8]) -> &'o [u8] {
+    let out = &mut out[..digest.len() * 2];
+    for (pair, &b) in out.chunks_exact_mut(2).zip(digest) {
+        pair[0] = HEX[(b >> 4) as usize];
+        pair[1] = HEX[(b & 15) as usize];
+    }
+    out
+}
+
 /// `ap_escape_urlencoded`: alphanumerics and `.-*_` stay, space becomes `+`, everything else
 /// `%xx` with lowercase hex.
 pub fn escape_urlencoded(s: &[u8]) -> Vec<u8> {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = Vec::with_capacity(s.len() * 3);
     for &b in s {
         match b {
@@ -137,6 +149,14 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn hex_of_digests() {
+        let mut out = [0u8; 40];
+        assert_eq!(hex_lower(&[0x00, 0x0f, 0xa5, 0xff], &mut out), b"000fa5ff");
+        assert_eq!(hex_lower(&[], &mut out), b"");
+        assert_eq!(hex_lower(&[0xab; 20], &mut out).len(), 40);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! arguments with Lua's wording. Safe code over `httpd::LiveRequest`.
 #![forbid(unsafe_code)]
 
-use super::args::{arg_error, caller_position, caller_where, lua_type_name, Args};
+use super::args::{arg_error, caller_where, lua_type_name, Args};
 use super::{encode, form, websocket};
 use crate::apr::{has_nul, Table as AprTable};
 use crate::httpd::{self, AliveGuard, BodyError, Level, LiveRequest, Request};
@@ -819,8 +819,9 @@ fn setcookie(lua: &Lua, r: Request<'_>, a: &Args<'_>) -> mlua::Result<()> {
 }
 
 /// The cookie's raw value, or nothing (not even nil) as mod_lua.
-fn getcookie(lua: &Lua, r: Request<'_>, a: &Args<'_>) -> mlua::Result<MultiValue> {
-    let name = a.string(2)?;
+fn getcookie(s: &Stack<'_>) -> Returned {
+    let (_, r) = raw_request(s, "getcookie")?;
+    let name = s.string_arg(2, "getcookie")?;
     let entries = r.headers_in().entries();
     let lines = entries
         .iter()
@@ -829,42 +830,145 @@ fn getcookie(lua: &Lua, r: Request<'_>, a: &Args<'_>) -> mlua::Result<MultiValue
                 || k.to_bytes().eq_ignore_ascii_case(b"Cookie2")
         })
         .map(|(_, v)| v.to_bytes());
-    match form::cookie_value(lines, &name) {
-        Ok(Some(v)) => lua_bytes(lua, v)?.into_lua_multi(lua),
-        Ok(None) => Ok(MultiValue::new()),
+    match form::cookie_value(lines, name) {
+        Ok(Some(v)) => {
+            s.push_bytes(&v);
+            Ok(1)
+        }
+        Ok(None) => Ok(0),
         Err(form::DuplicateCookie) => {
             r.log(
                 Level::Err,
                 // httpd's own line for it (ap_cookie_read, which mod_lua calls).
                 &format!(
                     "AH00011: ap_cookie: client submitted cookie '{}' more than once: {}",
-                    String::from_utf8_lossy(&name),
+                    String::from_utf8_lossy(name),
                     r.uri().map(|u| u.to_string_lossy()).unwrap_or_default()
                 ),
             );
-            Ok(MultiValue::new())
+            Ok(0)
         }
     }
 }
 
-fn log_method(methods: &Methods, name: &'static str, level: Level) -> mlua::Result<()> {
-    method(methods, name, move |lua, r, a| {
-        let msg = a.string(2)?;
-        // The message as the script wrote it, as mod_lua logs it (log watchers match on it);
-        // the script's position goes to httpd as the line's source, which its default
-        // ErrorLogFormat shows at debug level and above.
-        let (file, line) = caller_position(lua);
-        let file = CString::new(file.replace('\0', " ")).unwrap_or_default();
-        r.log_at(level, &file, line, &String::from_utf8_lossy(&msg));
-        Ok(())
+/// The logging methods, most severe first (`r:emerg` … `r:trace8`).
+const LOG_LEVELS: [(&str, Level); 16] = [
+    ("emerg", Level::Emerg),
+    ("alert", Level::Alert),
+    ("crit", Level::Crit),
+    ("err", Level::Err),
+    ("warn", Level::Warn),
+    ("notice", Level::Notice),
+    ("info", Level::Info),
+    ("debug", Level::Debug),
+    ("trace1", Level::Trace1),
+    ("trace2", Level::Trace2),
+    ("trace3", Level::Trace3),
+    ("trace4", Level::Trace4),
+    ("trace5", Level::Trace5),
+    ("trace6", Level::Trace6),
+    ("trace7", Level::Trace7),
+    ("trace8", Level::Trace8),
+];
+
+/// `r:info(msg)` and the other levels ([`LOG_LEVELS`]`[I]`): the message as the script wrote
+/// it, as mod_lua logs it (log watchers match on it); the script's position goes to httpd as
+/// the line's source, which its default ErrorLogFormat shows at debug level and above.
+fn log_message<const I: usize>(s: &Stack<'_>) -> Returned {
+    let (name, level) = LOG_LEVELS[I];
+    let (_, r) = raw_request(s, name)?;
+    let msg = s.string_arg(2, name)?;
+    if r.is_level(level) {
+        let (file, line) = s.caller_source();
+        r.log_at(level, file, line, msg);
+    }
+    Ok(0)
+}
+
+/// `r:flush()` → whether the output so far went out. (mod_lua checks for a userdata first.)
+fn flush(s: &Stack<'_>) -> Returned {
+    if s.kind(1) != Kind::UserData {
+        return Err(s.arg_error(
+            1,
+            "flush",
+            &format!("userdata expected, got {}", s.kind(1).name()),
+        ));
+    }
+    let (_, r) = raw_request(s, "flush")?;
+    s.push_bool(r.flush());
+    Ok(1)
+}
+
+/// The encoders (`r:escape(s)`, …): a string in (numbers refused where mod_lua checks the
+/// type), one string out.
+fn encoder<const STRICT: bool>(
+    s: &Stack<'_>,
+    name: &str,
+    f: impl FnOnce(&[u8]) -> Vec<u8>,
+) -> Returned {
+    raw_request(s, name)?;
+    let input = if STRICT {
+        s.strict_string_arg(2, name)?
+    } else {
+        s.string_arg(2, name)?
+    };
+    s.push_bytes(&f(input));
+    Ok(1)
+}
+
+fn escape(s: &Stack<'_>) -> Returned {
+    encoder::<true>(s, "escape", encode::escape_urlencoded)
+}
+
+/// Nothing (not even nil) on a malformed escape, as mod_lua.
+fn unescape(s: &Stack<'_>) -> Returned {
+    raw_request(s, "unescape")?;
+    match encode::unescape_urlencoded(s.strict_string_arg(2, "unescape")?) {
+        Some(v) => {
+            s.push_bytes(&v);
+            Ok(1)
+        }
+        None => Ok(0),
+    }
+}
+
+fn escape_html(s: &Stack<'_>) -> Returned {
+    encoder::<false>(s, "escape_html", encode::escape_html)
+}
+
+fn base64_encode(s: &Stack<'_>) -> Returned {
+    encoder::<true>(s, "base64_encode", encode::base64_encode)
+}
+
+fn base64_decode(s: &Stack<'_>) -> Returned {
+    encoder::<true>(s, "base64_decode", encode::base64_decode)
+}
+
+/// `r:md5(s)` / `r:sha1(s)`: the digest in lowercase hex.
+fn digest(s: &Stack<'_>, name: &str, f: impl FnOnce(&[u8]) -> ([u8; 20], usize)) -> Returned {
+    raw_request(s, name)?;
+    let (bytes, len) = f(s.strict_string_arg(2, name)?);
+    let mut hex = [0u8; 40];
+    s.push_bytes(encode::hex_lower(&bytes[..len], &mut hex));
+    Ok(1)
+}
+
+fn md5(s: &Stack<'_>) -> Returned {
+    digest(s, "md5", |data| {
+        let mut out = [0u8; 20];
+        out[..16].copy_from_slice(&httpd::md5_raw(data));
+        (out, 16)
     })
+}
+
+fn sha1(s: &Stack<'_>) -> Returned {
+    digest(s, "sha1", |data| (httpd::sha1_raw(data), 20))
 }
 
 /// Builds the request API of a new VM (methods, field access, table access; see api.lua).
 pub fn install(lua: &Lua) -> mlua::Result<()> {
     let m = Methods::default();
     // §5a Output (puts, write: raw functions, below).
-    method(&m, "flush", |_, r, _| Ok(r.flush()))?;
     method(&m, "sendfile", |lua, r, a| {
         let path = a.strict_string(2)?;
         let Ok(path) = CString::new(path) else {
@@ -894,7 +998,6 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
 
     // §5b Request data (the table snapshots, parseargs, parsebody: raw functions, below).
     method(&m, "requestbody", requestbody)?;
-    method(&m, "getcookie", getcookie)?;
     method(&m, "setcookie", setcookie)?;
     method(&m, "construct_url", |lua, r, a| {
         let uri = c_arg(lua, "uri", a.string(2)?)?;
@@ -929,21 +1032,6 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     })?;
 
     // §5c Encoding.
-    method(&m, "escape", |lua, _, a| {
-        lua_bytes(lua, encode::escape_urlencoded(&a.strict_string(2)?))
-    })?;
-    method(
-        &m,
-        "unescape",
-        // Nothing (not even nil) on a malformed escape, as mod_lua.
-        |lua, _, a| match encode::unescape_urlencoded(&a.strict_string(2)?) {
-            Some(v) => lua_bytes(lua, v)?.into_lua_multi(lua),
-            None => Ok(MultiValue::new()),
-        },
-    )?;
-    method(&m, "escape_html", |lua, _, a| {
-        lua_bytes(lua, encode::escape_html(&a.string(2)?))
-    })?;
     method(&m, "escape_logitem", |lua, r, a| {
         let s = c_arg(lua, "string", a.string(2)?)?;
         cstr_value(lua, r.escape_logitem(&s))
@@ -951,18 +1039,6 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     method(&m, "os_escape_path", |lua, r, a| {
         let s = c_arg(lua, "path", a.string(2)?)?;
         cstr_value(lua, r.os_escape_path(&s, a.truthy(3)))
-    })?;
-    method(&m, "base64_encode", |lua, _, a| {
-        lua_bytes(lua, encode::base64_encode(&a.strict_string(2)?))
-    })?;
-    method(&m, "base64_decode", |lua, _, a| {
-        lua_bytes(lua, encode::base64_decode(&a.strict_string(2)?))
-    })?;
-    method(&m, "md5", |lua, r, a| {
-        lua_bytes(lua, r.md5_hex(&a.strict_string(2)?))
-    })?;
-    method(&m, "sha1", |lua, _, a| {
-        lua_bytes(lua, httpd::sha1_hex(&a.strict_string(2)?))
     })?;
 
     super::server::install(lua, &m)?;
@@ -995,27 +1071,6 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         Ok(r.connection().input_pending(state.scratch(r)))
     })?;
 
-    // §5i Logging.
-    for (name, level) in [
-        ("emerg", Level::Emerg),
-        ("alert", Level::Alert),
-        ("crit", Level::Crit),
-        ("err", Level::Err),
-        ("warn", Level::Warn),
-        ("notice", Level::Notice),
-        ("info", Level::Info),
-        ("debug", Level::Debug),
-        ("trace1", Level::Trace1),
-        ("trace2", Level::Trace2),
-        ("trace3", Level::Trace3),
-        ("trace4", Level::Trace4),
-        ("trace5", Level::Trace5),
-        ("trace6", Level::Trace6),
-        ("trace7", Level::Trace7),
-        ("trace8", Level::Trace8),
-    ] {
-        log_method(&m, name, level)?;
-    }
     let (methods, wrap): (Table, Function) = lua
         .load(include_str!("api.lua"))
         .set_name("=mod_lua_rs api")
@@ -1041,9 +1096,34 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     lazy.raw_set("__call", make)?;
     methods.set_metatable(Some(lazy))?;
     // What runs on most requests is plain C functions over the Lua stack (see luac).
-    let raw: [(&str, RawFn); 9] = [
+    let raw: &[(&str, RawFn)] = &[
         ("puts", puts),
         ("write", write),
+        ("flush", flush),
+        ("getcookie", getcookie),
+        ("escape", escape),
+        ("unescape", unescape),
+        ("escape_html", escape_html),
+        ("base64_encode", base64_encode),
+        ("base64_decode", base64_decode),
+        ("md5", md5),
+        ("sha1", sha1),
+        (LOG_LEVELS[0].0, log_message::<0>),
+        (LOG_LEVELS[1].0, log_message::<1>),
+        (LOG_LEVELS[2].0, log_message::<2>),
+        (LOG_LEVELS[3].0, log_message::<3>),
+        (LOG_LEVELS[4].0, log_message::<4>),
+        (LOG_LEVELS[5].0, log_message::<5>),
+        (LOG_LEVELS[6].0, log_message::<6>),
+        (LOG_LEVELS[7].0, log_message::<7>),
+        (LOG_LEVELS[8].0, log_message::<8>),
+        (LOG_LEVELS[9].0, log_message::<9>),
+        (LOG_LEVELS[10].0, log_message::<10>),
+        (LOG_LEVELS[11].0, log_message::<11>),
+        (LOG_LEVELS[12].0, log_message::<12>),
+        (LOG_LEVELS[13].0, log_message::<13>),
+        (LOG_LEVELS[14].0, log_message::<14>),
+        (LOG_LEVELS[15].0, log_message::<15>),
         ("parseargs", parseargs),
         ("parsebody", parsebody),
         (TableKind::ALL[0].snapshot_method(), snapshot::<0>),
@@ -1052,7 +1132,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         (TableKind::ALL[3].snapshot_method(), snapshot::<3>),
         (TableKind::ALL[4].snapshot_method(), snapshot::<4>),
     ];
-    for (name, f) in raw {
+    for &(name, f) in raw {
         methods.raw_set(name, luac::function(lua, f)?)?;
     }
     luac::define::<RequestHandle>(
