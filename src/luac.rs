@@ -235,6 +235,13 @@ impl<'l> Stack<'l> {
 
     /// luaL_checkinteger.
     pub fn integer_arg(&self, i: c_int, fname: &str) -> Result<i64, String> {
+        self.integer(i)
+            .map_err(|detail| self.arg_error(i, fname, &detail))
+    }
+
+    /// Argument `i` as an integer as luaL_checkinteger converts it, or what luaL_checkinteger
+    /// would say in parentheses.
+    pub fn integer(&self, i: c_int) -> Result<i64, String> {
         let kind = self.kind(i);
         if matches!(kind, Kind::Number | Kind::String) {
             let mut ok = 0;
@@ -245,10 +252,48 @@ impl<'l> Stack<'l> {
             }
             // SAFETY: as above.
             if unsafe { ffi::lua_isnumber(self.l, i) } != 0 {
-                return Err(self.arg_error(i, fname, "number has no integer representation"));
+                return Err("number has no integer representation".into());
             }
         }
-        Err(self.arg_error(i, fname, &format!("number expected, got {}", kind.name())))
+        Err(format!("number expected, got {}", kind.name()))
+    }
+
+    /// Pushes `t[name]` for each of `names` (argument `t` must be a table; metamethods run, as
+    /// `t.name` does in Lua) and returns the stack with those values as further arguments,
+    /// `len() + 1 ..= len() + N`. An error raised on the way comes back as its message.
+    pub fn fields<const N: usize>(
+        &self,
+        t: c_int,
+        names: &'static [&'static CStr; N],
+    ) -> Result<Stack<'l>, String> {
+        // read_fields pushes the N values within the 20 slots Lua guarantees a C function.
+        const { assert!(N <= 16) };
+        self.reserve(N as c_int + 4)?;
+        // SAFETY: `read_fields` is called through lua_pcall with (table, names, N), so the
+        // errors it may raise (from metamethods) stop at that pcall, and it leaves N values.
+        unsafe {
+            ffi::lua_pushcfunction(self.l, read_fields);
+            ffi::lua_pushvalue(self.l, t);
+            ffi::lua_pushlightuserdata(self.l, names.as_ptr().cast_mut().cast());
+            ffi::lua_pushinteger(self.l, N as ffi::lua_Integer);
+            if ffi::lua_pcall(self.l, 3, N as c_int, 0) != ffi::LUA_OK {
+                let mut len = 0usize;
+                let p = ffi::lua_tolstring(self.l, -1, &mut len);
+                let message = if p.is_null() {
+                    "error reading a table field".to_string()
+                } else {
+                    String::from_utf8_lossy(std::slice::from_raw_parts(p.cast::<u8>(), len))
+                        .into_owned()
+                };
+                ffi::lua_settop(self.l, self.args);
+                return Err(message);
+            }
+        }
+        Ok(Stack {
+            l: self.l,
+            args: self.args + N as c_int,
+            _call: PhantomData,
+        })
     }
 
     /// luaL_optinteger.
@@ -257,6 +302,12 @@ impl<'l> Stack<'l> {
             Kind::None | Kind::Nil => Ok(default),
             _ => self.integer_arg(i, fname),
         }
+    }
+
+    /// lua_toboolean: false for nil, false and missing arguments.
+    pub fn truthy(&self, i: c_int) -> bool {
+        // SAFETY: lua_toboolean accepts any index of the running function's stack.
+        i <= self.args && unsafe { ffi::lua_toboolean(self.l, i) } != 0
     }
 
     /// Argument `i` as the Rust value behind a userdata of type `T`.
@@ -727,6 +778,20 @@ pub fn userdata_of<'u, T: RawUserData>(lua: &Lua, ud: &'u AnyUserData) -> Option
     .ok()?;
     // SAFETY: a live T inside the userdata `ud` keeps reachable for 'u.
     (!p.0.is_null()).then(|| unsafe { &*p.0.cast::<T>() })
+}
+
+/// (table, names, n) → table[names[0]], …, table[names[n - 1]] (see [`Stack::fields`]).
+/// Holds no Rust values, so a metamethod's error may unwind through it.
+unsafe extern "C-unwind" fn read_fields(l: *mut lua_State) -> c_int {
+    let names = ffi::lua_touserdata(l, 2).cast::<&CStr>();
+    let n = ffi::lua_tointegerx(l, 3, std::ptr::null_mut()) as c_int;
+    for i in 0..n {
+        // SAFETY: `names` points at the `n` names `Stack::fields` passed (at most 16: a C
+        // function may push 20 values without lua_checkstack).
+        let name: &CStr = *names.add(i as usize);
+        ffi::lua_getfield(l, 1, name.as_ptr());
+    }
+    n
 }
 
 unsafe extern "C-unwind" fn trampoline(l: *mut lua_State) -> c_int {

@@ -748,3 +748,59 @@ end
     );
     assert!(ours.2.contains("stack-debug line"), "{}", ours.2);
 }
+
+/// r:setcookie writes mod_lua's header layout for both calling forms and checks the table's
+/// fields as mod_lua does (its `#-2` wording included), metamethods and their errors too.
+#[test]
+fn setcookie_matches_mod_lua() {
+    const SCRIPT: &str = r#"
+function handle(r)
+  r.content_type = "text/plain"
+  local function t(name, f)
+    local ok, e = pcall(f)
+    r:puts(name, " ", tostring(ok), " ", tostring(e), "\n")
+  end
+  t("full", function() r:setcookie{key = "k 1", value = "v;w", expires = 1000000000, secure = true,
+    httponly = true, path = "/p", domain = "example.com"} end)
+  t("numbers", function() r:setcookie{key = 5, value = 6.5, secure = 1, httponly = "yes", path = 7} end)
+  t("legacy", function() r:setcookie("l", "v", true, "1000000000") end)
+  t("legacy short", function() r:setcookie("m", "w") end)
+  t("no key", function() r:setcookie{value = "v"} end)
+  t("table value", function() r:setcookie{key = "k", value = {}} end)
+  t("bad expires", function() r:setcookie{key = "k", value = "v", expires = "soon"} end)
+  t("float expires", function() r:setcookie{key = "k", value = "v", expires = 12.5} end)
+  t("boolean path", function() r:setcookie{key = "k", value = "v", path = false} end)
+  t("legacy no value", function() r:setcookie("k") end)
+  t("nothing", function() r:setcookie() end)
+  local proxy = setmetatable({}, {__index = function(_, k)
+    if k == "key" then return "mk" elseif k == "value" then return "mv" end
+  end})
+  t("metatable", function() r:setcookie(proxy) end)
+  t("raising metatable", function()
+    r:setcookie(setmetatable({}, {__index = function(_, k) error("no field " .. k, 0) end}))
+  end)
+end
+"#;
+    let config = || Config::new().file("htdocs/c.lua", SCRIPT);
+    let Some((ours, theirs)) = on_both(config, |_, s| {
+        let r = s.get("/c.lua");
+        let root = s.docroot().parent().unwrap().display().to_string();
+        s.assert_no_crash();
+        let cookies = r.headers.get("set-cookie").cloned().unwrap_or_default();
+        (r.status, r.text().replace(&root, "ROOT"), cookies)
+    }) else {
+        return;
+    };
+    assert_eq!(ours, theirs);
+    assert_eq!(ours.2.len(), 5, "{:?}", ours.2);
+    assert!(
+        ours.1.contains("no key false ROOT/htdocs/c.lua:"),
+        "{}",
+        ours.1
+    );
+    assert!(
+        ours.1.contains("raising metatable false no field key"),
+        "{}",
+        ours.1
+    );
+}

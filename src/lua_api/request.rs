@@ -737,85 +737,92 @@ fn requestbody(lua: &Lua, r: Request<'_>, a: &Args<'_>) -> mlua::Result<MultiVal
 }
 
 /// r:setcookie{key=, value=, expires=, secure=, httponly=, path=, domain=} or the legacy
-/// r:setcookie(key, value [, secure [, expires]]) — mod_lua's header layout, exactly.
-fn setcookie(lua: &Lua, r: Request<'_>, a: &Args<'_>) -> mlua::Result<()> {
-    let (key, value, secure, expires, httponly, path, domain);
-    if let Value::Table(t) = a.get(2) {
-        let field = |name: &'static str| -> mlua::Result<Value> { t.get::<Value>(name) };
-        let one = |name: &'static str, v: Value| {
-            Args::new(lua, "setcookie", MultiValue::from_iter([v]))
-                .string(1)
-                .map_err(|_| {
-                    arg_error(
-                        lua,
-                        2,
-                        "setcookie",
-                        &format!("field '{name}' must be a string"),
-                    )
-                })
+/// r:setcookie(key, value [, secure [, expires]]) — mod_lua's header layout, exactly, and its
+/// checks: the table's fields are read as `t.key` reads them and checked as mod_lua checks
+/// them on the top of its stack (hence its `bad argument #-2` wording).
+fn setcookie(s: &Stack<'_>) -> Returned {
+    const NAME: &str = "setcookie";
+    const FIELDS: [&CStr; 7] = [
+        c"key",
+        c"value",
+        c"expires",
+        c"secure",
+        c"httponly",
+        c"path",
+        c"domain",
+    ];
+    let (_, r) = raw_request(s, NAME)?;
+    let (key, value, expires, secure, httponly, path, domain);
+    if s.kind(2) == Kind::Table {
+        let f = s.fields(2, &FIELDS)?;
+        let at = |i: usize| s.len() + 1 + i as c_int;
+        // luaL_checkstring / luaL_optstring on the field just read (index -1).
+        let string = |i: usize, default: Option<&'static [u8]>| match f.kind(at(i)) {
+            Kind::Nil if default.is_some() => Ok(default.unwrap_or_default()),
+            Kind::String | Kind::Number => f.string_arg(at(i), NAME),
+            k => Err(f.arg_error(-1, NAME, &format!("string expected, got {}", k.name()))),
         };
-        key = one("key", field("key")?)?;
-        value = one("value", field("value")?)?;
-        expires = match field("expires")? {
-            Value::Nil => 0,
-            v => Args::new(lua, "setcookie", MultiValue::from_iter([v])).integer(1)?,
+        key = string(0, None)?;
+        value = string(1, None)?;
+        expires = match f.kind(at(2)) {
+            Kind::Nil => 0,
+            _ => f.integer(at(2)).map_err(|d| f.arg_error(-1, NAME, &d))?,
         };
-        secure = matches!(field("secure")?, Value::Boolean(true));
-        httponly = matches!(field("httponly")?, Value::Boolean(true));
-        path = match field("path")? {
-            Value::Nil => b"/".to_vec(),
-            v => one("path", v)?,
-        };
-        domain = match field("domain")? {
-            Value::Nil => Vec::new(),
-            v => one("domain", v)?,
-        };
+        secure = f.kind(at(3)) == Kind::Boolean && f.truthy(at(3));
+        httponly = f.kind(at(4)) == Kind::Boolean && f.truthy(at(4));
+        path = string(5, Some(b"/"))?;
+        domain = string(6, Some(b""))?;
     } else {
-        key = a.string(2)?;
-        value = a.string(3)?;
-        secure = matches!(a.get(4), Value::Boolean(true));
-        expires = a.opt_integer(5, 0)?;
+        key = s.string_arg(2, NAME)?;
+        value = s.string_arg(3, NAME)?;
+        secure = s.kind(4) == Kind::Boolean && s.truthy(4);
+        expires = s.opt_integer_arg(5, NAME, 0)?;
         httponly = false;
-        path = Vec::new();
-        domain = Vec::new();
+        path = b"";
+        domain = b"";
     }
-    for (what, v) in [("path", &path), ("domain", &domain)] {
+    for (what, v) in [("path", path), ("domain", domain)] {
         if v.iter()
             .any(|&b| b == b'\r' || b == b'\n' || b == 0 || b == b';')
         {
-            return Err(mlua::Error::RuntimeError(format!(
+            return Err(format!(
                 "{}cookie {what} contains CR, LF, NUL or ';': refused",
-                caller_where(lua)
-            )));
+                s.caller_where()
+            ));
         }
     }
-    let expires_s = if expires > 0 {
-        httpd::rfc822_date(expires)
-            .map(|d| format!("Expires={d};"))
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
-    let seg = |name: &str, v: &[u8]| {
-        if v.is_empty() {
-            String::new()
-        } else {
-            format!("{name}={};", String::from_utf8_lossy(v))
+    // "key=value; Secure; Expires=…; HttpOnly; Domain=…; Path=…;", each part after the
+    // first left empty (its space kept) when unset.
+    let mut header = encode::escape_urlencoded(key);
+    header.push(b'=');
+    header.extend(encode::escape_urlencoded(value));
+    header.extend_from_slice(b"; ");
+    if secure {
+        header.extend_from_slice(b"Secure;");
+    }
+    header.push(b' ');
+    if expires > 0 {
+        if let Some(date) = httpd::rfc822_date(expires) {
+            header.extend_from_slice(format!("Expires={date};").as_bytes());
         }
-    };
-    let header = format!(
-        "{}={}; {} {} {} {} {}",
-        String::from_utf8_lossy(&encode::escape_urlencoded(&key)),
-        String::from_utf8_lossy(&encode::escape_urlencoded(&value)),
-        if secure { "Secure;" } else { "" },
-        expires_s,
-        if httponly { "HttpOnly;" } else { "" },
-        seg("Domain", &domain),
-        seg("Path", &path),
-    );
-    let header = CString::new(header).expect("escaped text has no NUL");
+    }
+    header.push(b' ');
+    if httponly {
+        header.extend_from_slice(b"HttpOnly;");
+    }
+    for (name, v) in [(&b" Domain="[..], domain), (b" Path=", path)] {
+        match v.is_empty() {
+            true => header.push(b' '),
+            false => {
+                header.extend_from_slice(name);
+                header.extend_from_slice(v);
+                header.push(b';');
+            }
+        }
+    }
+    let header = CString::new(header).map_err(|_| "cookie contains a NUL byte".to_string())?;
     r.err_headers_out().add(c"Set-Cookie", &header);
-    Ok(())
+    Ok(0)
 }
 
 /// The cookie's raw value, or nothing (not even nil) as mod_lua.
@@ -998,7 +1005,6 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
 
     // §5b Request data (the table snapshots, parseargs, parsebody: raw functions, below).
     method(&m, "requestbody", requestbody)?;
-    method(&m, "setcookie", setcookie)?;
     method(&m, "construct_url", |lua, r, a| {
         let uri = c_arg(lua, "uri", a.string(2)?)?;
         cstr_value(lua, r.construct_url(&uri))
@@ -1101,6 +1107,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         ("write", write),
         ("flush", flush),
         ("getcookie", getcookie),
+        ("setcookie", setcookie),
         ("escape", escape),
         ("unescape", unescape),
         ("escape_html", escape_html),
