@@ -480,9 +480,14 @@ pub(super) fn fail_tag() -> Value {
 }
 
 /// The text a failed call raises: our messages as they are, anything else as mlua prints it.
+/// An error raised by Lua code the call ran (a metamethod) comes without the traceback mlua
+/// appends to it: the script gets the message, as it would from mod_lua.
 fn error_text(e: &mlua::Error) -> String {
     match e {
-        mlua::Error::RuntimeError(s) => s.clone(),
+        mlua::Error::RuntimeError(s) => s
+            .split_once("\nstack traceback:")
+            .map_or(s.as_str(), |(message, _)| message)
+            .to_string(),
         mlua::Error::CallbackError { cause, .. } => error_text(cause),
         other => other.to_string(),
     }
@@ -1207,6 +1212,15 @@ fn request_fns(lua: &Lua) -> mlua::Result<Rc<RequestFns>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raised_texts_leave_out_mlua_tracebacks() {
+        let raised =
+            mlua::Error::RuntimeError("t.lua:3: boom\nstack traceback:\n\t[C]: in ?".into());
+        assert_eq!(error_text(&raised), "t.lua:3: boom");
+        let plain = mlua::Error::RuntimeError("bad argument #1 to 'x' (y)".into());
+        assert_eq!(error_text(&plain), "bad argument #1 to 'x' (y)");
+    }
 
     #[test]
     fn override_and_option_texts() {
