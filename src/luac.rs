@@ -378,6 +378,44 @@ impl<'l> Stack<'l> {
         unsafe { ffi::lua_pushinteger(self.l, i as ffi::lua_Integer) }
     }
 
+    pub fn push_number(&self, n: f64) {
+        // SAFETY: as push_nil.
+        unsafe { ffi::lua_pushnumber(self.l, n) }
+    }
+
+    /// Pushes a new table holding `items` at consecutive integer keys from `first` (a None
+    /// leaves its key unset).
+    pub fn push_sequence<'b>(
+        &self,
+        first: i64,
+        items: impl ExactSizeIterator<Item = Option<&'b [u8]>>,
+    ) -> Result<(), String> {
+        self.reserve(2)?;
+        // SAFETY: two free slots reserved; the table stays at the top while it is filled.
+        unsafe {
+            ffi::lua_createtable(self.l, items.len().min(c_int::MAX as usize) as c_int, 0);
+            for (i, item) in items.enumerate() {
+                if let Some(b) = item {
+                    ffi::lua_pushlstring(self.l, b.as_ptr().cast(), b.len());
+                    ffi::lua_rawseti(self.l, -2, (first + i as i64) as ffi::lua_Integer);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The `T` held by upvalue 2 of this function (see [`closure`] and [`new_userdata`]).
+    pub fn upvalue<T: RawUserData>(&self) -> Option<&'l T> {
+        // SAFETY: the upvalue lives as long as the running closure ('l); block_of checks the
+        // value is a T.
+        unsafe {
+            match ffi::lua_type(self.l, ffi::lua_upvalueindex(2)) {
+                ffi::LUA_TUSERDATA => block_of::<T>(self.l, ffi::lua_upvalueindex(2)),
+                _ => None,
+            }
+        }
+    }
+
     pub fn push_bytes(&self, b: &[u8]) {
         // SAFETY: as push_nil; Lua copies the bytes.
         unsafe {
@@ -695,6 +733,13 @@ unsafe impl RawUserData for TableHandle {
     const NAME: &'static str = "Apr.Table";
 }
 
+// SAFETY: tags are distinct.
+unsafe impl RawUserData for crate::lua_api::server::RegexCache {
+    const TAG: u64 = 0x6d6f_645f_6c75_6103;
+    const METATABLE: &'static CStr = c"mod_lua_rs.regex_cache";
+    const NAME: &'static str = "mod_lua_rs.regex_cache";
+}
+
 // SAFETY: BorrowedBytes holds a reference to its Lua string, so the string is not collected
 // while it lives; Lua strings are immutable and never move, and the bytes are the string's,
 // not the handle's.
@@ -763,6 +808,13 @@ pub fn define<T: RawUserData>(lua: &Lua, entries: &[(&str, Function)]) -> mlua::
         T::METATABLE.to_str().expect("metatable names are ASCII"),
         mt,
     )
+}
+
+/// A new userdata holding `value`, with `T`'s metatable (made by [`define`]).
+pub fn new_userdata<T: RawUserData>(lua: &Lua, value: T) -> mlua::Result<AnyUserData> {
+    // SAFETY: the closure runs protected with stack room (exec_raw) and leaves exactly the
+    // one new userdata on the stack.
+    unsafe { lua.exec_raw((), move |l| push_block(l, value)) }
 }
 
 /// The `T` behind a userdata an mlua function was given.

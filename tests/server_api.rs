@@ -219,8 +219,9 @@ fn response_control_and_conventions() {
     assert_eq!(r.header("Location"), Some("http://elsewhere.test/missing"));
     assert_eq!(s.get("/api.lua?op=keepalive").text(), "false");
     let t = s.get("/api.lua?op=dotcall").text();
+    // mod_lua's wording: r:stat checks for a userdata before it checks for a request.
     assert!(
-        t.contains("bad argument #1 to 'stat' (Apache2.Request expected, got string)"),
+        t.contains("bad argument #1 to 'stat' (userdata expected, got string)"),
         "{t}"
     );
     s.assert_no_crash();
@@ -315,4 +316,91 @@ fn ivm_under_many_threads() {
 fn every_one_of_mod_luas_83_methods_exists() {
     let Some(s) = server() else { return };
     assert_eq!(s.get("/api.lua?op=all").text(), "83 ");
+}
+
+/// r:regex, r.strcmp_match, r:clock and r:ivm_get/ivm_set (functions over the Lua stack)
+/// answer as mod_lua's do, and every method that checks for a userdata before it checks for
+/// a request words a bad `self` as mod_lua does.
+#[test]
+fn utilities_and_bad_self_match_mod_lua() {
+    const SCRIPT: &str = r#"
+function handle(r)
+  r.content_type = "text/plain"
+  local function show(v)
+    if type(v) ~= "table" then return tostring(v) end
+    local ks = {}
+    for k, x in pairs(v) do ks[#ks + 1] = tostring(k) .. "=" .. tostring(x) end
+    table.sort(ks)
+    return "{" .. table.concat(ks, ",") .. "}"
+  end
+  local function t(name, f)
+    local res = table.pack(pcall(f))
+    local parts = {}
+    for i = 2, res.n do parts[#parts + 1] = show(res[i]) end
+    r:puts(name, " ", tostring(res[1]), " n=", res.n - 1, " ", table.concat(parts, ","), "\n")
+  end
+  t("regex", function() return r:regex("/items/42", [[^/(\w+)/(\d+)$]]) end)
+  t("regex optional group", function() return r:regex("abc", [[(x)?(abc)]]) end)
+  t("regex no match", function() return r:regex("abc", "x") end)
+  t("regex bad pattern", function() return r:regex("abc", "(") end)
+  t("regex caseless", function() return r:regex("ABC", "abc", 1) end)
+  t("regex flags string", function() return r:regex("ABC", "abc", "1") end)
+  t("regex bad flags", function() return r:regex("ABC", "abc", "x") end)
+  t("regex number subject", function() return r:regex(5, "5") end)
+  t("regex no pattern", function() return r:regex("a") end)
+  t("regex too many groups", function() return r:regex("a", string.rep("(a)?", 30)) end)
+  t("strcmp", function() return r.strcmp_match("foo.bar", "foo*") end)
+  t("strcmp caseless", function() return r.strcmp_match("FOO", "foo", true) end)
+  t("strcmp case", function() return r.strcmp_match("FOO", "foo") end)
+  t("strcmp number", function() return r.strcmp_match("12", 1) end)
+  t("clock", function() return math.type(r:clock()), math.type(r.clock()), r:clock() > 0 end)
+  t("ivm number", function() r:ivm_set("n", 5) return r:ivm_get("n") end)
+  t("ivm string", function() r:ivm_set("s", "hello") return r:ivm_get("s") end)
+  t("ivm boolean", function() r:ivm_set("b", false) return r:ivm_get("b") end)
+  t("ivm missing", function() return r:ivm_get("nothere") end)
+  t("ivm no value", function() return r:ivm_set("k") end)
+  t("ivm no key", function() return r:ivm_get() end)
+  BAD_SELF
+end
+"#;
+    let mut bad_self = String::new();
+    for name in [
+        "flush",
+        "regex",
+        "stat",
+        "expr",
+        "sendfile",
+        "set_keepalive",
+        "ivm_get",
+        "md5",
+        "custom_response",
+        "scoreboard_worker",
+    ] {
+        for (what, arg) in [("string", "'x'"), ("table", "{}")] {
+            bad_self.push_str(&format!(
+                "t('{name} on a {what}', function() local a, b = r.{name}({arg}) return a, b end)\n"
+            ));
+        }
+    }
+    let script = SCRIPT.replace("BAD_SELF", &bad_self);
+    let config = || Config::new().file("htdocs/u.lua", &script);
+    let Some((ours, theirs)) = on_both(config, |_, s| {
+        let r = s.get("/u.lua");
+        let root = s.docroot().parent().unwrap().display().to_string();
+        s.assert_no_crash();
+        (r.status, r.text().replace(&root, "ROOT"))
+    }) else {
+        return;
+    };
+    assert_eq!(ours, theirs);
+    assert!(
+        ours.1.contains("regex true n=1 {0=/items/42,1=items,2=42}"),
+        "{}",
+        ours.1
+    );
+    assert!(
+        ours.1.contains("(userdata expected, got string)"),
+        "{}",
+        ours.1
+    );
 }

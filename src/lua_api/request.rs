@@ -48,6 +48,13 @@ pub(super) fn cstr_value(lua: &Lua, s: Option<&CStr>) -> mlua::Result<Value> {
     }
 }
 
+/// Argument `i` (checked to be a string or number) as a C string for httpd, or the error a
+/// NUL in it gives.
+pub(super) fn raw_cstr<'l>(s: &Stack<'l>, i: c_int, what: &str) -> Result<&'l CStr, String> {
+    s.cstr(i)
+        .ok_or_else(|| format!("{}{what} contains a NUL byte", s.caller_where()))
+}
+
 /// A C string for httpd, or a Lua error if the bytes hold a NUL.
 pub(super) fn c_arg(lua: &Lua, what: &str, bytes: Vec<u8>) -> mlua::Result<CString> {
     CString::new(bytes).map_err(|_| {
@@ -307,8 +314,42 @@ fn push_cstr(s: &Stack<'_>, v: Option<&CStr>) {
 }
 
 /// The request a raw method was called on (`self`, argument 1).
-fn raw_request<'l>(s: &Stack<'l>, fname: &str) -> Result<(&'l RequestHandle, Request<'l>), String> {
+pub(super) fn raw_request<'l>(
+    s: &Stack<'l>,
+    fname: &str,
+) -> Result<(&'l RequestHandle, Request<'l>), String> {
+    if s.kind(1) != Kind::UserData && checks_userdata_first(fname) {
+        let detail = format!("userdata expected, got {}", s.kind(1).name());
+        return Err(s.arg_error(1, fname, &detail));
+    }
     raw_self(s, fname, "Apache2.Request", |h: &RequestHandle| &h.live)
+}
+
+/// Whether mod_lua's method `name` checks that `self` is a userdata before it checks for a
+/// request (its `bad self` message then says "userdata expected").
+fn checks_userdata_first(name: &str) -> bool {
+    matches!(
+        name,
+        "flush"
+            | "sendfile"
+            | "add_input_filter"
+            | "get_server_name_for_url"
+            | "set_document_root"
+            | "set_context_info"
+            | "expr"
+            | "make_etag"
+            | "escape_logitem"
+            | "os_escape_path"
+            | "send_interim_response"
+            | "custom_response"
+            | "set_keepalive"
+            | "stat"
+            | "get_direntries"
+            | "runtime_dir_relative"
+            | "regex"
+            | "scoreboard_process"
+            | "scoreboard_worker"
+    )
 }
 
 /// `r.key`: a method (upvalue 2 holds the method table), else a field read live.
@@ -462,12 +503,12 @@ fn this<'u>(
     };
     found.ok_or_else(|| {
         let got = first.map(lua_type_name).unwrap_or("no value");
-        arg_error(
-            lua,
-            1,
-            fname,
-            &format!("Apache2.Request expected, got {got}"),
-        )
+        let expected = match first {
+            Some(Value::UserData(_)) => "Apache2.Request",
+            _ if checks_userdata_first(fname) => "userdata",
+            _ => "Apache2.Request",
+        };
+        arg_error(lua, 1, fname, &format!("{expected} expected, got {got}"))
     })
 }
 
@@ -897,15 +938,8 @@ fn log_message<const I: usize>(s: &Stack<'_>) -> Returned {
     Ok(0)
 }
 
-/// `r:flush()` → whether the output so far went out. (mod_lua checks for a userdata first.)
+/// `r:flush()` → whether the output so far went out.
 fn flush(s: &Stack<'_>) -> Returned {
-    if s.kind(1) != Kind::UserData {
-        return Err(s.arg_error(
-            1,
-            "flush",
-            &format!("userdata expected, got {}", s.kind(1).name()),
-        ));
-    }
     let (_, r) = raw_request(s, "flush")?;
     s.push_bool(r.flush());
     Ok(1)
@@ -1052,7 +1086,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         cstr_value(lua, r.os_escape_path(&s, a.truthy(3)))
     })?;
 
-    super::server::install(lua, &m)?;
+    super::server::install(&m)?;
     super::db::install(&m)?;
 
     // M36: r:htpassword(pw [, alg [, cost]]) → hash | false, error.
@@ -1146,6 +1180,9 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     ];
     for &(name, f) in raw {
         methods.raw_set(name, luac::function(lua, f)?)?;
+    }
+    for (name, f) in super::server::raw_methods(lua)? {
+        methods.raw_set(name, f)?;
     }
     luac::define::<RequestHandle>(
         lua,

@@ -6,9 +6,11 @@
 #![forbid(unsafe_code)]
 
 use super::args::Args;
-use super::request::{c_arg, cstr_value, lua_bytes, method, Methods};
+use super::request::{c_arg, cstr_value, method, raw_cstr, raw_request, Methods};
 use crate::httpd::{self, ConfNode, OwnedRegex, ScoreValue};
-use mlua::{IntoLuaMulti, Lua, MultiValue, Table, Value};
+use crate::luac::{self, Kind, Number, Returned, Stack};
+use mlua::{Function, IntoLuaMulti, Lua, MultiValue, Table, Value};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
@@ -17,8 +19,9 @@ const MAX_GROUPS: usize = 25;
 /// Compiled patterns kept per VM.
 const REGEX_CACHE_MAX: usize = 256;
 
+/// A VM's compiled r:regex patterns, by flags and pattern (the upvalue of its `regex`).
 #[derive(Default)]
-struct RegexCache(HashMap<(Vec<u8>, i32), OwnedRegex>);
+pub struct RegexCache(RefCell<HashMap<i32, HashMap<Vec<u8>, OwnedRegex>>>);
 
 /// A function that takes its arguments without `self` (mod_lua's dot-call functions).
 fn function<F, R>(m: &Methods, name: &'static str, f: F) -> mlua::Result<()>
@@ -41,9 +44,7 @@ enum IvmValue {
 
 static IVM: Mutex<Option<HashMap<Vec<u8>, IvmValue>>> = Mutex::new(None);
 
-pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
-    lua.set_app_data(RegexCache::default());
-
+pub(super) fn install(m: &Methods) -> mlua::Result<()> {
     // §5a leftovers.
     method(m, "send_interim_response", |_, r, a| {
         r.send_interim_response(a.truthy(2));
@@ -134,53 +135,7 @@ pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
         cstr_value(lua, r.runtime_dir_relative(&file))
     })?;
 
-    // §5e Utilities.
-    method(m, "regex", |lua, _, a| {
-        let subject = c_arg(lua, "subject", a.strict_string(2)?)?;
-        let pattern = a.strict_string(3)?;
-        let flags = a.opt_integer(4, 0)? as i32;
-        let mut cache = lua
-            .app_data_mut::<RegexCache>()
-            .expect("installed with the API");
-        if cache.0.len() >= REGEX_CACHE_MAX {
-            cache.0.clear();
-        }
-        let key = (pattern, flags);
-        if !cache.0.contains_key(&key) {
-            let p = c_arg(lua, "pattern", key.0.clone())?;
-            match OwnedRegex::compile(&p, flags) {
-                Ok(re) => {
-                    cache.0.insert(key.clone(), re);
-                }
-                Err(e) => return (false, e).into_lua_multi(lua),
-            }
-        }
-        let re = &cache.0[&key];
-        if re.groups() > MAX_GROUPS {
-            let msg = format!(
-                "regcomp found {} matches; only {MAX_GROUPS} allowed.",
-                re.groups()
-            );
-            return (false, msg).into_lua_multi(lua);
-        }
-        match re.captures(&subject) {
-            None => false.into_lua_multi(lua),
-            Some(groups) => {
-                let t = lua.create_table()?;
-                for (i, g) in groups.into_iter().enumerate() {
-                    if let Some(g) = g {
-                        t.raw_set(i, lua.create_string(g)?)?;
-                    }
-                }
-                t.into_lua_multi(lua)
-            }
-        }
-    })?;
-    function(m, "strcmp_match", |lua, a| {
-        let s = c_arg(lua, "string", a.string(1)?)?;
-        let p = c_arg(lua, "pattern", a.string(2)?)?;
-        Ok(httpd::strcmp_match(&s, &p, a.truthy(3)))
-    })?;
+    // §5e Utilities (regex, strcmp_match, clock: raw functions, below).
     function(m, "date_parse_rfc", |lua, a| {
         let s = c_arg(lua, "date", a.strict_string(1)?)?;
         match httpd::parse_rfc_date(&s) {
@@ -188,8 +143,6 @@ pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
             None => Ok(MultiValue::new()),
         }
     })?;
-    // A float, as mod_lua pushes it (`r:clock() - t0` prints "250.0" there too).
-    function(m, "clock", |_, _| Ok(httpd::now_us() as f64))?;
     function(m, "usleep", |_, a| {
         httpd::sleep_us(a.integer(1)?);
         Ok(())
@@ -282,54 +235,6 @@ pub(super) fn install(lua: &Lua, m: &Methods) -> mlua::Result<()> {
         )
     })?;
 
-    // §5g Per-process storage.
-    method(m, "ivm_get", |lua, _, a| {
-        let key = a.string(2)?;
-        let v = IVM
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .and_then(|m| m.get(&key).cloned());
-        // A missing key gives nothing (not a nil), as mod_lua.
-        match v {
-            None => Ok(MultiValue::new()),
-            Some(IvmValue::Number(n)) => n.into_lua_multi(lua),
-            Some(IvmValue::Bool(b)) => b.into_lua_multi(lua),
-            Some(IvmValue::Str(s)) => lua_bytes(lua, s)?.into_lua_multi(lua),
-        }
-    })?;
-    method(m, "ivm_set", |lua, _, a| {
-        let key = a.string(2)?;
-        let value = match a.get(3) {
-            Value::Nil => None,
-            Value::Integer(i) => Some(IvmValue::Number(*i as f64)),
-            Value::Number(n) => Some(IvmValue::Number(*n)),
-            Value::Boolean(b) => Some(IvmValue::Bool(*b)),
-            Value::String(s) => Some(IvmValue::Str(s.as_bytes().to_vec())),
-            other => {
-                return Err(super::args::arg_error(
-                    lua,
-                    3,
-                    "ivm_set",
-                    &format!(
-                        "number, string, boolean or nil expected, got {}",
-                        super::args::lua_type_name(other)
-                    ),
-                ))
-            }
-        };
-        let mut ivm = IVM.lock().unwrap_or_else(PoisonError::into_inner);
-        let map = ivm.get_or_insert_with(HashMap::new);
-        match value {
-            Some(v) => {
-                map.insert(key, v);
-            }
-            None => {
-                map.remove(&key);
-            }
-        }
-        Ok(())
-    })?;
     Ok(())
 }
 
@@ -347,4 +252,138 @@ fn conf_table(lua: &Lua, nodes: &[ConfNode]) -> mlua::Result<Table> {
         t.raw_set(i + 1, e)?;
     }
     Ok(t)
+}
+
+/// The functions of this part of the API written over the Lua stack (called on many requests),
+/// for the method table.
+pub(super) fn raw_methods(lua: &Lua) -> mlua::Result<Vec<(&'static str, Function)>> {
+    luac::define::<RegexCache>(lua, &[])?;
+    let cache = luac::new_userdata(lua, RegexCache::default())?;
+    Ok(vec![
+        ("regex", luac::closure(lua, regex, cache)?),
+        ("strcmp_match", luac::function(lua, strcmp_match)?),
+        ("clock", luac::function(lua, clock)?),
+        ("ivm_get", luac::function(lua, ivm_get)?),
+        ("ivm_set", luac::function(lua, ivm_set)?),
+    ])
+}
+
+/// `r:regex(subject, pattern [, flags])` → the match (whole at 0, groups from 1), false, or
+/// false and the compiler's message.
+fn regex(s: &Stack<'_>) -> Returned {
+    raw_request(s, "regex")?;
+    s.strict_string_arg(2, "regex")?;
+    let subject = raw_cstr(s, 2, "subject")?;
+    let pattern = s.strict_string_arg(3, "regex")?;
+    let flags = s.opt_integer_arg(4, "regex", 0)? as i32;
+    let cache = s.upvalue::<RegexCache>().ok_or("r:regex has no cache")?;
+    let groups = {
+        let mut cache = cache.0.try_borrow_mut().map_err(|_| "r:regex re-entered")?;
+        if cache.values().map(HashMap::len).sum::<usize>() >= REGEX_CACHE_MAX {
+            cache.clear();
+        }
+        let by_pattern = cache.entry(flags).or_default();
+        if !by_pattern.contains_key(pattern) {
+            match OwnedRegex::compile(raw_cstr(s, 3, "pattern")?, flags) {
+                Ok(re) => {
+                    by_pattern.insert(pattern.to_vec(), re);
+                }
+                Err(e) => return failed(s, &e),
+            }
+        }
+        let re = &by_pattern[pattern];
+        if re.groups() > MAX_GROUPS {
+            let msg = format!(
+                "regcomp found {} matches; only {MAX_GROUPS} allowed.",
+                re.groups()
+            );
+            return failed(s, &msg);
+        }
+        re.captures(subject)
+    };
+    match groups {
+        None => s.push_bool(false),
+        Some(groups) => s.push_sequence(0, groups.into_iter())?,
+    }
+    Ok(1)
+}
+
+/// false and a message.
+fn failed(s: &Stack<'_>, message: &str) -> Returned {
+    s.push_bool(false);
+    s.push_bytes(message.as_bytes());
+    Ok(2)
+}
+
+/// `r.strcmp_match(string, pattern [, ignore_case])` (a dot function, as in mod_lua).
+fn strcmp_match(s: &Stack<'_>) -> Returned {
+    s.strict_string_arg(1, "strcmp_match")?;
+    let string = raw_cstr(s, 1, "string")?;
+    s.strict_string_arg(2, "strcmp_match")?;
+    let pattern = raw_cstr(s, 2, "pattern")?;
+    s.push_bool(httpd::strcmp_match(string, pattern, s.truthy(3)));
+    Ok(1)
+}
+
+/// `r:clock()`: microseconds, as a float as mod_lua pushes it (`r:clock() - t0` prints
+/// "250.0" there too).
+fn clock(s: &Stack<'_>) -> Returned {
+    s.push_number(httpd::now_us() as f64);
+    Ok(1)
+}
+
+/// `r:ivm_get(key)`: a missing key gives nothing (not a nil), as mod_lua.
+fn ivm_get(s: &Stack<'_>) -> Returned {
+    raw_request(s, "ivm_get")?;
+    let key = s.string_arg(2, "ivm_get")?;
+    let v = IVM
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .and_then(|m| m.get(key).cloned());
+    match v {
+        None => return Ok(0),
+        Some(IvmValue::Number(n)) => s.push_number(n),
+        Some(IvmValue::Bool(b)) => s.push_bool(b),
+        Some(IvmValue::Str(v)) => s.push_bytes(&v),
+    }
+    Ok(1)
+}
+
+/// `r:ivm_set(key, value)`: nil removes the key.
+fn ivm_set(s: &Stack<'_>) -> Returned {
+    raw_request(s, "ivm_set")?;
+    let key = s.string_arg(2, "ivm_set")?;
+    let value = match s.kind(3) {
+        Kind::None => return Err(s.arg_error(3, "ivm_set", "value expected")),
+        Kind::Nil => None,
+        Kind::Number => Some(IvmValue::Number(match s.number(3) {
+            Some(Number::Int(i)) => i as f64,
+            Some(Number::Float(f)) => f,
+            None => 0.0,
+        })),
+        Kind::Boolean => Some(IvmValue::Bool(s.truthy(3))),
+        Kind::String => Some(IvmValue::Str(s.str(3).unwrap_or_default().to_vec())),
+        other => {
+            return Err(s.arg_error(
+                3,
+                "ivm_set",
+                &format!(
+                    "number, string, boolean or nil expected, got {}",
+                    other.name()
+                ),
+            ))
+        }
+    };
+    let mut ivm = IVM.lock().unwrap_or_else(PoisonError::into_inner);
+    let map = ivm.get_or_insert_with(HashMap::new);
+    match value {
+        Some(v) => {
+            map.insert(key.to_vec(), v);
+        }
+        None => {
+            map.remove(key);
+        }
+    }
+    Ok(0)
 }
