@@ -131,7 +131,7 @@ pub struct TableHandle {
 /// (mod_lua turns `\n` into a space and lets `\r` through).
 fn checked<'v>(
     s: &Stack<'v>,
-    what: &str,
+    what: impl FnOnce() -> String,
     kind: TableKind,
     i: c_int,
     fname: &str,
@@ -143,8 +143,9 @@ fn checked<'v>(
         _ => {
             let shown = String::from_utf8_lossy(bytes).escape_default().to_string();
             Err(format!(
-                "{}{what} '{shown}' for table '{}' contains {}: refused",
+                "{}{} '{shown}' for table '{}' contains {}: refused",
                 s.caller_where(),
+                what(),
                 kind.name(),
                 if newline { "CR or LF" } else { "a NUL byte" }
             ))
@@ -189,13 +190,13 @@ fn table_index(s: &Stack<'_>) -> Returned {
 /// `r.headers_out[key] = value` (nil removes it).
 fn table_newindex(s: &Stack<'_>) -> Returned {
     let (h, r) = raw_table(s, "set")?;
-    let key = checked(s, "key", h.kind, 2, "set")?;
+    let key = checked(s, || "key".into(), h.kind, 2, "set")?;
     let table = h.kind.of(r);
     match s.kind(3) {
         Kind::None | Kind::Nil => table.unset(key),
         _ => {
-            let name = String::from_utf8_lossy(key.to_bytes());
-            let v = checked(s, &format!("value of '{name}'"), h.kind, 3, "set")?;
+            let what = || format!("value of '{}'", String::from_utf8_lossy(key.to_bytes()));
+            let v = checked(s, what, h.kind, 3, "set")?;
             table.set(key, v);
         }
     }
