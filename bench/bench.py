@@ -67,6 +67,20 @@ end
 """
 ACCESS = "function check(r)\n  return apache2.DECLINED\nend\n"
 UPPER = "function upper(r)\n  coroutine.yield()\n  while bucket do coroutine.yield(bucket:upper()) end\nend\n"
+# An API endpoint as scripts write them with mod_lua's request API: a session cookie read and
+# refreshed, a routing regex, a per-process hit counter, an ETag digest, escaped output.
+API = """function handle(r)
+  local sid = r:getcookie("sid") or r:sha1(r.useragent_ip .. r:clock())
+  r:setcookie{key = "sid", value = sid, path = "/", httponly = true}
+  local m = r:regex(r.uri, [[^/api/(\\w+)/(\\d+)$]])
+  local hits = (r:ivm_get("hits") or 0) + 1
+  r:ivm_set("hits", hits)
+  r.headers_out["Cache-Control"] = "no-store"
+  r.headers_out["ETag"] = '"' .. r:md5(m[1] .. m[2]) .. '"'
+  r.content_type = "application/json"
+  r:puts('{"kind":"', r:escape_html(m[1]), '","id":', m[2], ',"session":"', r:escape(sid), '","seen":', hits > 0 and "true" or "false", '}')
+end
+"""
 MAP = "function handle_item(r)\n  r.content_type = 'text/plain'\n  r:puts('item ', r.uri:match('(%d+)$'), '\\n')\nend\n"
 
 # name → (files, extra config, URL path, wrk extra args, static comparison path or None)
@@ -94,6 +108,13 @@ WORKLOADS = {
         "LuaMapHandler ^/items/(\\d+)$ {root}/map.lua handle_item\n",
         "/items/42",
         [],
+        None,
+    ),
+    "api": (
+        {"api.lua": API},
+        "LuaMapHandler ^/api/ {root}/api.lua\n",
+        "/api/widgets/42",
+        ["-H", "Cookie: theme=dark; sid=3f2a9c"],
         None,
     ),
 }
