@@ -259,8 +259,9 @@ impl<'l> Stack<'l> {
     }
 
     /// Pushes `t[name]` for each of `names` (argument `t` must be a table; metamethods run, as
-    /// `t.name` does in Lua) and returns the stack with those values as further arguments,
-    /// `len() + 1 ..= len() + N`. An error raised on the way comes back as its message.
+    /// `t.name` does in Lua) and returns the stack with those values as its last N arguments
+    /// (everything below them stays where it was). An error raised on the way comes back as
+    /// its message, with the stack as it was.
     pub fn fields<const N: usize>(
         &self,
         t: c_int,
@@ -269,6 +270,7 @@ impl<'l> Stack<'l> {
         // read_fields pushes the N values within the 20 slots Lua guarantees a C function.
         const { assert!(N <= 16) };
         self.reserve(N as c_int + 4)?;
+        let top = self.top();
         // SAFETY: `read_fields` is called through lua_pcall with (table, names, N), so the
         // errors it may raise (from metamethods) stop at that pcall, and it leaves N values.
         unsafe {
@@ -285,13 +287,13 @@ impl<'l> Stack<'l> {
                     String::from_utf8_lossy(std::slice::from_raw_parts(p.cast::<u8>(), len))
                         .into_owned()
                 };
-                ffi::lua_settop(self.l, self.args);
+                ffi::lua_settop(self.l, top);
                 return Err(message);
             }
         }
         Ok(Stack {
             l: self.l,
-            args: self.args + N as c_int,
+            args: top + N as c_int,
             _call: PhantomData,
         })
     }
@@ -1039,6 +1041,41 @@ unsafe extern "C-unwind" fn make_closure(l: *mut lua_State) -> c_int {
     ffi::lua_settop(l, 3);
     ffi::lua_pushcclosure(l, trampoline, 3);
     1
+}
+
+/// A Lua function calling `inner` — an mlua function that returns the light userdata `fail`
+/// and a message instead of raising — that raises the message as a plain string, as
+/// luaL_error does for mod_lua's functions; other results pass through. It is a C function,
+/// so a script's tail call (`return r:stat(path)`) keeps the script's frame, and with it the
+/// position and name an argument error reports.
+pub fn raising(lua: &Lua, inner: Function, fail: LightUserData) -> mlua::Result<Function> {
+    // SAFETY: make_raising turns its two arguments into call_raising's upvalues.
+    let make = unsafe { lua.create_c_function(make_raising)? };
+    make.call((inner, fail))
+}
+
+/// (inner, fail) → a `call_raising` closure over them.
+unsafe extern "C-unwind" fn make_raising(l: *mut lua_State) -> c_int {
+    ffi::lua_settop(l, 2);
+    ffi::lua_pushcclosure(l, call_raising, 2);
+    1
+}
+
+/// Calls upvalue 1 with the arguments; raises the message after a leading FAIL (upvalue 2).
+/// Holds no Rust values, so the callee's errors may unwind through it.
+unsafe extern "C-unwind" fn call_raising(l: *mut lua_State) -> c_int {
+    let n = ffi::lua_gettop(l);
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
+    ffi::lua_insert(l, 1);
+    ffi::lua_call(l, n, ffi::LUA_MULTRET);
+    if ffi::lua_gettop(l) >= 2
+        && ffi::lua_type(l, 1) == ffi::LUA_TLIGHTUSERDATA
+        && ffi::lua_touserdata(l, 1) == ffi::lua_touserdata(l, ffi::lua_upvalueindex(2))
+    {
+        ffi::lua_pushvalue(l, 2);
+        ffi::lua_error(l);
+    }
+    ffi::lua_gettop(l)
 }
 
 /// (original, name) → the message handler of calls delegated to `original`.

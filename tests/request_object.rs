@@ -804,3 +804,43 @@ end
         ours.1
     );
 }
+
+/// Methods still written as mlua functions report argument errors as mod_lua's do: with the
+/// script's position even from a tail call (`return r:expr(x)`), and named as the call site
+/// names them.
+#[test]
+fn mlua_methods_word_errors_like_mod_lua() {
+    const SCRIPT: &str = r#"
+function handle(r)
+  r.content_type = "text/plain"
+  local function t(name, f)
+    local ok, e = pcall(f)
+    r:puts(name, " ", tostring(ok), " ", tostring(e), "\n")
+  end
+  t("expr tail", function() return r:expr({}) end)
+  t("expr call", function() local v = r:expr({}) return v end)
+  t("escape_logitem tail", function() return r:escape_logitem() end)
+  t("os_escape_path local", function() local f = r.os_escape_path local v = f(r, {}) return v end)
+  t("custom_response tail", function() return r:custom_response("x", "y") end)
+  t("mkdir tail", function() return r:mkdir({}) end)
+  t("add_output_filter tail", function() return r:add_output_filter() end)
+  t("expr bad self tail", function() return r.expr("x") end)
+end
+"#;
+    let config = || Config::new().file("htdocs/e.lua", SCRIPT);
+    let Some((ours, theirs)) = on_both(config, |_, s| {
+        let r = s.get("/e.lua");
+        let root = s.docroot().parent().unwrap().display().to_string();
+        s.assert_no_crash();
+        (r.status, r.text().replace(&root, "ROOT"))
+    }) else {
+        return;
+    };
+    assert_eq!(ours, theirs);
+    assert!(
+        ours.1
+            .contains("expr tail false ROOT/htdocs/e.lua:8: bad argument #1 to 'expr'"),
+        "{}",
+        ours.1
+    );
+}

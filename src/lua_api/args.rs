@@ -5,7 +5,7 @@
 use mlua::{Lua, MultiValue, Value};
 
 /// Stack level of the script code that called an API function: the Rust function runs at
-/// level 0, the Lua trampoline or metamethod that called it at level 1 (see api.lua).
+/// level 0, the C wrapper that raises its failures (`luac::raising`) at level 1.
 const SCRIPT_LEVEL: usize = 2;
 
 /// `file:line: ` of the script code that called the API function (luaL_where in mod_lua).
@@ -29,11 +29,20 @@ pub fn lua_type_name(v: &Value) -> &'static str {
     }
 }
 
-/// luaL_argerror: numbers arguments as the caller sees them (a `:` call hides `self`).
+/// luaL_argerror: numbers arguments as the caller sees them (a `:` call hides `self`) and
+/// names the function as the call site does (`fname` where it gives no name, as in
+/// `pcall(f)`).
 pub fn arg_error(lua: &Lua, n: usize, fname: &str, msg: &str) -> mlua::Error {
-    let method = lua
-        .inspect_stack(SCRIPT_LEVEL - 1, |d| d.names().name_what == Some("method"))
-        .unwrap_or(false);
+    let (method, called) = lua
+        .inspect_stack(SCRIPT_LEVEL - 1, |d| {
+            let names = d.names();
+            (
+                names.name_what == Some("method"),
+                names.name.map(|n| n.into_owned()),
+            )
+        })
+        .unwrap_or((false, None));
+    let fname = called.as_deref().unwrap_or(fname);
     let text = if method && n == 1 {
         format!("calling '{fname}' on bad self ({msg})")
     } else {

@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use super::args::{arg_error, lua_type_name, Args};
-use super::request::{api_fn, c_arg, fail_tag, lua_bytes, method_with_handle, Methods};
+use super::request::{api_fn, c_arg, lua_bytes, method_with_handle, raising, Methods};
 use crate::dbd::{Conn, Rows, Statement};
 use crate::httpd::LiveRequest;
 use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, MultiValue, Table, UserData, Value};
@@ -61,19 +61,6 @@ struct Kit {
     db: Vec<(&'static str, Function)>,
     stmt: Vec<(&'static str, Function)>,
     rows_meta: Table,
-}
-
-/// Wraps a FAIL-returning function so failures raise plain strings (as api.lua's `check`).
-fn raising(lua: &Lua, f: Function) -> mlua::Result<Function> {
-    let wrap: Function = lua
-        .load(
-            "local FAIL, f = ... local error, select = error, select \
-             local function check(...) if ... == FAIL then error((select(2, ...)), 0) end return ... end \
-             return function(...) return check(f(...)) end",
-        )
-        .set_name("=dbacquire")
-        .call((fail_tag(), f))?;
-    Ok(wrap)
 }
 
 fn handle<T: UserData + 'static>(

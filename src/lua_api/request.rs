@@ -513,12 +513,21 @@ fn this<'u>(
     })
 }
 
-/// The tag an API function returns (followed by the message) instead of raising; api.lua's
-/// `check` turns it into a plain string error.
+/// The tag an API function returns (followed by the message) instead of raising;
+/// [`raising`] turns it into a plain string error.
 static FAIL_TAG: u8 = 0;
 
-pub(super) fn fail_tag() -> Value {
-    Value::LightUserData(LightUserData((&raw const FAIL_TAG).cast_mut().cast()))
+fn fail_tag() -> Value {
+    Value::LightUserData(fail_light())
+}
+
+fn fail_light() -> LightUserData {
+    LightUserData((&raw const FAIL_TAG).cast_mut().cast())
+}
+
+/// `f` (an [`api_fn`]) as scripts call it: its failures raise plain strings.
+pub(super) fn raising(lua: &Lua, f: Function) -> mlua::Result<Function> {
+    luac::raising(lua, f, fail_light())
 }
 
 /// The text a failed call raises: our messages as they are, anything else as mlua prints it.
@@ -535,7 +544,7 @@ fn error_text(e: &mlua::Error) -> String {
     }
 }
 
-/// A Rust function for api.lua: returns its results, or FAIL and the message.
+/// A Rust function for [`raising`]: returns its results, or FAIL and the message.
 pub(super) fn api_fn<A, R, F>(lua: &Lua, f: F) -> mlua::Result<Function>
 where
     A: FromLuaMulti,
@@ -724,63 +733,93 @@ fn parsebody(s: &Stack<'_>) -> Returned {
     }
 }
 
-/// r:requestbody([filename [, maxsize]]).
-fn requestbody(lua: &Lua, r: Request<'_>, a: &Args<'_>) -> mlua::Result<MultiValue> {
-    let filename = a.opt_string(2)?;
-    let max = a.opt_integer(3, 0)?;
-    let limit = body_limit(r, max);
-    let too_large = |e: BodyError| -> mlua::Result<MultiValue> {
-        let msg = match e {
-            BodyError::TooLarge => "Request body was larger than the permitted size.".to_string(),
-            e => body_error_text(e, limit),
-        };
-        (Value::Nil, msg).into_lua_multi(lua)
+/// r:requestbody([filename [, maxsize]]) → the body and its length; with a file name, the
+/// body's length once written there; nil/false and a message when it cannot be had.
+fn requestbody(s: &Stack<'_>) -> Returned {
+    const NAME: &str = "requestbody";
+    let (_, r) = raw_request(s, NAME)?;
+    let filename = match s.kind(2) {
+        Kind::None | Kind::Nil => None,
+        _ => Some(s.string_arg(2, NAME)?),
     };
-    match filename {
-        None => match r.read_body(limit) {
+    let max = s.opt_integer_arg(3, NAME, 0)?;
+    let limit = body_limit(r, max);
+    let Some(path) = filename else {
+        match r.read_body(limit) {
             Ok(Some(body)) => {
-                let n = body.len() as i64;
-                (lua.create_string(body)?, n).into_lua_multi(lua)
+                s.push_bytes(&body);
+                s.push_int(body.len() as i64);
+                return Ok(2);
             }
-            Ok(None) => ().into_lua_multi(lua),
-            Err(e) => too_large(e),
-        },
-        Some(path) => {
-            use std::io::Write;
-            use std::os::unix::ffi::OsStrExt;
-            let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&path)).to_path_buf();
-            // Unlike mod_lua, an existing file is truncated first.
-            let mut file = match std::fs::File::create(&path) {
-                Ok(f) => f,
-                Err(e) => {
-                    return (false, format!("cannot open {}: {e}", path.display()))
-                        .into_lua_multi(lua)
-                }
-            };
-            // Streamed to a file, the body is bounded by the caller's maxsize or
-            // LimitRequestBody only (no in-memory ceiling).
-            let limit = match (max, r.limit_req_body()) {
-                (m, _) if m > 0 => m as u64,
-                (_, l) if l > 0 => l as u64,
-                _ => u64::MAX,
-            };
-            let mut io_error = None;
-            let result = r.read_body_with(limit, |chunk| {
-                file.write_all(chunk).map_err(|e| {
-                    io_error = Some(e);
-                    BodyError::Read
-                })
-            });
-            match (result, io_error) {
-                (_, Some(e)) => {
-                    (false, format!("cannot write {}: {e}", path.display())).into_lua_multi(lua)
-                }
-                (Ok(Some(n)), None) => (n as i64).into_lua_multi(lua),
-                (Ok(None), None) => (false, "the request has no body").into_lua_multi(lua),
-                (Err(e), None) => (false, body_error_text(e, limit)).into_lua_multi(lua),
+            Ok(None) => return Ok(0),
+            Err(e) => {
+                let msg = match e {
+                    BodyError::TooLarge => {
+                        "Request body was larger than the permitted size.".to_string()
+                    }
+                    e => body_error_text(e, limit),
+                };
+                s.push_nil();
+                s.push_bytes(msg.as_bytes());
+                return Ok(2);
             }
         }
+    };
+    use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
+    let failed = |msg: String| {
+        s.push_bool(false);
+        s.push_bytes(msg.as_bytes());
+        Ok(2)
+    };
+    // Unlike mod_lua, an existing file is truncated first.
+    let mut file = match std::fs::File::create(path) {
+        Ok(f) => f,
+        Err(e) => return failed(format!("cannot open {}: {e}", path.display())),
+    };
+    // Streamed to a file, the body is bounded by the caller's maxsize or LimitRequestBody
+    // only (no in-memory ceiling).
+    let limit = match (max, r.limit_req_body()) {
+        (m, _) if m > 0 => m as u64,
+        (_, l) if l > 0 => l as u64,
+        _ => u64::MAX,
+    };
+    let mut io_error = None;
+    let result = r.read_body_with(limit, |chunk| {
+        file.write_all(chunk).map_err(|e| {
+            io_error = Some(e);
+            BodyError::Read
+        })
+    });
+    match (result, io_error) {
+        (_, Some(e)) => failed(format!("cannot write {}: {e}", path.display())),
+        (Ok(Some(n)), None) => {
+            s.push_int(n as i64);
+            Ok(1)
+        }
+        (Ok(None), None) => failed("the request has no body".into()),
+        (Err(e), None) => failed(body_error_text(e, limit)),
     }
+}
+
+/// r:sendfile(path) → bytes sent, or false.
+fn sendfile(s: &Stack<'_>) -> Returned {
+    let (_, r) = raw_request(s, "sendfile")?;
+    s.strict_string_arg(2, "sendfile")?;
+    match s.cstr(2).and_then(|path| r.sendfile(path)) {
+        Some(n) => s.push_int(n),
+        None => s.push_bool(false),
+    }
+    Ok(1)
+}
+
+/// r:construct_url(uri) → an absolute URL for this server.
+fn construct_url(s: &Stack<'_>) -> Returned {
+    let (_, r) = raw_request(s, "construct_url")?;
+    s.string_arg(2, "construct_url")?;
+    push_cstr(s, r.construct_url(raw_cstr(s, 2, "uri")?));
+    Ok(1)
 }
 
 /// r:setcookie{key=, value=, expires=, secure=, httponly=, path=, domain=} or the legacy
@@ -802,7 +841,7 @@ fn setcookie(s: &Stack<'_>) -> Returned {
     let (key, value, expires, secure, httponly, path, domain);
     if s.kind(2) == Kind::Table {
         let f = s.fields(2, &FIELDS)?;
-        let at = |i: usize| s.len() + 1 + i as c_int;
+        let at = |i: usize| f.len() - FIELDS.len() as c_int + 1 + i as c_int;
         // luaL_checkstring / luaL_optstring on the field just read (index -1).
         let string = |i: usize, default: Option<&'static [u8]>| match f.kind(at(i)) {
             Kind::Nil if default.is_some() => Ok(default.unwrap_or_default()),
@@ -1012,21 +1051,10 @@ fn sha1(s: &Stack<'_>) -> Returned {
     digest(s, "sha1", |data| (httpd::sha1_raw(data), 20))
 }
 
-/// Builds the request API of a new VM (methods, field access, table access; see api.lua).
+/// Builds the request API of a new VM (methods, field access, table access).
 pub fn install(lua: &Lua) -> mlua::Result<()> {
     let m = Methods::default();
     // §5a Output (puts, write: raw functions, below).
-    method(&m, "sendfile", |lua, r, a| {
-        let path = a.strict_string(2)?;
-        let Ok(path) = CString::new(path) else {
-            return Ok(Value::Boolean(false));
-        };
-        let _ = lua;
-        Ok(match r.sendfile(&path) {
-            Some(n) => Value::Integer(n),
-            None => Value::Boolean(false),
-        })
-    })?;
 
     // M05/M06: add a registered filter (Lua or httpd's, e.g. DEFLATE) to this request.
     method(&m, "add_output_filter", |lua, r, a| {
@@ -1044,11 +1072,6 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     })?;
 
     // §5b Request data (the table snapshots, parseargs, parsebody: raw functions, below).
-    method(&m, "requestbody", requestbody)?;
-    method(&m, "construct_url", |lua, r, a| {
-        let uri = c_arg(lua, "uri", a.string(2)?)?;
-        cstr_value(lua, r.construct_url(&uri))
-    })?;
     method(&m, "get_server_name_for_url", |lua, r, _| {
         cstr_value(lua, r.server_name_for_url())
     })?;
@@ -1117,16 +1140,12 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         Ok(r.connection().input_pending(state.scratch(r)))
     })?;
 
-    let (methods, wrap): (Table, Function) = lua
-        .load(include_str!("api.lua"))
-        .set_name("=mod_lua_rs api")
-        .call(fail_tag())?;
+    let methods = lua.create_table()?;
     // `r.name` for a name that is no field and no method made yet: request_index hands the
     // call (methods, r, name) to the methods table, whose __call makes the method, keeps it
     // there (later lookups find it directly) and returns it; nil for other names.
     let makers = Rc::new(m.makers.into_inner());
     LAZY_NAMES.get_or_init(|| makers.keys().map(|k| k.as_bytes()).collect());
-    let wrap_new = wrap.clone();
     let make = lua.create_function(move |lua, (methods, _r, key): (Table, Value, Value)| {
         let Value::String(key) = key else {
             return Ok(Value::Nil);
@@ -1134,7 +1153,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         let Some(maker) = key.to_str().ok().and_then(|k| makers.get(&*k)) else {
             return Ok(Value::Nil);
         };
-        let f: Function = wrap_new.call(maker(lua)?)?;
+        let f = raising(lua, maker(lua)?)?;
         methods.raw_set(&key, &f)?;
         Ok(Value::Function(f))
     })?;
@@ -1148,6 +1167,9 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         ("flush", flush),
         ("getcookie", getcookie),
         ("setcookie", setcookie),
+        ("requestbody", requestbody),
+        ("sendfile", sendfile),
+        ("construct_url", construct_url),
         ("escape", escape),
         ("unescape", unescape),
         ("escape_html", escape_html),
@@ -1199,7 +1221,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         ("__tostring", luac::function(lua, table_tostring)?),
     ];
     if cfg!(not(feature = "luajit")) {
-        table_entries.push(("__pairs", wrap.call(api_fn(lua, table_pairs)?)?));
+        table_entries.push(("__pairs", raising(lua, api_fn(lua, table_pairs)?)?));
     }
     luac::define::<TableHandle>(lua, &table_entries)?;
     lua.set_app_data(Rc::new(RequestFns::new(lua)?));
