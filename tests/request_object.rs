@@ -661,19 +661,13 @@ fn htpassword_hashes_verify_with_htpasswd() {
 }
 
 /// The methods written as plain C functions over the Lua stack (encoders, digests, cookies,
-/// flush, logging) answer as mod_lua's do: results, nothing-returned cases, argument errors
-/// as `:` calls name them, and log lines with the script's position.
+/// flush, logging) answer as mod_lua's do: results, nothing-returned cases, and argument
+/// errors as `:` calls name them.
 #[test]
 fn stack_methods_match_mod_lua() {
-    const SCRIPT: &str = r#"
+    const HANDLER: &str = r#"
 function handle(r)
-  r.content_type = "text/plain"
-  local function t(name, f)
-    local res = table.pack(pcall(f))
-    local parts = {}
-    for i = 2, res.n do parts[#parts + 1] = tostring(res[i]) end
-    r:puts(name, " ", tostring(res[1]), " n=", res.n - 1, " ", table.concat(parts, ","), "\n")
-  end
+  local t = probe(r)
   t("md5", function() return r:md5("abc") end)
   t("md5 empty", function() return r:md5("") end)
   t("md5 number", function() return r:md5(5) end)
@@ -698,13 +692,35 @@ function handle(r)
   t("cookie none", function() return r:getcookie() end)
   t("flush", function() return r:flush() end)
   t("flush no self", function() return r.flush() end)
-  t("info", function() return r:info("stack-info line") end)
+  t("info", function() return r:info("a line") end)
   t("info number", function() return r:info(42) end)
   t("info none", function() return r:info() end)
   t("warn table", function() return r:warn({}) end)
   t("notice bad self", function() return r.notice("x") end)
+end
+"#;
+    let Some((status, text, _)) = same_on_both(HANDLER, &[("Cookie", "a=1; sid=xyz")], &[]) else {
+        return;
+    };
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("md5 true n=1 900150983cd24fb0d6963f7d28e17f72"),
+        "{text}"
+    );
+    assert!(text.contains("cookie true n=1 xyz"), "{text}");
+}
+
+/// The logging methods log the message as written, with the script's position as the line's
+/// source (shown from debug level on), as mod_lua's do.
+#[test]
+fn log_lines_match_mod_lua() {
+    const SCRIPT: &str = r#"
+function handle(r)
+  r:info("stack-info line")
+  r:info(42)
   r:debug("stack-debug line")
   r:err("stack-err line")
+  r:puts("logged")
 end
 "#;
     let config = || {
@@ -713,12 +729,12 @@ end
             .file("htdocs/m.lua", SCRIPT)
     };
     let Some((ours, theirs)) = on_both(config, |_, s| {
-        let r = s.request("GET", "/m.lua", &[("Cookie", "a=1; sid=xyz")], b"");
+        assert_eq!(s.get("/m.lua").text(), "logged");
         let root = s.docroot().parent().unwrap().display().to_string();
         std::thread::sleep(std::time::Duration::from_millis(200));
-        let log = s.error_log();
         // Each message line from its level tag on, without the pid and client parts.
-        let logged: Vec<String> = log
+        let logged: Vec<String> = s
+            .error_log()
             .lines()
             .filter(|l| l.contains("stack-") || l.contains("] 42"))
             .map(|l| {
@@ -730,36 +746,24 @@ end
             })
             .collect();
         s.assert_no_crash();
-        (
-            r.status,
-            r.text().replace(&root, "ROOT"),
-            logged.join("\n").replace(&root, "ROOT"),
-        )
+        logged.join("\n").replace(&root, "ROOT")
     }) else {
         return;
     };
-    assert_eq!(ours.0, 200);
     assert_eq!(ours, theirs);
     assert!(
-        ours.1
-            .contains("md5 true n=1 900150983cd24fb0d6963f7d28e17f72"),
-        "{}",
-        ours.1
+        ours.contains("@ROOT/htdocs/m.lua(5)") && ours.contains("stack-err line"),
+        "{ours}"
     );
-    assert!(ours.2.contains("stack-debug line"), "{}", ours.2);
 }
 
 /// r:setcookie writes mod_lua's header layout for both calling forms and checks the table's
 /// fields as mod_lua does (its `#-2` wording included), metamethods and their errors too.
 #[test]
 fn setcookie_matches_mod_lua() {
-    const SCRIPT: &str = r#"
+    const HANDLER: &str = r#"
 function handle(r)
-  r.content_type = "text/plain"
-  local function t(name, f)
-    local ok, e = pcall(f)
-    r:puts(name, " ", tostring(ok), " ", tostring(e), "\n")
-  end
+  local t = probe(r)
   t("full", function() r:setcookie{key = "k 1", value = "v;w", expires = 1000000000, secure = true,
     httponly = true, path = "/p", domain = "example.com"} end)
   t("numbers", function() r:setcookie{key = 5, value = 6.5, secure = 1, httponly = "yes", path = 7} end)
@@ -781,27 +785,17 @@ function handle(r)
   end)
 end
 "#;
-    let config = || Config::new().file("htdocs/c.lua", SCRIPT);
-    let Some((ours, theirs)) = on_both(config, |_, s| {
-        let r = s.get("/c.lua");
-        let root = s.docroot().parent().unwrap().display().to_string();
-        s.assert_no_crash();
-        let cookies = r.headers.get("set-cookie").cloned().unwrap_or_default();
-        (r.status, r.text().replace(&root, "ROOT"), cookies)
-    }) else {
+    let Some((_, text, cookies)) = same_on_both(HANDLER, &[], &["Set-Cookie"]) else {
         return;
     };
-    assert_eq!(ours, theirs);
-    assert_eq!(ours.2.len(), 5, "{:?}", ours.2);
+    assert_eq!(cookies.len(), 5, "{cookies:?}");
     assert!(
-        ours.1.contains("no key false ROOT/htdocs/c.lua:"),
-        "{}",
-        ours.1
+        text.contains("no key false n=1 ROOT/htdocs/probe.lua:"),
+        "{text}"
     );
     assert!(
-        ours.1.contains("raising metatable false no field key"),
-        "{}",
-        ours.1
+        text.contains("raising metatable false n=1 no field key"),
+        "{text}"
     );
 }
 
@@ -810,13 +804,9 @@ end
 /// names them.
 #[test]
 fn mlua_methods_word_errors_like_mod_lua() {
-    const SCRIPT: &str = r#"
+    const HANDLER: &str = r#"
 function handle(r)
-  r.content_type = "text/plain"
-  local function t(name, f)
-    local ok, e = pcall(f)
-    r:puts(name, " ", tostring(ok), " ", tostring(e), "\n")
-  end
+  local t = probe(r)
   t("expr tail", function() return r:expr({}) end)
   t("expr call", function() local v = r:expr({}) return v end)
   t("escape_logitem tail", function() return r:escape_logitem() end)
@@ -827,20 +817,12 @@ function handle(r)
   t("expr bad self tail", function() return r.expr("x") end)
 end
 "#;
-    let config = || Config::new().file("htdocs/e.lua", SCRIPT);
-    let Some((ours, theirs)) = on_both(config, |_, s| {
-        let r = s.get("/e.lua");
-        let root = s.docroot().parent().unwrap().display().to_string();
-        s.assert_no_crash();
-        (r.status, r.text().replace(&root, "ROOT"))
-    }) else {
+    let Some((_, text, _)) = same_on_both(HANDLER, &[], &[]) else {
         return;
     };
-    assert_eq!(ours, theirs);
     assert!(
-        ours.1
-            .contains("expr tail false ROOT/htdocs/e.lua:8: bad argument #1 to 'expr'"),
-        "{}",
-        ours.1
+        text.contains("expr tail false n=1 ROOT/htdocs/probe.lua:"),
+        "{text}"
     );
+    assert!(text.contains("bad argument #2 to 'f'"), "{text}");
 }

@@ -68,6 +68,64 @@ pub fn on_both<T>(
     Some((run(Module::Ours), run(Module::DebianModLua)))
 }
 
+/// Lua for comparison scripts: `local t = probe(r)`, then `t(name, f)` calls `f` protected and
+/// writes one line: the name, whether it succeeded, how many values it gave and each value
+/// (tables as `{k=v,...}` sorted).
+pub const LUA_PROBE: &str = r#"
+local function show(v)
+  if type(v) ~= "table" then return tostring(v) end
+  local ks = {}
+  for k, x in pairs(v) do ks[#ks + 1] = tostring(k) .. "=" .. tostring(x) end
+  table.sort(ks)
+  return "{" .. table.concat(ks, ",") .. "}"
+end
+function probe(r)
+  r.content_type = "text/plain"
+  return function(name, f)
+    local res = table.pack(pcall(f))
+    local parts = {}
+    for i = 2, res.n do parts[#parts + 1] = show(res[i]) end
+    r:puts(name, " ", tostring(res[1]), " n=", res.n - 1, " ", table.concat(parts, ","), "\n")
+  end
+end
+"#;
+
+/// What a comparison request answered: status, body (the server root shown as ROOT) and the
+/// values of the headers asked for.
+pub type Answer = (u16, String, Vec<String>);
+
+/// Serves `handler` (Lua defining `handle(r)`, with [`LUA_PROBE`] before it) at /probe.lua
+/// under our module and under Debian's mod_lua, asserts that both answer a GET with
+/// `request_headers` alike (status, body and the `headers` named) and neither crashed, and
+/// returns the answer; None where httpd or Debian's mod_lua is missing.
+pub fn same_on_both(
+    handler: &str,
+    request_headers: &[(&str, &str)],
+    headers: &[&str],
+) -> Option<Answer> {
+    let script = format!("{LUA_PROBE}{handler}");
+    let (ours, theirs) = on_both(
+        || Config::new().file("htdocs/probe.lua", &script),
+        |_, s| {
+            let r = s.request("GET", "/probe.lua", request_headers, b"");
+            let root = s.docroot().parent().unwrap().display().to_string();
+            s.assert_no_crash();
+            let values = headers
+                .iter()
+                .flat_map(|h| {
+                    r.headers
+                        .get(&h.to_ascii_lowercase())
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .collect();
+            (r.status, r.text().replace(&root, "ROOT"), values)
+        },
+    )?;
+    assert_eq!(ours, theirs);
+    Some(ours)
+}
+
 /// Builds the cdylib once per test binary (cargo test does not rebuild it) and returns it.
 pub fn module_path() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
