@@ -416,9 +416,8 @@ fn same_responses_as_debian_mod_lua() {
     }
     // Scripts that exercise Lua 5.3/5.4 language details (patterns with NUL, integer
     // subtypes, type names from __name in messages) compare only when our module runs PUC Lua, as mod_lua does.
-    let luajit = std::env::var("MOD_LUA_RS_FEATURES").is_ok_and(|f| f.contains("luajit"));
     for req in REQUESTS {
-        if luajit && PUC_LUA_ONLY.contains(&req.path) {
+        if !runs_puc_lua() && PUC_LUA_ONLY.contains(&req.path) {
             continue;
         }
         let a = ours.request(req.method, req.path, req.headers, req.body);

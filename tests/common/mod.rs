@@ -71,7 +71,7 @@ pub fn on_both<T>(
 /// Lua for comparison scripts: `local t = probe(r)`, then `t(name, f)` calls `f` protected and
 /// writes one line: the name, whether it succeeded, how many values it gave and each value
 /// (tables as `{k=v,...}` sorted).
-pub const LUA_PROBE: &str = r#"
+pub const LUA_PROBE: &str = r##"
 local function show(v)
   if type(v) ~= "table" then return tostring(v) end
   local ks = {}
@@ -79,30 +79,43 @@ local function show(v)
   table.sort(ks)
   return "{" .. table.concat(ks, ",") .. "}"
 end
+local function pack(...) return {n = select("#", ...), ...} end
 function probe(r)
   r.content_type = "text/plain"
   return function(name, f)
-    local res = table.pack(pcall(f))
+    local res = pack(pcall(f))
     local parts = {}
     for i = 2, res.n do parts[#parts + 1] = show(res[i]) end
     r:puts(name, " ", tostring(res[1]), " n=", res.n - 1, " ", table.concat(parts, ","), "\n")
   end
 end
-"#;
+"##;
 
 /// What a comparison request answered: status, body (the server root shown as ROOT) and the
 /// values of the headers asked for.
 pub type Answer = (u16, String, Vec<String>);
 
+/// Whether our module runs PUC Lua (5.3/5.4), as Debian's mod_lua does; scripts that depend on
+/// the language's details (integer subtypes, `math.type`, a caller's frame kept through a tail
+/// call to a C function, which LuaJIT drops) compare with mod_lua only then.
+pub fn runs_puc_lua() -> bool {
+    !std::env::var("MOD_LUA_RS_FEATURES").is_ok_and(|f| f.contains("luajit"))
+}
+
 /// Serves `handler` (Lua defining `handle(r)`, with [`LUA_PROBE`] before it) at /probe.lua
 /// under our module and under Debian's mod_lua, asserts that both answer a GET with
 /// `request_headers` alike (status, body and the `headers` named) and neither crashed, and
-/// returns the answer; None where httpd or Debian's mod_lua is missing.
+/// returns the answer; None where httpd or Debian's mod_lua is missing, or where our module
+/// runs LuaJIT (error positions from tail calls differ by language there, see
+/// [`runs_puc_lua`]).
 pub fn same_on_both(
     handler: &str,
     request_headers: &[(&str, &str)],
     headers: &[&str],
 ) -> Option<Answer> {
+    if !runs_puc_lua() {
+        return None;
+    }
     let script = format!("{LUA_PROBE}{handler}");
     let (ours, theirs) = on_both(
         || Config::new().file("htdocs/probe.lua", &script),
