@@ -803,6 +803,29 @@ fn requestbody(s: &Stack<'_>) -> Returned {
     }
 }
 
+/// r:wsread() → payload, fin, opcode; nothing once the connection is closed (see `ws::read`).
+fn wsread(s: &Stack<'_>) -> Returned {
+    let (_, r) = raw_request(s, "wsread")?;
+    match ws::read(r) {
+        Some((payload, fin, opcode)) => {
+            s.push_bytes(&payload);
+            s.push_bool(fin);
+            s.push_int(opcode.into());
+            Ok(3)
+        }
+        None => Ok(0),
+    }
+}
+
+/// r:wswrite(data [, raw]) → whether the frame went out (see `ws::write`).
+fn wswrite(s: &Stack<'_>) -> Returned {
+    let (_, r) = raw_request(s, "wswrite")?;
+    let data = s.string_arg(2, "wswrite")?;
+    let raw = s.kind(3) == Kind::Boolean && s.truthy(3);
+    s.push_bool(ws::write(r, data, raw));
+    Ok(1)
+}
+
 /// r:sendfile(path) → bytes sent, or false.
 fn sendfile(s: &Stack<'_>) -> Returned {
     let (_, r) = raw_request(s, "sendfile")?;
@@ -1124,12 +1147,6 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
 
     // §5h WebSockets (through the connection filters, so they work under TLS too).
     method(&m, "wsupgrade", |lua, r, _| ws::upgrade(lua, r))?;
-    method(&m, "wsread", |lua, r, _| ws::read(lua, r))?;
-    method(&m, "wswrite", |_, r, a| {
-        let data = a.string(2)?;
-        let raw = matches!(a.get(3), Value::Boolean(true));
-        Ok(ws::write(r, &data, raw))
-    })?;
     method(&m, "wsclose", |_, r, a| {
         ws::close(r, a.opt_integer(2, websocket::CLOSE_NORMAL as i64)? as u16);
         Ok(())
@@ -1170,6 +1187,8 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         ("requestbody", requestbody),
         ("sendfile", sendfile),
         ("construct_url", construct_url),
+        ("wsread", wsread),
+        ("wswrite", wswrite),
         ("escape", escape),
         ("unescape", unescape),
         ("escape_html", escape_html),
@@ -1457,9 +1476,9 @@ mod ws {
     /// r:wsread() → payload, fin, opcode (1 text, 2 binary, 0 continuation); nothing once the
     /// client closed or broke the protocol. Pings are answered with a pong carrying their
     /// payload; pongs are skipped.
-    pub fn read(lua: &Lua, r: Request<'_>) -> mlua::Result<MultiValue> {
+    pub fn read(r: Request<'_>) -> Option<(Vec<u8>, bool, u8)> {
         if r.root().state().websocket() != WebSocket::Open {
-            return Ok(MultiValue::new());
+            return None;
         }
         loop {
             match read_frame(r) {
@@ -1467,12 +1486,10 @@ mod ws {
                     fin,
                     opcode,
                     payload,
-                }) => {
-                    return (lua.create_string(payload)?, fin, opcode as i64).into_lua_multi(lua);
-                }
+                }) => return Some((payload, fin, opcode)),
                 Ok(Frame::Ping(payload)) => {
                     if !send(r, OP_PONG, &payload) {
-                        return Ok(MultiValue::new());
+                        return None;
                     }
                 }
                 Ok(Frame::Pong) => {}
@@ -1481,16 +1498,16 @@ mod ws {
                         r,
                         code.filter(|c| *c >= 1000).unwrap_or(proto::CLOSE_NORMAL),
                     );
-                    return Ok(MultiValue::new());
+                    return None;
                 }
                 Err(0) => {
                     r.root().state().set_websocket(WebSocket::Closed);
-                    return Ok(MultiValue::new());
+                    return None;
                 }
                 Err(code) => {
                     r.log(Level::Info, &format!("Websocket: closing with {code}"));
                     close(r, code);
-                    return Ok(MultiValue::new());
+                    return None;
                 }
             }
         }
