@@ -406,6 +406,24 @@ impl<'l> Stack<'l> {
         Ok(())
     }
 
+    /// Pushes a new table holding `entries` under their names.
+    pub fn push_record(&self, entries: &[(&CStr, Number)]) -> Result<(), String> {
+        self.reserve(2)?;
+        // SAFETY: two free slots reserved; the new table has no metatable, so lua_setfield
+        // runs no metamethod.
+        unsafe {
+            ffi::lua_createtable(self.l, 0, entries.len().min(c_int::MAX as usize) as c_int);
+            for (name, value) in entries {
+                match *value {
+                    Number::Int(i) => ffi::lua_pushinteger(self.l, i as ffi::lua_Integer),
+                    Number::Float(f) => ffi::lua_pushnumber(self.l, f),
+                }
+                ffi::lua_setfield(self.l, -2, name.as_ptr());
+            }
+        }
+        Ok(())
+    }
+
     /// The `T` held by upvalue 2 of this function (see [`closure`] and [`new_userdata`]).
     pub fn upvalue<T: RawUserData>(&self) -> Option<&'l T> {
         // SAFETY: the upvalue lives as long as the running closure ('l); block_of checks the

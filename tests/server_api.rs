@@ -349,6 +349,19 @@ function handle(r)
   t("ivm missing", function() return r:ivm_get("nothere") end)
   t("ivm no value", function() return r:ivm_set("k") end)
   t("ivm no key", function() return r:ivm_get() end)
+  local function keys(st)
+    if not st then return "nothing" end
+    local ks = {}
+    for k, v in pairs(st) do ks[#ks + 1] = k .. ":" .. math.type(v) end
+    table.sort(ks)
+    return table.concat(ks, ",")
+  end
+  local file = r.document_root .. "/probe.lua"
+  t("stat", function() return keys(r:stat(file)) end)
+  t("stat times and size", function() return keys(r:stat(file, 0x0170)) end)
+  t("stat type and protection", function() return keys(r:stat(file, 0x8000 + 0x100000)) end)
+  t("stat missing", function() return keys(r:stat(file .. ".none")) end)
+  t("stat number", function() return r:stat(5) end)
   BAD_SELF
 end
 "#;
@@ -379,4 +392,8 @@ end
         "{text}"
     );
     assert!(text.contains("(userdata expected, got string)"), "{text}");
+    assert!(
+        text.contains("stat true n=1 atime:float,ctime:float,filetype:integer,mtime:float"),
+        "{text}"
+    );
 }

@@ -58,39 +58,6 @@ pub(super) fn install(m: &Methods) -> mlua::Result<()> {
     method(m, "set_keepalive", |_, r, _| Ok(r.set_keepalive()))?;
 
     // §5d Files.
-    method(m, "stat", |lua, r, a| {
-        let path = c_arg(lua, "path", a.strict_string(2)?)?;
-        let wanted = a.opt_integer(3, crate::ffi::APR_FINFO_MIN as i64)? as i32;
-        let Some(st) = httpd::stat(r.pool(), &path, wanted) else {
-            return Ok(MultiValue::new());
-        };
-        // Times and size are Lua floats, type and protection integers, as mod_lua pushes them.
-        let t = lua.create_table()?;
-        use crate::ffi::{
-            APR_FINFO_ATIME, APR_FINFO_CTIME, APR_FINFO_MTIME, APR_FINFO_PROT, APR_FINFO_SIZE,
-            APR_FINFO_TYPE,
-        };
-        let has = |bit: i32| st.valid & bit == bit;
-        if has(APR_FINFO_MTIME) {
-            t.raw_set("mtime", st.mtime as f64)?;
-        }
-        if has(APR_FINFO_ATIME) {
-            t.raw_set("atime", st.atime as f64)?;
-        }
-        if has(APR_FINFO_CTIME) {
-            t.raw_set("ctime", st.ctime as f64)?;
-        }
-        if has(APR_FINFO_SIZE) {
-            t.raw_set("size", st.size as f64)?;
-        }
-        if has(APR_FINFO_TYPE) {
-            t.raw_set("filetype", st.filetype)?;
-        }
-        if wanted & APR_FINFO_PROT != 0 && has(APR_FINFO_PROT) {
-            t.raw_set("protection", st.protection)?;
-        }
-        t.into_lua_multi(lua)
-    })?;
     method(m, "get_direntries", |lua, r, a| {
         let path = c_arg(lua, "path", a.strict_string(2)?)?;
         match httpd::dir_entries(r.pool(), &path) {
@@ -263,6 +230,7 @@ pub(super) fn raw_methods(lua: &Lua) -> mlua::Result<Vec<(&'static str, Function
         ("regex", luac::closure(lua, regex, cache)?),
         ("strcmp_match", luac::function(lua, strcmp_match)?),
         ("clock", luac::function(lua, clock)?),
+        ("stat", luac::function(lua, stat)?),
         ("ivm_get", luac::function(lua, ivm_get)?),
         ("ivm_set", luac::function(lua, ivm_set)?),
     ])
@@ -305,6 +273,43 @@ fn regex(s: &Stack<'_>) -> Returned {
         None => s.push_bool(false),
         Some(groups) => s.push_sequence(0, groups.into_iter())?,
     }
+    Ok(1)
+}
+
+/// `r:stat(path [, wanted])` → mtime, atime, ctime and size (floats, as mod_lua pushes them),
+/// filetype and, when asked for, protection; nothing when the file cannot be stat'ed.
+fn stat(s: &Stack<'_>) -> Returned {
+    use crate::ffi::{
+        APR_FINFO_ATIME, APR_FINFO_CTIME, APR_FINFO_MIN, APR_FINFO_MTIME, APR_FINFO_PROT,
+        APR_FINFO_SIZE, APR_FINFO_TYPE,
+    };
+    let (_, r) = raw_request(s, "stat")?;
+    s.strict_string_arg(2, "stat")?;
+    let path = raw_cstr(s, 2, "path")?;
+    let wanted = s.opt_integer_arg(3, "stat", APR_FINFO_MIN as i64)? as i32;
+    let Some(st) = httpd::stat(r.pool(), path, wanted) else {
+        return Ok(0);
+    };
+    // A field when it was asked for (as mod_lua decides) and apr_stat filled it in.
+    let has = |bit: i32| wanted & bit == bit && st.valid & bit == bit;
+    let mut fields = Vec::with_capacity(6);
+    for (bit, name, value) in [
+        (APR_FINFO_MTIME, c"mtime", st.mtime),
+        (APR_FINFO_ATIME, c"atime", st.atime),
+        (APR_FINFO_CTIME, c"ctime", st.ctime),
+        (APR_FINFO_SIZE, c"size", st.size),
+    ] {
+        if has(bit) {
+            fields.push((name, Number::Float(value as f64)));
+        }
+    }
+    if has(APR_FINFO_TYPE) {
+        fields.push((c"filetype", Number::Int(st.filetype.into())));
+    }
+    if wanted & APR_FINFO_PROT != 0 && st.valid & APR_FINFO_PROT != 0 {
+        fields.push((c"protection", Number::Int(st.protection.into())));
+    }
+    s.push_record(&fields)?;
     Ok(1)
 }
 
