@@ -654,7 +654,31 @@ impl<'a> Request<'a> {
     /// Logs for this request, attributing the line to `file:line` (a script position or a
     /// source location).
     pub fn log_at(self, level: Level, file: &CStr, line: c_int, msg: &[u8]) {
-        if !self.is_level(level) {
+        self.log_for(module_index(), level, file, line, msg)
+    }
+
+    /// Logs a line httpd's core logs when mod_lua calls into it (`ap_cookie_read`'s AH00011):
+    /// tagged `core`, and subject to core's log level, as under mod_lua.
+    pub fn log_as_core(self, level: Level, msg: &str) {
+        static CORE: std::sync::OnceLock<c_int> = std::sync::OnceLock::new();
+        let core = *CORE.get_or_init(|| {
+            // SAFETY: ap_find_linked_module returns NULL or a module that lives as long as
+            // the process.
+            unsafe {
+                let m = ffi::ap_find_linked_module(c"core.c".as_ptr());
+                if m.is_null() {
+                    module_index()
+                } else {
+                    (*m).module_index
+                }
+            }
+        });
+        self.log_for(core, level, c"util_cookie.c", 0, msg.as_bytes())
+    }
+
+    fn log_for(self, index: c_int, level: Level, file: &CStr, line: c_int, msg: &[u8]) {
+        // SAFETY: live request; pure query.
+        if unsafe { ffi::lua_shim_r_is_level(self.as_ptr(), index, level as c_int) } == 0 {
             return;
         }
         let mut held = None;
@@ -664,7 +688,7 @@ impl<'a> Request<'a> {
             ffi::ap_log_rerror_(
                 file.as_ptr(),
                 line,
-                module_index(),
+                index,
                 level as c_int,
                 0,
                 self.as_ptr(),

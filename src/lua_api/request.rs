@@ -953,7 +953,7 @@ fn getcookie(s: &Stack<'_>) -> Returned {
         }
         Ok(None) => Ok(0),
         Err(form::DuplicateCookie) => {
-            r.log(
+            r.log_as_core(
                 Level::Err,
                 // httpd's own line for it (ap_cookie_read, which mod_lua calls).
                 &format!(
