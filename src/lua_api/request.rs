@@ -1054,24 +1054,20 @@ fn base64_decode(s: &Stack<'_>) -> Returned {
 }
 
 /// `r:md5(s)` / `r:sha1(s)`: the digest in lowercase hex.
-fn digest(s: &Stack<'_>, name: &str, f: impl FnOnce(&[u8]) -> ([u8; 20], usize)) -> Returned {
+fn digest<const N: usize>(s: &Stack<'_>, name: &str, f: fn(&[u8]) -> [u8; N]) -> Returned {
     raw_request(s, name)?;
-    let (bytes, len) = f(s.strict_string_arg(2, name)?);
+    let bytes = f(s.strict_string_arg(2, name)?);
     let mut hex = [0u8; 40];
-    s.push_bytes(encode::hex_lower(&bytes[..len], &mut hex));
+    s.push_bytes(encode::hex_lower(&bytes, &mut hex));
     Ok(1)
 }
 
 fn md5(s: &Stack<'_>) -> Returned {
-    digest(s, "md5", |data| {
-        let mut out = [0u8; 20];
-        out[..16].copy_from_slice(&httpd::md5_raw(data));
-        (out, 16)
-    })
+    digest(s, "md5", httpd::md5_raw)
 }
 
 fn sha1(s: &Stack<'_>) -> Returned {
-    digest(s, "sha1", |data| (httpd::sha1_raw(data), 20))
+    digest(s, "sha1", httpd::sha1_raw)
 }
 
 /// Builds the request API of a new VM (methods, field access, table access).

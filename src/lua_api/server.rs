@@ -247,19 +247,17 @@ fn regex(s: &Stack<'_>) -> Returned {
     let cache = s.upvalue::<RegexCache>().ok_or("r:regex has no cache")?;
     let groups = {
         let mut cache = cache.0.try_borrow_mut().map_err(|_| "r:regex re-entered")?;
-        if cache.values().map(HashMap::len).sum::<usize>() >= REGEX_CACHE_MAX {
-            cache.clear();
-        }
-        let by_pattern = cache.entry(flags).or_default();
-        if !by_pattern.contains_key(pattern) {
-            match OwnedRegex::compile(raw_cstr(s, 3, "pattern")?, flags) {
-                Ok(re) => {
-                    by_pattern.insert(pattern.to_vec(), re);
-                }
+        if !cache.get(&flags).is_some_and(|m| m.contains_key(pattern)) {
+            let re = match OwnedRegex::compile(raw_cstr(s, 3, "pattern")?, flags) {
+                Ok(re) => re,
                 Err(e) => return failed(s, &e),
+            };
+            if cache.values().map(HashMap::len).sum::<usize>() >= REGEX_CACHE_MAX {
+                cache.clear();
             }
+            cache.entry(flags).or_default().insert(pattern.to_vec(), re);
         }
-        let re = &by_pattern[pattern];
+        let re = &cache[&flags][pattern];
         if re.groups() > MAX_GROUPS {
             let msg = format!(
                 "regcomp found {} matches; only {MAX_GROUPS} allowed.",
@@ -276,8 +274,9 @@ fn regex(s: &Stack<'_>) -> Returned {
     Ok(1)
 }
 
-/// `r:stat(path [, wanted])` → mtime, atime, ctime and size (floats, as mod_lua pushes them),
-/// filetype and, when asked for, protection; nothing when the file cannot be stat'ed.
+/// `r:stat(path [, wanted])` → the fields `wanted` asks for, as mod_lua: mtime, atime, ctime
+/// and size as floats, filetype and protection as integers; nothing when the file cannot be
+/// stat'ed.
 fn stat(s: &Stack<'_>) -> Returned {
     use crate::ffi::{
         APR_FINFO_ATIME, APR_FINFO_CTIME, APR_FINFO_MIN, APR_FINFO_MTIME, APR_FINFO_PROT,
