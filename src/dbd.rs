@@ -176,20 +176,11 @@ impl Conn {
         }))
     }
 
-    /// A connection opened with an apr_dbd driver ("sqlite3", "pgsql", …). Errors carry the
-    /// APR status where mod_lua returns one.
-    pub fn open(
-        r: Request<'_>,
-        driver: &CStr,
-        params: &CStr,
-    ) -> Result<Conn, (String, Option<i32>)> {
+    /// The apr_dbd driver `driver` ("sqlite3", "pgsql", …), loaded for a connection of `r`'s;
+    /// errors carry the APR status, as mod_lua returns it.
+    pub fn driver(r: Request<'_>, driver: &CStr) -> Result<Driver, (String, Option<i32>)> {
         let pool = subpool(r.pool());
-        let name = driver.to_string_lossy();
-        let fail = |msg: String, rc: Option<i32>| {
-            // SAFETY: our subpool, not yet shared.
-            unsafe { ffi::apr_pool_destroy(pool) };
-            Err((msg, rc))
-        };
+        let name = driver.to_string_lossy().into_owned();
         let mut drv: *const ffi::apr_dbd_driver_t = std::ptr::null();
         // SAFETY: apr_dbd_init is idempotent; the process pool outlives every request.
         let rc = unsafe {
@@ -197,41 +188,47 @@ impl Conn {
             ffi::apr_dbd_init((*process).pool);
             ffi::apr_dbd_get_driver(pool, driver.as_ptr(), &mut drv)
         };
-        match rc {
-            0 => {}
-            ffi::APR_ENOTIMPL => return fail(format!("driver for {name} not available"), Some(rc)),
-            ffi::APR_EDSOOPEN => return fail(format!("can't find driver for {name}"), Some(rc)),
-            ffi::APR_ESYMNOTFOUND => {
-                return fail(
-                    format!("driver for {name} is invalid or corrupted"),
-                    Some(rc),
-                )
-            }
-            _ => {
-                return fail(
-                    "mod_lua not compatible with APR in get_driver".into(),
-                    Some(rc),
-                )
-            }
-        }
+        let loaded = Driver { drv, pool, name };
+        let msg = match rc {
+            0 => return Ok(loaded),
+            ffi::APR_ENOTIMPL => format!("driver for {} not available", loaded.name),
+            ffi::APR_EDSOOPEN => format!("can't find driver for {}", loaded.name),
+            ffi::APR_ESYMNOTFOUND => format!("driver for {} is invalid or corrupted", loaded.name),
+            _ => "mod_lua not compatible with APR in get_driver".into(),
+        };
+        Err((msg, Some(rc)))
+    }
+
+    /// A connection opened with a loaded driver and its parameters.
+    pub fn open(driver: Driver, params: &CStr) -> Result<Conn, (String, Option<i32>)> {
         if params.is_empty() {
-            return fail("No database connection string was specified.".into(), None);
+            return Err(("No database connection string was specified.".into(), None));
         }
         let mut handle: *mut ffi::apr_dbd_t = std::ptr::null_mut();
         let mut err: *const c_char = std::ptr::null();
         // SAFETY: a loaded driver, NUL-terminated params, out-pointers on our stack.
-        let rc = unsafe { ffi::apr_dbd_open_ex(drv, pool, params.as_ptr(), &mut handle, &mut err) };
+        let rc = unsafe {
+            ffi::apr_dbd_open_ex(
+                driver.drv,
+                driver.pool,
+                params.as_ptr(),
+                &mut handle,
+                &mut err,
+            )
+        };
         if rc != 0 || handle.is_null() {
-            // SAFETY: NULL or a message in `pool`, copied before the pool goes.
+            // SAFETY: NULL or a message in the driver's pool, copied before the pool goes.
             let msg = unsafe { err.as_ref() }
                 .map(|_| {
                     unsafe { CStr::from_ptr(err) }
                         .to_string_lossy()
                         .into_owned()
                 })
-                .unwrap_or_else(|| format!("Could not connect to {name} database"));
-            return fail(msg, Some(rc));
+                .unwrap_or_else(|| format!("Could not connect to {} database", driver.name));
+            return Err((msg, Some(rc)));
         }
+        let drv = driver.drv;
+        let pool = driver.into_pool();
         Ok(Conn::adopt(Live {
             driver: drv,
             handle,
@@ -494,6 +491,29 @@ impl Rows {
                 Some(out)
             }
         })?
+    }
+}
+
+/// An apr_dbd driver loaded into its own pool, which a connection opened with it takes over;
+/// dropped unused, the pool goes with it.
+pub struct Driver {
+    drv: *const ffi::apr_dbd_driver_t,
+    pool: *mut ffi::apr_pool_t,
+    name: String,
+}
+
+impl Driver {
+    fn into_pool(self) -> *mut ffi::apr_pool_t {
+        let pool = self.pool;
+        std::mem::forget(self);
+        pool
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // SAFETY: our subpool, not handed to any connection (into_pool forgets the Driver).
+        unsafe { ffi::apr_pool_destroy(self.pool) };
     }
 }
 

@@ -221,7 +221,7 @@ impl<'l> Stack<'l> {
     pub fn string_arg(&self, i: c_int, fname: &str) -> Result<&'l [u8], String> {
         match self.kind(i) {
             Kind::String | Kind::Number => Ok(self.tostring(i)),
-            k => Err(self.arg_error(i, fname, &format!("string expected, got {}", k.name()))),
+            _ => Err(self.type_error(i, fname, "string")),
         }
     }
 
@@ -229,8 +229,54 @@ impl<'l> Stack<'l> {
     pub fn strict_string_arg(&self, i: c_int, fname: &str) -> Result<&'l [u8], String> {
         match self.kind(i) {
             Kind::String => Ok(self.tostring(i)),
-            k => Err(self.arg_error(i, fname, &format!("string expected, got {}", k.name()))),
+            _ => Err(self.type_error(i, fname, "string")),
         }
+    }
+
+    /// The C string of argument `i` after luaL_checktype(i, LUA_TSTRING) (numbers refused),
+    /// or the error a NUL in it gives (`what` names the value in that message).
+    pub fn strict_cstr_arg(&self, i: c_int, fname: &str, what: &str) -> Result<&'l CStr, String> {
+        self.strict_string_arg(i, fname)?;
+        self.cstr(i)
+            .ok_or_else(|| format!("{}{what} contains a NUL byte", self.caller_where()))
+    }
+
+    /// luaL_checktype(i, LUA_TNUMBER) (strings refused), then lua_tointeger: 0 for a float
+    /// without an integer value, as mod_lua's functions read it.
+    pub fn strict_integer_arg(&self, i: c_int, fname: &str) -> Result<i64, String> {
+        match self.kind(i) {
+            Kind::Number => Ok(self.integer(i).unwrap_or(0)),
+            _ => Err(self.type_error(i, fname, "number")),
+        }
+    }
+
+    /// lua_isboolean(i) && lua_toboolean(i): the flags mod_lua reads only from booleans.
+    pub fn boolean_flag(&self, i: c_int) -> bool {
+        self.kind(i) == Kind::Boolean && self.truthy(i)
+    }
+
+    /// luaL_typeerror's message for argument `i`, which is not the `expected` type.
+    pub fn type_error(&self, i: c_int, fname: &str, expected: &str) -> String {
+        let detail = format!("{expected} expected, got {}", self.type_name(i));
+        self.arg_error(i, fname, &detail)
+    }
+
+    /// The name luaL_typeerror gives the value at `i` (an argument, or a value this call
+    /// pushed; negative indices count from the top): in Lua 5.3+ its metatable's `__name`
+    /// when that is a string (`Apache2.Request`, `Apr.Table`), "light userdata" for one, else
+    /// the type's name.
+    pub fn type_name(&self, i: c_int) -> String {
+        let i = if i < 0 { self.top() + 1 + i } else { i };
+        let kind = if i <= self.args {
+            self.kind(i)
+        } else {
+            self.kind_on_stack(i)
+        };
+        if kind == Kind::None {
+            return kind.name().into();
+        }
+        // SAFETY: `i` is a valid index of this call's stack.
+        unsafe { typeerror_name(self.l, i) }
     }
 
     /// luaL_checkinteger.
@@ -255,7 +301,7 @@ impl<'l> Stack<'l> {
                 return Err("number has no integer representation".into());
             }
         }
-        Err(format!("number expected, got {}", kind.name()))
+        Err(format!("number expected, got {}", self.type_name(i)))
     }
 
     /// Pushes `t[name]` for each of `names` (argument `t` must be a table; metamethods run, as
@@ -943,6 +989,58 @@ fn bad_argument(message: &[u8]) -> Option<(c_int, &[u8])> {
 }
 
 /// The frame `level` levels up from the running function, with `what` filled in.
+/// The name luaL_typeerror gives the value at `i`: Lua 5.3+ use the metatable's `__name` when
+/// it is a string and say "light userdata" for one; LuaJIT (5.1) names the type.
+///
+/// # Safety
+/// `i` is a valid, non-pseudo index of `l`'s running function.
+unsafe fn typeerror_name(l: *mut lua_State, i: c_int) -> String {
+    let t = ffi::lua_type(l, i);
+    #[cfg(not(feature = "luajit"))]
+    {
+        // luaL_getmetafield pushes the field only when it is there (not nil).
+        if ffi::lua_checkstack(l, 1) != 0
+            && ffi::luaL_getmetafield(l, i, c"__name".as_ptr()) != ffi::LUA_TNIL
+        {
+            let name = (ffi::lua_type(l, -1) == ffi::LUA_TSTRING).then(|| {
+                let mut len = 0usize;
+                let p = ffi::lua_tolstring(l, -1, &mut len);
+                String::from_utf8_lossy(std::slice::from_raw_parts(p.cast::<u8>(), len))
+                    .into_owned()
+            });
+            ffi::lua_settop(l, -2);
+            if let Some(name) = name {
+                return name;
+            }
+        }
+        if t == ffi::LUA_TLIGHTUSERDATA {
+            return "light userdata".into();
+        }
+    }
+    Kind::of(t).name().into()
+}
+
+/// The name luaL_typeerror gives `v` (see [`Stack::type_name`]), for messages of functions
+/// written with mlua.
+pub fn value_type_name(lua: &Lua, v: &Value) -> String {
+    match v {
+        Value::Integer(_) | Value::Number(_) => "number".into(),
+        Value::UserData(_) | Value::LightUserData(_) | Value::Table(_) => {
+            let mut name = None;
+            // SAFETY: the closure reads the one value exec_raw pushed and leaves the stack
+            // as it found it.
+            let _ = unsafe {
+                lua.exec_raw::<()>(v, |l| {
+                    name = Some(typeerror_name(l, 1));
+                    ffi::lua_settop(l, 0);
+                })
+            };
+            name.unwrap_or_else(|| v.type_name().into())
+        }
+        other => other.type_name().into(),
+    }
+}
+
 unsafe fn debug_at(l: *mut lua_State, level: c_int, what: &CStr) -> Option<ffi::lua_Debug> {
     let mut ar: ffi::lua_Debug = std::mem::zeroed();
     if ffi::lua_getstack(l, level, &mut ar) == 0 {

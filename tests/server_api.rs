@@ -397,3 +397,86 @@ end
         "{text}"
     );
 }
+
+/// How each method checks its arguments, compared with mod_lua call by call: strict strings
+/// and numbers (luaL_checktype) where mod_lua checks types, flags that count only as booleans,
+/// mpm_query reading its code with no check at all, and the type names luaL_typeerror takes
+/// from a metatable's `__name` (`Apache2.Request`, `Apr.Table`).
+#[test]
+fn argument_checks_match_mod_lua() {
+    const HANDLER: &str = r#"
+function handle(r)
+  local t = probe(r)
+  t("input filter", function() return r:add_input_filter("NOPE") end)
+  t("input filter number", function() return r:add_input_filter(5) end)
+  t("output filter number", function() return r:add_output_filter(5) end)
+  t("output filter none", function() return r:add_output_filter() end)
+  t("document root number", function() return r:set_document_root(5) end)
+  t("context info", function() r:set_context_info("/p", r.document_root) return r.context_prefix end)
+  t("context info numbers", function() return r:set_context_info(1, 2) end)
+  t("context info one", function() return r:set_context_info("/p") end)
+  t("expr", function() return r:expr("%{REQUEST_METHOD} == 'GET'") end)
+  t("expr bad", function() return r:expr("%{REQUEST_METHOD} ==") end)
+  t("expr number", function() return r:expr(5) end)
+  t("escape_logitem", function() return r:escape_logitem("a b\"c\n") end)
+  t("escape_logitem number", function() return r:escape_logitem(5) end)
+  t("os_escape_path", function() return r:os_escape_path("a b/c?d") end)
+  t("os_escape_path colon", function() return r:os_escape_path("a:b") end)
+  t("os_escape_path partial", function() return r:os_escape_path("a:b", true) end)
+  t("os_escape_path partial 1", function() return r:os_escape_path("a:b", 1) end)
+  t("os_escape_path number", function() return r:os_escape_path(5) end)
+  t("strcmp caseless 1", function() return r.strcmp_match("FOO", "foo", 1) end)
+  t("interim not boolean", function() return r:send_interim_response(5) end)
+  t("custom_response", function() return r:custom_response(404, "/nf.html") end)
+  t("custom_response string status", function() return r:custom_response("404", "x") end)
+  t("custom_response number text", function() return r:custom_response(404, 5) end)
+  t("custom_response one", function() return r:custom_response(404) end)
+  t("date", function() return r.date_parse_rfc("Sun, 06 Nov 1994 08:49:37 GMT") end)
+  t("date junk", function() return r.date_parse_rfc("junk") end)
+  t("date number", function() return r.date_parse_rfc(5) end)
+  t("date on r", function() return r:date_parse_rfc("x") end)
+  t("usleep float", function() return r.usleep(1.5) end)
+  t("usleep string", function() return r.usleep("1") end)
+  t("mpm_query string", function() return r.mpm_query("2") end)
+  t("mpm_query float", function() return r.mpm_query(2.0) end)
+  t("state_query", function() return r.state_query(1) end)
+  t("state_query string", function() return r.state_query("1") end)
+  t("state_query on r", function() return r:state_query(1) end)
+  t("config define number", function() return r.exists_config_define(5) end)
+  t("config define on r", function() return r:exists_config_define("x") end)
+  t("runtime dir number", function() return r:runtime_dir_relative(5) end)
+  t("runtime dir table", function() return r:runtime_dir_relative({}) end)
+  t("ssl var number", function() return r:ssl_var_lookup(5) end)
+  t("puts on a table handle", function() return r.puts(r.headers_in, "x") end)
+  t("escape a request", function() return r:escape(r) end)
+  t("escape a table handle", function() return r:escape(r.notes) end)
+  t("md5 a request", function() return r:md5(r) end)
+  t("get_direntries a request", function() return r:get_direntries(r) end)
+  t("module_info number", function() return r.module_info(5) end)
+  t("scoreboard_process string", function() return r:scoreboard_process("0") ~= nil end)
+  t("scoreboard_process float", function() return r:scoreboard_process(0.5) ~= nil end)
+  t("scoreboard_worker string", function() return r:scoreboard_worker(0, "0") ~= nil end)
+  t("dbacquire unknown driver", function() return r:dbacquire("nosuchdriver") end)
+  t("dbacquire unknown driver, bad params", function() return r:dbacquire("nosuchdriver", 5) end)
+end
+"#;
+    let Some((_, text, _)) = same_on_both(HANDLER, &[], &[]) else {
+        return;
+    };
+    for expected in [
+        "input filter number false n=1 ROOT/htdocs/probe.lua:",
+        "(string expected, got number)",
+        "os_escape_path partial true n=1 a:b\n",
+        "os_escape_path partial 1 true n=1 ./a:b\n",
+        "strcmp caseless 1 true n=1 false",
+        "mpm_query float true n=1 1",
+        "(string expected, got Apache2.Request)",
+        "(Apache2.Request expected, got Apr.Table)",
+        "(string expected, got Apr.Table)",
+        "state_query string false n=1",
+        "scoreboard_process float true n=1 true",
+        "dbacquire unknown driver, bad params true n=3 nil,can't find driver for nosuchdriver,",
+    ] {
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+}

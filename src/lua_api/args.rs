@@ -21,14 +21,6 @@ pub fn caller_where(lua: &Lua) -> String {
     .unwrap_or_default()
 }
 
-/// The type name Lua's auxiliary library prints (integers and floats are both "number").
-pub fn lua_type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Integer(_) | Value::Number(_) => "number",
-        other => other.type_name(),
-    }
-}
-
 /// luaL_argerror: numbers arguments as the caller sees them (a `:` call hides `self`) and
 /// names the function as the call site does (`fname` where it gives no name, as in
 /// `pcall(f)`).
@@ -115,6 +107,17 @@ impl<'a> Args<'a> {
         }
     }
 
+    /// luaL_checktype(n, LUA_TNUMBER) (strings refused), then lua_tointeger: 0 for a float
+    /// without an integer value, as mod_lua's functions read it.
+    pub fn strict_integer(&self, n: usize) -> mlua::Result<i64> {
+        match self.get(n) {
+            Value::Integer(i) => Ok(*i),
+            Value::Number(f) if f.fract() == 0.0 && f.is_finite() => Ok(*f as i64),
+            Value::Number(_) => Ok(0),
+            v => Err(self.missing_or(n, "number", v)),
+        }
+    }
+
     /// luaL_checkinteger.
     pub fn integer(&self, n: usize) -> mlua::Result<i64> {
         match self.get(n) {
@@ -147,7 +150,10 @@ impl<'a> Args<'a> {
                 self.lua,
                 n,
                 self.fname,
-                &format!("{expected} expected, got {}", lua_type_name(v)),
+                &format!(
+                    "{expected} expected, got {}",
+                    crate::luac::value_type_name(self.lua, v)
+                ),
             )
         }
     }

@@ -3,7 +3,7 @@
 //! functions called with `:` — over the connection layer in `crate::dbd`.
 #![forbid(unsafe_code)]
 
-use super::args::{arg_error, lua_type_name, Args};
+use super::args::{arg_error, Args};
 use super::request::{api_fn, c_arg, lua_bytes, method_with_handle, raising, Methods};
 use crate::dbd::{Conn, Rows, Statement};
 use crate::httpd::LiveRequest;
@@ -189,7 +189,10 @@ fn kit(lua: &Lua) -> mlua::Result<std::rc::Rc<Kit>> {
                             lua,
                             i + 1,
                             name,
-                            &format!("string expected, got {}", lua_type_name(other)),
+                            &format!(
+                                "string expected, got {}",
+                                crate::luac::value_type_name(lua, other)
+                            ),
                         ))
                     }
                 };
@@ -295,9 +298,11 @@ pub(super) fn install(m: &Methods) -> mlua::Result<()> {
         let conn = if kind == b"mod_dbd" {
             Conn::from_mod_dbd(r).map_err(|e| (e, None))
         } else {
-            let driver = c_arg(lua, "driver", kind)?;
-            let params = c_arg(lua, "params", a.strict_string(3)?)?;
-            Conn::open(r, &driver, &params)
+            // As mod_lua: the parameters are checked once the driver is loaded.
+            match Conn::driver(r, &c_arg(lua, "driver", kind)?) {
+                Ok(driver) => Conn::open(driver, &c_arg(lua, "params", a.strict_string(3)?)?),
+                Err(e) => Err(e),
+            }
         };
         match conn {
             Ok(c) => {

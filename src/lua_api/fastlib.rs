@@ -46,7 +46,7 @@ fn sort_args(st: &Stack<'_>) -> Result<Option<usize>, String> {
         // A table with metamethods, or a value whose metatable may make it table-like.
         Kind::Table => return Ok(None),
         _ if st.has_metatable(1) => return Ok(None),
-        k => return Err(type_error(st, 1, "table", k)),
+        _ => return Err(st.type_error(1, "table.sort", "table")),
     }
     let n = st.arg_raw_len(1);
     if n < 2 {
@@ -61,7 +61,7 @@ fn sort_args(st: &Stack<'_>) -> Result<Option<usize>, String> {
 fn sort_args(st: &Stack<'_>) -> Result<Option<usize>, String> {
     match st.kind(1) {
         Kind::Table => {}
-        k => return Err(type_error(st, 1, "table", k)),
+        _ => return Err(st.type_error(1, "table.sort", "table")),
     }
     Ok(comparator(st)?.then(|| st.arg_raw_len(1)))
 }
@@ -71,13 +71,8 @@ fn comparator(st: &Stack<'_>) -> Result<bool, String> {
     match st.kind(2) {
         Kind::None | Kind::Nil => Ok(true),
         Kind::Function => Ok(false),
-        k => Err(type_error(st, 2, "function", k)),
+        _ => Err(st.type_error(2, "table.sort", "function")),
     }
-}
-
-fn type_error(st: &Stack<'_>, arg: i32, expected: &str, got: Kind) -> String {
-    let msg = format!("{expected} expected, got {}", got.name());
-    st.arg_error(arg, "table.sort", &msg)
 }
 
 /// Whether strings sort by their bytes: always in LuaJIT (it compares strings with memcmp),

@@ -3,7 +3,7 @@
 //! arguments with Lua's wording. Safe code over `httpd::LiveRequest`.
 #![forbid(unsafe_code)]
 
-use super::args::{arg_error, caller_where, lua_type_name, Args};
+use super::args::{arg_error, caller_where, Args};
 use super::{encode, form, websocket};
 use crate::apr::{has_nul, Table as AprTable};
 use crate::httpd::{self, AliveGuard, BodyError, Level, LiveRequest, Request};
@@ -39,13 +39,6 @@ fn req(live: &LiveRequest) -> mlua::Result<Request<'_>> {
 
 pub(super) fn lua_bytes(lua: &Lua, s: impl AsRef<[u8]>) -> mlua::Result<Value> {
     lua.create_string(s).map(Value::String)
-}
-
-pub(super) fn cstr_value(lua: &Lua, s: Option<&CStr>) -> mlua::Result<Value> {
-    match s {
-        Some(s) => lua_bytes(lua, s.to_bytes()),
-        None => Ok(Value::Nil),
-    }
 }
 
 /// Argument `i` (checked to be a string or number) as a C string for httpd, or the error a
@@ -165,7 +158,7 @@ fn raw_self<'l, T: RawUserData>(
         s.arg_error(
             1,
             fname,
-            &format!("{expected} expected, got {}", s.kind(1).name()),
+            &format!("{expected} expected, got {}", s.type_name(1)),
         )
     })?;
     Ok((h, live(h).get().ok_or_else(gone_text)?))
@@ -307,7 +300,7 @@ fn options_text(opts: i32) -> String {
     .join(" ")
 }
 
-fn push_cstr(s: &Stack<'_>, v: Option<&CStr>) {
+pub(super) fn push_cstr(s: &Stack<'_>, v: Option<&CStr>) {
     match v {
         Some(v) => s.push_bytes(v.to_bytes()),
         None => s.push_nil(),
@@ -320,7 +313,7 @@ pub(super) fn raw_request<'l>(
     fname: &str,
 ) -> Result<(&'l RequestHandle, Request<'l>), String> {
     if s.kind(1) != Kind::UserData && checks_userdata_first(fname) {
-        let detail = format!("userdata expected, got {}", s.kind(1).name());
+        let detail = format!("userdata expected, got {}", s.type_name(1));
         return Err(s.arg_error(1, fname, &detail));
     }
     raw_self(s, fname, "Apache2.Request", |h: &RequestHandle| &h.live)
@@ -503,7 +496,7 @@ fn this<'u>(
         _ => None,
     };
     found.ok_or_else(|| {
-        let got = first.map(lua_type_name).unwrap_or("no value");
+        let got = first.map_or_else(|| "no value".into(), |v| luac::value_type_name(lua, v));
         let expected = match first {
             Some(Value::UserData(_)) => "Apache2.Request",
             _ if checks_userdata_first(fname) => "userdata",
@@ -869,7 +862,10 @@ fn setcookie(s: &Stack<'_>) -> Returned {
         let string = |i: usize, default: Option<&'static [u8]>| match f.kind(at(i)) {
             Kind::Nil if default.is_some() => Ok(default.unwrap_or_default()),
             Kind::String | Kind::Number => f.string_arg(at(i), NAME),
-            k => Err(f.arg_error(-1, NAME, &format!("string expected, got {}", k.name()))),
+            _ => {
+                let detail = format!("string expected, got {}", f.type_name(at(i)));
+                Err(f.arg_error(-1, NAME, &detail))
+            }
         };
         key = string(0, None)?;
         value = string(1, None)?;
@@ -1071,64 +1067,99 @@ fn sha1(s: &Stack<'_>) -> Returned {
 }
 
 /// Builds the request API of a new VM (methods, field access, table access).
+/// M05: `r:add_output_filter(name)` adds a registered filter (Lua or httpd's, e.g. DEFLATE)
+/// to this request; returns nothing, as mod_lua.
+fn add_output_filter(s: &Stack<'_>) -> Returned {
+    const NAME: &str = "add_output_filter";
+    let (_, r) = raw_request(s, NAME)?;
+    s.string_arg(2, NAME)?;
+    let name = raw_cstr(s, 2, "filter name")?;
+    r.log(
+        Level::Debug,
+        &format!("AH01485: adding output filter {}", name.to_string_lossy()),
+    );
+    r.add_output_filter(name);
+    Ok(0)
+}
+
+/// M06: `r:add_input_filter(name)` → whether httpd knows the filter.
+fn add_input_filter(s: &Stack<'_>) -> Returned {
+    const NAME: &str = "add_input_filter";
+    let (_, r) = raw_request(s, NAME)?;
+    let name = s.strict_cstr_arg(2, NAME, "filter name")?;
+    s.push_bool(r.add_input_filter(name));
+    Ok(1)
+}
+
+fn get_server_name_for_url(s: &Stack<'_>) -> Returned {
+    let (_, r) = raw_request(s, "get_server_name_for_url")?;
+    push_cstr(s, r.server_name_for_url());
+    Ok(1)
+}
+
+fn set_document_root(s: &Stack<'_>) -> Returned {
+    const NAME: &str = "set_document_root";
+    let (_, r) = raw_request(s, NAME)?;
+    let root = s.strict_cstr_arg(2, NAME, "document root")?;
+    r.set_document_root(root.to_bytes());
+    Ok(0)
+}
+
+fn set_context_info(s: &Stack<'_>) -> Returned {
+    const NAME: &str = "set_context_info";
+    let (_, r) = raw_request(s, NAME)?;
+    let prefix = s.strict_cstr_arg(2, NAME, "prefix")?;
+    let root = s.strict_cstr_arg(3, NAME, "document root")?;
+    r.set_context_info(prefix.to_bytes(), root.to_bytes());
+    Ok(0)
+}
+
+/// `r:expr(expression)` → its value, or false (nil when evaluating failed) and httpd's message.
+fn expr(s: &Stack<'_>) -> Returned {
+    const NAME: &str = "expr";
+    let (_, r) = raw_request(s, NAME)?;
+    let e = s.strict_cstr_arg(2, NAME, "expression")?;
+    match r.expr(e) {
+        Ok(b) => {
+            s.push_bool(b);
+            Ok(1)
+        }
+        Err((b, msg)) => {
+            s.push_bool(b);
+            s.push_bytes(msg.as_bytes());
+            Ok(2)
+        }
+    }
+}
+
+/// Works as mod_lua's manual documents (mod_lua's own always raises a type error).
+fn make_etag(s: &Stack<'_>) -> Returned {
+    let (_, r) = raw_request(s, "make_etag")?;
+    push_cstr(s, r.make_etag(s.truthy(2)));
+    Ok(1)
+}
+
+fn escape_logitem(s: &Stack<'_>) -> Returned {
+    const NAME: &str = "escape_logitem";
+    let (_, r) = raw_request(s, NAME)?;
+    push_cstr(s, r.escape_logitem(s.strict_cstr_arg(2, NAME, "string")?));
+    Ok(1)
+}
+
+/// `r:os_escape_path(path [, partial])`: `partial` counts only as a boolean, as in mod_lua.
+fn os_escape_path(s: &Stack<'_>) -> Returned {
+    const NAME: &str = "os_escape_path";
+    let (_, r) = raw_request(s, NAME)?;
+    let path = s.strict_cstr_arg(2, NAME, "path")?;
+    push_cstr(s, r.os_escape_path(path, s.boolean_flag(3)));
+    Ok(1)
+}
+
 pub fn install(lua: &Lua) -> mlua::Result<()> {
     let m = Methods::default();
     // §5a Output (puts, write: raw functions, below).
 
-    // M05/M06: add a registered filter (Lua or httpd's, e.g. DEFLATE) to this request.
-    method(&m, "add_output_filter", |lua, r, a| {
-        let name = c_arg(lua, "filter name", a.string(2)?)?;
-        r.log(
-            Level::Debug,
-            &format!("AH01485: adding output filter {}", name.to_string_lossy()),
-        );
-        r.add_output_filter(&name);
-        Ok(())
-    })?;
-    method(&m, "add_input_filter", |lua, r, a| {
-        let name = c_arg(lua, "filter name", a.string(2)?)?;
-        Ok(r.add_input_filter(&name))
-    })?;
-
-    // §5b Request data (the table snapshots, parseargs, parsebody: raw functions, below).
-    method(&m, "get_server_name_for_url", |lua, r, _| {
-        cstr_value(lua, r.server_name_for_url())
-    })?;
-    method(&m, "set_document_root", |lua, r, a| {
-        let p = c_arg(lua, "document root", a.string(2)?)?;
-        r.set_document_root(p.as_bytes());
-        Ok(())
-    })?;
-    method(&m, "set_context_info", |lua, r, a| {
-        let (prefix, root) = (
-            c_arg(lua, "prefix", a.string(2)?)?,
-            c_arg(lua, "document root", a.string(3)?)?,
-        );
-        r.set_context_info(prefix.as_bytes(), root.as_bytes());
-        Ok(())
-    })?;
-    method(&m, "expr", |lua, r, a| {
-        let e = c_arg(lua, "expression", a.strict_string(2)?)?;
-        match r.expr(&e) {
-            Ok(b) => b.into_lua_multi(lua),
-            Err((b, msg)) => (b, msg).into_lua_multi(lua),
-        }
-    })?;
-    // Works as mod_lua's manual documents (mod_lua's own always raises a type error).
-    method(&m, "make_etag", |lua, r, a| {
-        cstr_value(lua, r.make_etag(a.truthy(2)))
-    })?;
-
-    // §5c Encoding.
-    method(&m, "escape_logitem", |lua, r, a| {
-        let s = c_arg(lua, "string", a.string(2)?)?;
-        cstr_value(lua, r.escape_logitem(&s))
-    })?;
-    method(&m, "os_escape_path", |lua, r, a| {
-        let s = c_arg(lua, "path", a.string(2)?)?;
-        cstr_value(lua, r.os_escape_path(&s, a.truthy(3)))
-    })?;
-
+    // §5a Output, §5b request data and §5c encoding are raw functions (below).
     super::server::install(&m)?;
     super::db::install(&m)?;
 
@@ -1210,6 +1241,15 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         (LOG_LEVELS[15].0, log_message::<15>),
         ("parseargs", parseargs),
         ("parsebody", parsebody),
+        ("add_output_filter", add_output_filter),
+        ("add_input_filter", add_input_filter),
+        ("get_server_name_for_url", get_server_name_for_url),
+        ("set_document_root", set_document_root),
+        ("set_context_info", set_context_info),
+        ("expr", expr),
+        ("make_etag", make_etag),
+        ("escape_logitem", escape_logitem),
+        ("os_escape_path", os_escape_path),
         (TableKind::ALL[0].snapshot_method(), snapshot::<0>),
         (TableKind::ALL[1].snapshot_method(), snapshot::<1>),
         (TableKind::ALL[2].snapshot_method(), snapshot::<2>),

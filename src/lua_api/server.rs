@@ -6,7 +6,7 @@
 #![forbid(unsafe_code)]
 
 use super::args::Args;
-use super::request::{c_arg, cstr_value, method, raw_cstr, raw_request, Methods};
+use super::request::{c_arg, method, push_cstr, raw_cstr, raw_request, Methods};
 use crate::httpd::{self, ConfNode, OwnedRegex, ScoreValue};
 use crate::luac::{self, Kind, Number, Returned, Stack};
 use mlua::{Function, IntoLuaMulti, Lua, MultiValue, Table, Value};
@@ -45,17 +45,7 @@ enum IvmValue {
 static IVM: Mutex<Option<HashMap<Vec<u8>, IvmValue>>> = Mutex::new(None);
 
 pub(super) fn install(m: &Methods) -> mlua::Result<()> {
-    // §5a leftovers.
-    method(m, "send_interim_response", |_, r, a| {
-        r.send_interim_response(a.truthy(2));
-        Ok(())
-    })?;
-    method(m, "custom_response", |lua, r, a| {
-        let status = a.integer(2)? as i32;
-        r.custom_response(status, &c_arg(lua, "response", a.string(3)?)?);
-        Ok(())
-    })?;
-    method(m, "set_keepalive", |_, r, _| Ok(r.set_keepalive()))?;
+    // §5a leftovers: raw functions (below).
 
     // §5d Files.
     method(m, "get_direntries", |lua, r, a| {
@@ -93,38 +83,8 @@ pub(super) fn install(m: &Methods) -> mlua::Result<()> {
         };
         Ok(httpd::touch(r.pool(), &path, mtime))
     })?;
-    method(m, "runtime_dir_relative", |lua, r, a| {
-        let file = c_arg(
-            lua,
-            "file",
-            a.opt_string(2)?.unwrap_or_else(|| b".".to_vec()),
-        )?;
-        cstr_value(lua, r.runtime_dir_relative(&file))
-    })?;
-
-    // §5e Utilities (regex, strcmp_match, clock: raw functions, below).
-    function(m, "date_parse_rfc", |lua, a| {
-        let s = c_arg(lua, "date", a.strict_string(1)?)?;
-        match httpd::parse_rfc_date(&s) {
-            Some(t) => (t as f64).into_lua_multi(lua),
-            None => Ok(MultiValue::new()),
-        }
-    })?;
-    function(m, "usleep", |_, a| {
-        httpd::sleep_us(a.integer(1)?);
-        Ok(())
-    })?;
-
-    // §5f Server and process information.
-    function(m, "mpm_query", |_, a| {
-        Ok(httpd::mpm_query(a.integer(1)? as i32))
-    })?;
-    function(m, "state_query", |_, a| {
-        Ok(httpd::state_query(a.integer(1)? as i32))
-    })?;
-    function(m, "exists_config_define", |lua, a| {
-        Ok(httpd::config_defined(&c_arg(lua, "name", a.string(1)?)?))
-    })?;
+    // §5e Utilities and §5f server information: regex, strcmp_match, clock, date_parse_rfc,
+    // usleep, mpm_query, state_query and exists_config_define are raw functions (below).
     function(m, "loaded_modules", |lua, _| {
         let t = lua.create_table()?;
         for n in httpd::loaded_modules() {
@@ -133,7 +93,7 @@ pub(super) fn install(m: &Methods) -> mlua::Result<()> {
         Ok(t)
     })?;
     function(m, "module_info", |lua, a| {
-        let name = c_arg(lua, "module", a.string(1)?)?;
+        let name = c_arg(lua, "module", a.strict_string(1)?)?;
         match httpd::module_commands(&name) {
             Some(cmds) if !cmds.is_empty() => {
                 let commands = lua.create_table()?;
@@ -159,7 +119,7 @@ pub(super) fn install(m: &Methods) -> mlua::Result<()> {
     method(
         m,
         "scoreboard_process",
-        |lua, _, a| match httpd::scoreboard_process(a.integer(2)?) {
+        |lua, _, a| match httpd::scoreboard_process(a.strict_integer(2)?) {
             Some(fields) => {
                 let t = lua.create_table()?;
                 for (k, v) in fields {
@@ -173,7 +133,7 @@ pub(super) fn install(m: &Methods) -> mlua::Result<()> {
     method(
         m,
         "scoreboard_worker",
-        |lua, _, a| match httpd::scoreboard_worker(a.integer(2)?, a.integer(3)?) {
+        |lua, _, a| match httpd::scoreboard_worker(a.strict_integer(2)?, a.strict_integer(3)?) {
             Some(fields) => {
                 let t = lua.create_table()?;
                 for (k, v) in fields {
@@ -195,13 +155,6 @@ pub(super) fn install(m: &Methods) -> mlua::Result<()> {
         Some(nodes) => conf_table(lua, &nodes)?.into_lua_multi(lua),
         None => Ok(MultiValue::new()),
     })?;
-    method(m, "ssl_var_lookup", |lua, r, a| {
-        cstr_value(
-            lua,
-            r.ssl_var_lookup(&c_arg(lua, "variable", a.string(2)?)?),
-        )
-    })?;
-
     Ok(())
 }
 
@@ -233,6 +186,25 @@ pub(super) fn raw_methods(lua: &Lua) -> mlua::Result<Vec<(&'static str, Function
         ("stat", luac::function(lua, stat)?),
         ("ivm_get", luac::function(lua, ivm_get)?),
         ("ivm_set", luac::function(lua, ivm_set)?),
+        (
+            "send_interim_response",
+            luac::function(lua, send_interim_response)?,
+        ),
+        ("custom_response", luac::function(lua, custom_response)?),
+        ("set_keepalive", luac::function(lua, set_keepalive)?),
+        (
+            "runtime_dir_relative",
+            luac::function(lua, runtime_dir_relative)?,
+        ),
+        ("ssl_var_lookup", luac::function(lua, ssl_var_lookup)?),
+        ("date_parse_rfc", luac::function(lua, date_parse_rfc)?),
+        ("usleep", luac::function(lua, usleep)?),
+        ("mpm_query", luac::function(lua, mpm_query)?),
+        ("state_query", luac::function(lua, state_query)?),
+        (
+            "exists_config_define",
+            luac::function(lua, exists_config_define)?,
+        ),
     ])
 }
 
@@ -325,7 +297,100 @@ fn strcmp_match(s: &Stack<'_>) -> Returned {
     let string = raw_cstr(s, 1, "string")?;
     s.strict_string_arg(2, "strcmp_match")?;
     let pattern = raw_cstr(s, 2, "pattern")?;
-    s.push_bool(httpd::strcmp_match(string, pattern, s.truthy(3)));
+    s.push_bool(httpd::strcmp_match(string, pattern, s.boolean_flag(3)));
+    Ok(1)
+}
+
+/// `r:send_interim_response([send_headers])`: the flag counts only as a boolean, as in mod_lua.
+fn send_interim_response(s: &Stack<'_>) -> Returned {
+    let (_, r) = raw_request(s, "send_interim_response")?;
+    r.send_interim_response(s.boolean_flag(2));
+    Ok(0)
+}
+
+/// `r:custom_response(status, text)`: a number (read as lua_tointeger reads it) and a string,
+/// both checked by type as mod_lua checks them.
+fn custom_response(s: &Stack<'_>) -> Returned {
+    const NAME: &str = "custom_response";
+    let (_, r) = raw_request(s, NAME)?;
+    let status = s.strict_integer_arg(2, NAME)? as i32;
+    let text = s.strict_cstr_arg(3, NAME, "response")?;
+    r.custom_response(status, text);
+    Ok(0)
+}
+
+fn set_keepalive(s: &Stack<'_>) -> Returned {
+    let (_, r) = raw_request(s, "set_keepalive")?;
+    s.push_bool(r.set_keepalive());
+    Ok(1)
+}
+
+/// `r:runtime_dir_relative([file])`: `file` defaults to "." (luaL_optstring).
+fn runtime_dir_relative(s: &Stack<'_>) -> Returned {
+    const NAME: &str = "runtime_dir_relative";
+    let (_, r) = raw_request(s, NAME)?;
+    let file = match s.kind(2) {
+        Kind::None | Kind::Nil => c".",
+        _ => {
+            s.string_arg(2, NAME)?;
+            raw_cstr(s, 2, "file")?
+        }
+    };
+    push_cstr(s, r.runtime_dir_relative(file));
+    Ok(1)
+}
+
+fn ssl_var_lookup(s: &Stack<'_>) -> Returned {
+    const NAME: &str = "ssl_var_lookup";
+    let (_, r) = raw_request(s, NAME)?;
+    s.string_arg(2, NAME)?;
+    push_cstr(s, r.ssl_var_lookup(raw_cstr(s, 2, "variable")?));
+    Ok(1)
+}
+
+/// `r.date_parse_rfc(date)` → seconds since the epoch (a float, as mod_lua pushes it), or
+/// nothing for a date it does not understand.
+fn date_parse_rfc(s: &Stack<'_>) -> Returned {
+    match httpd::parse_rfc_date(s.strict_cstr_arg(1, "date_parse_rfc", "date")?) {
+        Some(t) => {
+            s.push_number(t as f64);
+            Ok(1)
+        }
+        None => Ok(0),
+    }
+}
+
+/// `r.usleep(microseconds)`: a number (strings refused), fractions dropped, as mod_lua.
+fn usleep(s: &Stack<'_>) -> Returned {
+    let us = match s.number(1) {
+        Some(Number::Int(i)) => i,
+        Some(Number::Float(f)) => f as i64,
+        None => return Err(s.type_error(1, "usleep", "number")),
+    };
+    httpd::sleep_us(us);
+    Ok(0)
+}
+
+/// `r.mpm_query(code)`: mod_lua reads the code with lua_tointeger and no check (anything
+/// that is not an integer queries code 0).
+fn mpm_query(s: &Stack<'_>) -> Returned {
+    let code = match s.kind(1) {
+        Kind::Number | Kind::String => s.integer(1).unwrap_or(0),
+        _ => 0,
+    };
+    s.push_int(httpd::mpm_query(code as i32) as i64);
+    Ok(1)
+}
+
+fn state_query(s: &Stack<'_>) -> Returned {
+    let code = s.strict_integer_arg(1, "state_query")?;
+    s.push_int(httpd::state_query(code as i32) as i64);
+    Ok(1)
+}
+
+fn exists_config_define(s: &Stack<'_>) -> Returned {
+    let name = s.strict_cstr_arg(1, "exists_config_define", "name")?;
+    s.push_bool(httpd::config_defined(name));
     Ok(1)
 }
 
