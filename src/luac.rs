@@ -261,6 +261,14 @@ impl<'l> Stack<'l> {
         self.arg_error(i, fname, &detail)
     }
 
+    /// What `tostring` shows of a value with a metatable `__name` and no `__tostring` in Lua
+    /// 5.3+ (luaL_tolstring's "%s: %p"): `name` and argument `i`'s address.
+    pub fn default_tostring(&self, i: c_int, name: &str) -> String {
+        // SAFETY: lua_topointer accepts any index; the address is only printed.
+        let p = unsafe { ffi::lua_topointer(self.l, i) };
+        format!("{name}: {p:p}")
+    }
+
     /// The name luaL_typeerror gives the value at `i` (an argument, or a value this call
     /// pushed; negative indices count from the top): in Lua 5.3+ its metatable's `__name`
     /// when that is a string (`Apache2.Request`, `Apr.Table`), "light userdata" for one, else

@@ -17,7 +17,8 @@ function handle(r)
   for _, k in ipairs(names) do
     local v = r[k]
     local t = type(v)
-    if t == "userdata" then t = tostring(v) end
+    -- "Apr.Table: 0x…", as mod_lua's tostring shows it
+    if t == "userdata" then t = tostring(v):gsub(": 0x%x+$", "") end
     r:puts(k, "=", t, ":", (type(v) == "string" or type(v) == "number" or type(v) == "boolean") and tostring(v) or "", "\n")
   end
 end
@@ -210,18 +211,18 @@ fn all_fields_have_mod_lua_types() {
         ("context_document_root", "string"),
         ("context_prefix", "string"),
         ("document_root", "string"),
-        ("err_headers_out", "Apr.Table(err_headers_out)"),
+        ("err_headers_out", "Apr.Table"),
         ("filename", "string"),
         ("handler", "string"),
-        ("headers_in", "Apr.Table(headers_in)"),
-        ("headers_out", "Apr.Table(headers_out)"),
+        ("headers_in", "Apr.Table"),
+        ("headers_out", "Apr.Table"),
         ("hostname", "string"),
         ("is_https", "boolean"),
         ("is_initial_req", "boolean"),
         ("limit_req_body", "number"),
         ("log_id", "nil"),
         ("method", "string"),
-        ("notes", "Apr.Table(notes)"),
+        ("notes", "Apr.Table"),
         ("options", "string"),
         ("path_info", "string"),
         ("port", "number"),
@@ -234,7 +235,7 @@ fn all_fields_have_mod_lua_types() {
         ("some_auth_required", "boolean"),
         ("started", "number"),
         ("status", "number"),
-        ("subprocess_env", "Apr.Table(subprocess_env)"),
+        ("subprocess_env", "Apr.Table"),
         ("the_request", "string"),
         ("unparsed_uri", "string"),
         ("uri", "string"),

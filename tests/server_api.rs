@@ -452,6 +452,8 @@ function handle(r)
   t("escape a table handle", function() return r:escape(r.notes) end)
   t("md5 a request", function() return r:md5(r) end)
   t("get_direntries a request", function() return r:get_direntries(r) end)
+  t("tostring r", function() return (tostring(r):gsub("0x%x+", "ADDR")) end)
+  t("tostring table", function() return (tostring(r.subprocess_env):gsub("0x%x+", "ADDR")) end)
   t("module_info number", function() return r.module_info(5) end)
   t("scoreboard_process string", function() return r:scoreboard_process("0") ~= nil end)
   t("scoreboard_process float", function() return r:scoreboard_process(0.5) ~= nil end)
@@ -474,6 +476,8 @@ end
         "(Apache2.Request expected, got Apr.Table)",
         "(string expected, got Apr.Table)",
         "state_query string false n=1",
+        "tostring r true n=1 Apache2.Request: ADDR\n",
+        "tostring table true n=1 Apr.Table: ADDR\n",
         "scoreboard_process float true n=1 true",
         "dbacquire unknown driver, bad params true n=3 nil,can't find driver for nosuchdriver,",
     ] {

@@ -196,9 +196,10 @@ fn table_newindex(s: &Stack<'_>) -> Returned {
     Ok(0)
 }
 
+/// `tostring(r.headers_in)`: as mod_lua's (Lua's default for a named type), also once the
+/// request has ended.
 fn table_tostring(s: &Stack<'_>) -> Returned {
-    let (h, _) = raw_table(s, "tostring")?;
-    s.push_bytes(format!("Apr.Table({})", h.kind.name()).as_bytes());
+    s.push_bytes(s.default_tostring(1, "Apr.Table").as_bytes());
     Ok(1)
 }
 
@@ -433,8 +434,9 @@ fn request_newindex(s: &Stack<'_>) -> Returned {
     Ok(0)
 }
 
+/// `tostring(r)`: "Apache2.Request: 0x…", as mod_lua's.
 fn request_tostring(s: &Stack<'_>) -> Returned {
-    s.push_bytes(b"Apache2.Request");
+    s.push_bytes(s.default_tostring(1, "Apache2.Request").as_bytes());
     Ok(1)
 }
 
