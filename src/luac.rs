@@ -261,6 +261,22 @@ impl<'l> Stack<'l> {
         self.arg_error(i, fname, &detail)
     }
 
+    /// Replaces the sequence on top of the stack (alternating keys and values, as
+    /// [`Stack::push_sequence`] makes it from 1) with a function that returns its next key and
+    /// value on each call, then nil: a `__pairs` iterator over a snapshot.
+    pub fn push_pair_iterator(&self) -> Result<(), String> {
+        self.reserve(2)?;
+        // SAFETY: two free slots reserved above the sequence; the closure takes the three
+        // values (function, sequence, position) as its upvalues, as `trampoline` expects.
+        unsafe {
+            ffi::lua_pushlightuserdata(self.l, next_pair as RawFn as *mut c_void);
+            ffi::lua_rotate(self.l, -2, 1);
+            ffi::lua_pushinteger(self.l, 0);
+            ffi::lua_pushcclosure(self.l, trampoline, 3);
+        }
+        Ok(())
+    }
+
     /// What `tostring` shows of a value with a metatable `__name` and no `__tostring` in Lua
     /// 5.3+ (luaL_tolstring's "%s: %p"): `name` and argument `i`'s address.
     pub fn default_tostring(&self, i: c_int, name: &str) -> String {
@@ -997,6 +1013,25 @@ fn bad_argument(message: &[u8]) -> Option<(c_int, &[u8])> {
 }
 
 /// The frame `level` levels up from the running function, with `what` filled in.
+/// The iterator [`Stack::push_pair_iterator`] makes: upvalue 2 holds the sequence, upvalue 3
+/// how many of its values were returned.
+fn next_pair(s: &Stack<'_>) -> Returned {
+    s.reserve(2)?;
+    // SAFETY: a closure made by push_pair_iterator, whose upvalue 2 is a table and upvalue 3
+    // an integer; lua_rawgeti pushes one value each, into the reserved slots.
+    unsafe {
+        let done = ffi::lua_tointegerx(s.l, ffi::lua_upvalueindex(3), std::ptr::null_mut());
+        ffi::lua_rawgeti(s.l, ffi::lua_upvalueindex(2), done + 1);
+        if ffi::lua_type(s.l, -1) == ffi::LUA_TNIL {
+            return Ok(1);
+        }
+        ffi::lua_rawgeti(s.l, ffi::lua_upvalueindex(2), done + 2);
+        ffi::lua_pushinteger(s.l, done + 2);
+        ffi::lua_replace(s.l, ffi::lua_upvalueindex(3));
+    }
+    Ok(2)
+}
+
 /// The name luaL_typeerror gives the value at `i`: Lua 5.3+ use the metatable's `__name` when
 /// it is a string and say "light userdata" for one; LuaJIT (5.1) names the type.
 ///

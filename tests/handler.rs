@@ -93,6 +93,17 @@ end
          r.headers_out['X-Gone'] = 'x'\n r.headers_out['X-Gone'] = nil\n r.notes['n'] = 'v'\n \
          local n = 0 if jit then n = 1 else for k, v in pairs(r.headers_in) do n = n + 1 end end\n r:puts(r.notes['N'], ',', n > 0 and 'iter' or 'noiter')\nend",
     ),
+    (
+        // pairs over an Apr.Table walks a snapshot: unsetting entries in the loop skips none.
+        "pairs.lua",
+        "function handle(r)\n if jit then r:puts('X-One=1,X-Two=2,Keep=k|nil|k|0|Keepnil') return end\n \
+         r.headers_out['X-One'] = '1' r.headers_out['X-Two'] = '2' r.headers_out['Keep'] = 'k'\n \
+         local seen = {}\n for k, v in pairs(r.headers_out) do\n  seen[#seen + 1] = k .. '=' .. v\n  \
+         if k:match('^X%-') then r.headers_out[k] = nil end\n end\n local n = 0\n \
+         for _ in pairs(r.notes) do n = n + 1 end\n local f, st, init = pairs(r.headers_out)\n \
+         local k1 = f(st, init)\n f(st, k1)\n r:puts(table.concat(seen, ','), '|', tostring(r.headers_out['X-Two']), \
+         '|', r.headers_out.Keep, '|', n, '|', k1, tostring(f(st, k1)))\nend",
+    ),
     ("sendfile.lua", "function handle(r) local n = r:sendfile(r.filename) r:puts('|', tostring(n), '|', tostring(r:sendfile('/nonexistent'))) end"),
     ("flush.lua", "function handle(r) r:puts('a') local ok = r:flush() r:puts(tostring(ok)) end"),
     ("parseargs.lua", "function handle(r) local s, m = r:parseargs() r:puts(s.a, ',', #m.a, ',', m.a[2], ',', s.b) end"),
@@ -186,6 +197,7 @@ fn responses() {
             header: Some(("x-a", "two")),
             ..case("/tables.lua", 200, Some("v,iter"))
         },
+        case("/pairs.lua", 200, Some("X-One=1,X-Two=2,Keep=k|nil|k|0|Keepnil")),
         case("/flush.lua", 200, Some("atrue")),
         case("/parseargs.lua?a=1&b=x%20y&a=2", 200, Some("1,2,2,x y")),
         case("/no-such-script.lua", 404, None),

@@ -8,9 +8,7 @@ use super::{encode, form, websocket};
 use crate::apr::{has_nul, Table as AprTable};
 use crate::httpd::{self, AliveGuard, BodyError, Level, LiveRequest, Request};
 use crate::luac::{self, Kind, RawFn, RawUserData, RequestFns, Returned, Stack, DELEGATE};
-use mlua::{
-    AnyUserData, FromLuaMulti, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Table, Value,
-};
+use mlua::{FromLuaMulti, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Table, Value};
 use std::ffi::{c_int, CStr, CString};
 use std::rc::Rc;
 
@@ -203,25 +201,21 @@ fn table_tostring(s: &Stack<'_>) -> Returned {
     Ok(1)
 }
 
-/// Beyond mod_lua: `pairs(r.headers_in)` iterates a snapshot of every entry in order
-/// (Lua 5.2+; LuaJIT has no __pairs: use r:headers_in_table() there).
-fn table_pairs(lua: &Lua, ud: AnyUserData) -> mlua::Result<(Function, Value, Value)> {
-    let this = luac::userdata_of::<TableHandle>(lua, &ud)
-        .ok_or_else(|| mlua::Error::RuntimeError("Apr.Table expected".into()))?;
-    let r = req(&this.live)?;
-    let mut entries: Vec<(Vec<u8>, Vec<u8>)> = this
-        .kind
-        .of(r)
-        .entries()
-        .into_iter()
-        .map(|(k, v)| (k.to_bytes().to_vec(), v.to_bytes().to_vec()))
+/// Beyond mod_lua: `pairs(r.headers_in)` iterates a snapshot of every entry in order, taken
+/// when the loop starts (so a loop may set or unset entries as it goes); Lua 5.2+ (LuaJIT has
+/// no __pairs: use r:headers_in_table() there).
+fn table_pairs(s: &Stack<'_>) -> Returned {
+    let (h, r) = raw_table(s, "pairs")?;
+    let entries = h.kind.of(r).entries();
+    let items: Vec<Option<&[u8]>> = entries
+        .iter()
+        .flat_map(|(k, v)| [Some(k.to_bytes()), Some(v.to_bytes())])
         .collect();
-    entries.reverse();
-    let next = lua.create_function_mut(move |lua, _: MultiValue| match entries.pop() {
-        Some((k, v)) => Ok((lua_bytes(lua, k)?, lua_bytes(lua, v)?)),
-        None => Ok((Value::Nil, Value::Nil)),
-    })?;
-    Ok((next, Value::Nil, Value::Nil))
+    s.push_sequence(1, items.into_iter())?;
+    s.push_pair_iterator()?;
+    s.push_nil();
+    s.push_nil();
+    Ok(3)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1278,7 +1272,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         ("__tostring", luac::function(lua, table_tostring)?),
     ];
     if cfg!(not(feature = "luajit")) {
-        table_entries.push(("__pairs", raising(lua, api_fn(lua, table_pairs)?)?));
+        table_entries.push(("__pairs", luac::function(lua, table_pairs)?));
     }
     luac::define::<TableHandle>(lua, &table_entries)?;
     lua.set_app_data(Rc::new(RequestFns::new(lua)?));
