@@ -1,6 +1,6 @@
 -- A form echo: GET shows a form and the query parameters; POST echoes the submitted fields.
--- r:parseargs() and r:parsebody() return two tables: the first value of each field, and
--- every value of each field in the order sent.
+-- r:parseargs() and r:parsebody() return two tables: the last value of each field (as
+-- mod_lua's do), and every value of each field in the order sent.
 local util = require "util"
 
 local function echo(r, title, simple, multi)

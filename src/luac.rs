@@ -114,6 +114,14 @@ pub enum Scalar<'l> {
     Other(Kind),
 }
 
+/// Which value of a repeated key the simple table of [`Stack::push_form_tables`] holds (the
+/// second table holds them all, in order).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Repeated {
+    KeepFirst,
+    KeepLast,
+}
+
 /// Lua's value types, as `lua_type` tells them.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
@@ -527,6 +535,7 @@ impl<'l> Stack<'l> {
         &self,
         size: usize,
         pairs: impl Iterator<Item = (K, V)>,
+        repeated: Repeated,
     ) -> Result<(), String> {
         self.reserve(8)?;
         let size = size.min(1 << 16) as c_int;
@@ -557,11 +566,17 @@ impl<'l> Stack<'l> {
                     ffi::lua_rawset(l, multi); // k v list
                     ffi::lua_settop(l, -4);
                 } else {
-                    // k list
+                    // k list: a repeated key.
                     let n = ffi::lua_rawlen(l, -1);
-                    ffi::lua_pushlstring(l, v.as_ptr().cast(), v.len());
-                    ffi::lua_rawseti(l, -2, (n + 1) as _);
-                    ffi::lua_settop(l, -3);
+                    ffi::lua_pushlstring(l, v.as_ptr().cast(), v.len()); // k list v
+                    ffi::lua_pushvalue(l, -1);
+                    ffi::lua_rawseti(l, -3, (n + 1) as _); // k list v
+                    if repeated == Repeated::KeepLast {
+                        ffi::lua_pushvalue(l, -3);
+                        ffi::lua_pushvalue(l, -2);
+                        ffi::lua_rawset(l, simple); // k list v
+                    }
+                    ffi::lua_settop(l, -4);
                 }
             }
         }

@@ -285,11 +285,19 @@ const REQUESTS: &[Req] = &[
     get("/sendfile.lua"),
     get("/flush.lua"),
     get("/args.lua?a=1&b=two%20words&c"),
+    // A repeated key: the simple table holds the last value, in mod_lua as here.
+    get("/args.lua?a=1&b=x&a=2&c=y&a=3"),
     Req {
         method: "POST",
         path: "/form.lua",
         headers: &[("Content-Type", "application/x-www-form-urlencoded")],
         body: b"name=Ann+Lee&city=Z%C3%BCrich",
+    },
+    Req {
+        method: "POST",
+        path: "/form.lua",
+        headers: &[("Content-Type", "application/x-www-form-urlencoded")],
+        body: b"name=first&city=A&name=second&name=third",
     },
     Req {
         method: "POST",

@@ -454,6 +454,13 @@ function handle(r)
   t("get_direntries a request", function() return r:get_direntries(r) end)
   t("tostring r", function() return (tostring(r):gsub("0x%x+", "ADDR")) end)
   t("tostring table", function() return (tostring(r.subprocess_env):gsub("0x%x+", "ADDR")) end)
+  t("snapshot keeps the first value", function()
+    r:setcookie("a", "1") r:setcookie("b", "2")
+    local s, m = r:err_headers_out_table()
+    return s["Set-Cookie"], #m["Set-Cookie"]
+  end)
+  t("puts nothing", function() return r:puts() end)
+  t("puts nil", function() return r:puts(nil) end)
   t("module_info number", function() return r.module_info(5) end)
   t("scoreboard_process string", function() return r:scoreboard_process("0") ~= nil end)
   t("scoreboard_process float", function() return r:scoreboard_process(0.5) ~= nil end)
@@ -477,6 +484,8 @@ end
         "(string expected, got Apr.Table)",
         "state_query string false n=1",
         "tostring r true n=1 Apache2.Request: ADDR\n",
+        "puts nothing true n=0 \n",
+        "snapshot keeps the first value true n=2 a=1;",
         "tostring table true n=1 Apr.Table: ADDR\n",
         "scoreboard_process float true n=1 true",
         "dbacquire unknown driver, bad params true n=3 nil,can't find driver for nosuchdriver,",

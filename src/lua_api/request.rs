@@ -7,7 +7,9 @@ use super::args::{arg_error, caller_where, Args};
 use super::{encode, form, websocket};
 use crate::apr::{has_nul, Table as AprTable};
 use crate::httpd::{self, AliveGuard, BodyError, Level, LiveRequest, Request};
-use crate::luac::{self, Kind, RawFn, RawUserData, RequestFns, Returned, Stack, DELEGATE};
+use crate::luac::{
+    self, Kind, RawFn, RawUserData, Repeated, RequestFns, Returned, Stack, DELEGATE,
+};
 use mlua::{FromLuaMulti, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Table, Value};
 use std::ffi::{c_int, CStr, CString};
 use std::rc::Rc;
@@ -437,9 +439,14 @@ fn request_tostring(s: &Stack<'_>) -> Returned {
 /// r:puts(...): every argument, as strings, in order.
 fn puts(s: &Stack<'_>) -> Returned {
     let (_, r) = raw_request(s, "puts")?;
-    if s.len() <= 2 {
-        r.write(s.string_arg(2, "puts")?);
-        return Ok(0);
+    match s.len() {
+        // r:puts() writes nothing, as mod_lua's loop over no arguments.
+        ..=1 => return Ok(0),
+        2 => {
+            r.write(s.string_arg(2, "puts")?);
+            return Ok(0);
+        }
+        _ => {}
     }
     // Short arguments go to httpd in one write (each ap_rwrite walks the output filter
     // chain's buffer); what came before a bad argument is still written, as mod_lua does.
@@ -629,14 +636,15 @@ pub const MULTIPART_MAX_PARTS: usize = 1000;
 /// Ceiling on bodies read into memory when neither the caller nor LimitRequestBody sets one.
 const BODY_CEILING: u64 = 1 << 30;
 
-/// Pushes parseargs/parsebody's two tables: first value per key, and every value in order,
-/// both sized for `size` keys up front.
+/// Pushes parseargs/parsebody's two tables: the last value per key (mod_lua's parseargs keeps
+/// only the last, its parsebody reads the pairs backwards and keeps the first it sees), and
+/// every value in order; both sized for `size` keys up front.
 fn push_form_tables<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     s: &Stack<'_>,
     size: usize,
     pairs: impl Iterator<Item = (K, V)>,
 ) -> Returned {
-    s.push_form_tables(size, pairs)?;
+    s.push_form_tables(size, pairs, Repeated::KeepLast)?;
     Ok(2)
 }
 
@@ -646,11 +654,13 @@ fn snapshot<const K: usize>(s: &Stack<'_>) -> Returned {
     let kind = TableKind::ALL[K];
     let (_, r) = raw_request(s, kind.snapshot_method())?;
     let entries = kind.of(r).entries();
-    push_form_tables(
-        s,
+    // The first value of a repeated key, as mod_lua's apr_table_do callback keeps it.
+    s.push_form_tables(
         entries.len(),
         entries.iter().map(|(k, v)| (k.to_bytes(), v.to_bytes())),
-    )
+        Repeated::KeepFirst,
+    )?;
+    Ok(2)
 }
 
 /// r:parseargs() → simple, multi.
