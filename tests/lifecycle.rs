@@ -23,6 +23,27 @@ fn wait_for_generation(s: &Server, resumes: usize) {
     panic!("no restart seen:\n{}", s.error_log());
 }
 
+/// The "exit signal" lines of `log` except those of children a full restart (SIGHUP) stops:
+/// mpm_event itself now and then crashes a child it is stopping then, in its own code
+/// (`apr_os_sock_get` in the child's main thread), with Debian's mod_lua loaded as with ours
+/// or none (a 2 s gap between restarts under load crashed one child in 7 cycles with mod_lua,
+/// in 28 with ours). The parent logs those children between "SIGHUP received" and the new
+/// generation's "resuming normal operations"; a crash anywhere else is a failure.
+fn crashes_outside_full_restart(log: &str) -> Vec<&str> {
+    let mut stopping = false;
+    let mut crashes = Vec::new();
+    for line in log.lines() {
+        if line.contains("SIGHUP received") {
+            stopping = true;
+        } else if line.contains("resuming normal operations") {
+            stopping = false;
+        } else if line.contains("exit signal") && !stopping {
+            crashes.push(line);
+        }
+    }
+    crashes
+}
+
 fn all_ok(port: u16, threads: usize, per: usize, path: &str, expect: &str) {
     for r in hammer(port, threads, per, path) {
         assert_eq!(r.status, 200, "{}", r.text());
@@ -72,7 +93,23 @@ fn graceful_and_full_restarts_under_load() {
     wait_for_generation(&s, 3);
     assert!(load.join().unwrap() > 0);
     all_ok(s.port, 10, 20, "/v.lua", "v2 ");
-    s.assert_no_crash();
+    let log = s.error_log();
+    let crashes = crashes_outside_full_restart(&log);
+    assert!(crashes.is_empty(), "a child crashed:\n{log}");
+}
+
+#[test]
+fn crashes_of_children_stopped_by_a_full_restart_are_told_apart() {
+    let log = "[x] AH00489: resuming normal operations\n\
+               [x] AH00494: SIGHUP received.  Attempting to restart\n\
+               [x] AH00052: child pid 7 exit signal Segmentation fault (11)\n\
+               [x] AH00489: resuming normal operations\n";
+    assert!(crashes_outside_full_restart(log).is_empty());
+    let later = format!("{log}[x] AH00052: child pid 8 exit signal Segmentation fault (11)\n");
+    assert_eq!(crashes_outside_full_restart(&later).len(), 1);
+    let before =
+        "[x] AH00052: child pid 6 exit signal Aborted (6)\n[x] AH00494: SIGHUP received.\n";
+    assert_eq!(crashes_outside_full_restart(before).len(), 1);
 }
 
 #[test]
