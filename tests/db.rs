@@ -313,8 +313,9 @@ fn a_kept_db_object_is_closed_after_its_request() {
 }
 
 /// The same calls through an apr_dbd driver under Debian's mod_lua give the same values,
-/// number subtypes included (db:query's counts are floats there; a prepared statement's an
-/// integer).
+/// number subtypes included (db:query's counts and db:close's status are floats there; a
+/// prepared statement's count an integer), and the same argument errors (db:escape, db:select
+/// and db:prepare check for the request first; statements must be strings).
 #[test]
 fn same_values_as_debian_mod_lua() {
     const SCRIPT: &str = "function handle(r)\n\
@@ -326,10 +327,16 @@ fn same_values_as_debian_mod_lua() {
         local p = ins:query(3, 'Cy')\n\
         local bad, err = db:query(r, 'SELEC nonsense')\n\
         local active = db:active()\n\
-        db:close()\n\
+        local function msg(ok, e) return (tostring(e):gsub('^.-:%d+: ', '')) end\n\
+        local e1 = msg(pcall(function() return db:escape('x') end))\n\
+        local e2 = msg(pcall(function() return db:query(r, 5) end))\n\
+        local e3 = msg(pcall(function() return db:prepare(r) end))\n\
+        local rs = tostring(db:select(r, 'SELECT 1')):match('^[^:]+')\n\
+        local closed = db:close()\n\
         local after = db:query(r, 'SELECT 1')\n\
         r:puts(tostring(c), '|', tostring(n), '|', #rows, rows[2][1], rows[2][2], '|', tostring(p), '|', \
-        tostring(bad), type(err), '|', tostring(active), '|', tostring(after))\n\
+        tostring(bad), type(err), '|', tostring(active), '|', tostring(after), '|', e1, '|', e2, '|', e3, '|', rs, '|', \
+        tostring(closed))\n\
       end\n";
     let config = || {
         Config::new()
@@ -348,4 +355,9 @@ fn same_values_as_debian_mod_lua() {
     }
     assert_eq!(ours, theirs);
     assert!(ours.starts_with("0"), "{ours}");
+    assert!(
+        ours.contains("bad argument #1 to 'escape' (Apache2.Request expected, got string)"),
+        "{ours}"
+    );
+    assert!(ours.contains("|lua_apr.dbselect|"), "{ours}");
 }

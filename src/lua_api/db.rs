@@ -4,7 +4,9 @@
 #![forbid(unsafe_code)]
 
 use super::args::{arg_error, Args};
-use super::request::{api_fn, c_arg, lua_bytes, method_with_handle, raising, Methods};
+use super::request::{
+    api_fn, c_arg, lua_bytes, method_with_handle, raising, Methods, RequestHandle,
+};
 use crate::dbd::{Conn, Rows, Statement};
 use crate::httpd::LiveRequest;
 use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, MultiValue, Table, UserData, Value};
@@ -116,8 +118,27 @@ fn rows_value(
     }
 }
 
+/// The statement argument `n`: a string (luaL_checktype: numbers refused, as in mod_lua).
 fn sql_arg(lua: &Lua, a: &Args<'_>, n: usize) -> mlua::Result<CString> {
-    c_arg(lua, "SQL", a.string(n)?)
+    c_arg(lua, "SQL", a.strict_string(n)?)
+}
+
+/// mod_lua's ap_lua_check_request_rec(L, 2) in db:escape, db:select and db:prepare: their
+/// second argument must be the request, checked before the statement.
+fn request_arg(lua: &Lua, a: &Args<'_>) -> mlua::Result<()> {
+    let v = a.get(2);
+    if let Value::UserData(ud) = v {
+        if crate::luac::userdata_of::<RequestHandle>(lua, ud).is_some() {
+            return Ok(());
+        }
+    }
+    let got = if a.len() < 2 {
+        "no value".into()
+    } else {
+        crate::luac::value_type_name(lua, v)
+    };
+    let msg = format!("Apache2.Request expected, got {got}");
+    Err(arg_error(lua, 2, a.fname, &msg))
 }
 
 fn stmt_value(lua: &Lua, kit: &Kit, db: &Bound, stmt: Statement) -> mlua::Result<Value> {
@@ -173,6 +194,8 @@ fn kit(lua: &Lua) -> mlua::Result<std::rc::Rc<Kit>> {
         }
     })?;
     rows_meta.raw_set("__call", raising(lua, call)?)?;
+    // tostring(rows) reads "lua_apr.dbselect: 0x…", as mod_lua's.
+    rows_meta.raw_set("__name", "lua_apr.dbselect")?;
 
     let stmt_fn = |name: &'static str, select: bool| -> mlua::Result<(&'static str, Function)> {
         let raw = api_fn(lua, move |lua, args: MultiValue| {
@@ -229,7 +252,8 @@ fn kit(lua: &Lua) -> mlua::Result<std::rc::Rc<Kit>> {
     let db = vec![
         db_fn(lua, "close", |_, _, c, _| {
             c.close();
-            Ok(0)
+            // apr_dbd_close's status as a float, as mod_lua pushes it.
+            Ok(0.0)
         })?,
         db_fn(lua, "active", |_, _, c, _| Ok(c.active()))?,
         db_fn(lua, "query", |lua, _, c, a| {
@@ -242,18 +266,21 @@ fn kit(lua: &Lua) -> mlua::Result<std::rc::Rc<Kit>> {
             }
         })?,
         db_fn(lua, "select", |lua, db, c, a| {
+            request_arg(lua, a)?;
             let sql = sql_arg(lua, a, 3)?;
             let kit = kit(lua)?;
             rows_value(lua, &kit, db, c.select(&sql))
         })?,
         db_fn(lua, "escape", |lua, _, c, a| {
-            let s = c_arg(lua, "string", a.string(3)?)?;
+            request_arg(lua, a)?;
+            let s = c_arg(lua, "string", a.strict_string(3)?)?;
             match c.escape(&s).flatten() {
                 Some(e) => lua_bytes(lua, e),
                 None => Ok(Value::Nil),
             }
         })?,
         db_fn(lua, "prepare", |lua, db, c, a| {
+            request_arg(lua, a)?;
             let sql = sql_arg(lua, a, 3)?;
             match c.prepare(&sql) {
                 None => (false, CLOSED).into_lua_multi(lua),
