@@ -1027,7 +1027,6 @@ fn bad_argument(message: &[u8]) -> Option<(c_int, &[u8])> {
     Some((n, rest[open + 3..].strip_suffix(b")")?))
 }
 
-/// The frame `level` levels up from the running function, with `what` filled in.
 /// The iterator [`Stack::push_pair_iterator`] makes: upvalue 2 holds the sequence, upvalue 3
 /// how many of its values were returned.
 fn next_pair(s: &Stack<'_>) -> Returned {
@@ -1099,6 +1098,7 @@ pub fn value_type_name(lua: &Lua, v: &Value) -> String {
     }
 }
 
+/// The frame `level` levels up from the running function, with `what` filled in.
 unsafe fn debug_at(l: *mut lua_State, level: c_int, what: &CStr) -> Option<ffi::lua_Debug> {
     let mut ar: ffi::lua_Debug = std::mem::zeroed();
     if ffi::lua_getstack(l, level, &mut ar) == 0 {

@@ -335,8 +335,8 @@ fn same_values_as_debian_mod_lua() {
         local closed = db:close()\n\
         local after = db:query(r, 'SELECT 1')\n\
         r:puts(tostring(c), '|', tostring(n), '|', #rows, rows[2][1], rows[2][2], '|', tostring(p), '|', \
-        tostring(bad), type(err), '|', tostring(active), '|', tostring(after), '|', e1, '|', e2, '|', e3, '|', rs, '|', \
-        tostring(closed))\n\
+        tostring(bad), type(err), '|', tostring(active), '|', tostring(after), '|', tostring(closed), '#', \
+        e1, '|', e2, '|', e3, '|', rs)\n\
       end\n";
     let config = || {
         Config::new()
@@ -350,14 +350,18 @@ fn same_values_as_debian_mod_lua() {
         return;
     };
     if !runs_puc_lua() {
-        // LuaJIT writes every number without ".0".
+        // LuaJIT writes every number without ".0", numbers a method's arguments from self and
+        // shows no __name in tostring: the values only.
         theirs = theirs.replace(".0", "");
+        let values = |t: &str| t.split('#').next().unwrap_or_default().to_string();
+        assert_eq!(values(&ours), values(&theirs));
+        return;
     }
     assert_eq!(ours, theirs);
     assert!(ours.starts_with("0"), "{ours}");
     assert!(
-        ours.contains("bad argument #1 to 'escape' (Apache2.Request expected, got string)"),
+        ours.contains("#bad argument #1 to 'escape' (Apache2.Request expected, got string)|"),
         "{ours}"
     );
-    assert!(ours.contains("|lua_apr.dbselect|"), "{ours}");
+    assert!(ours.ends_with("|lua_apr.dbselect"), "{ours}");
 }

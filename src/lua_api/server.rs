@@ -8,7 +8,7 @@
 use super::args::Args;
 use super::request::{c_arg, method, push_cstr, raw_cstr, raw_request, Methods};
 use crate::httpd::{self, ConfNode, OwnedRegex, ScoreValue};
-use crate::luac::{self, Kind, Number, Returned, Stack};
+use crate::luac::{self, Kind, Number, RawFn, Returned, Stack};
 use mlua::{Function, IntoLuaMulti, Lua, MultiValue, Table, Value};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -179,33 +179,28 @@ fn conf_table(lua: &Lua, nodes: &[ConfNode]) -> mlua::Result<Table> {
 pub(super) fn raw_methods(lua: &Lua) -> mlua::Result<Vec<(&'static str, Function)>> {
     luac::define::<RegexCache>(lua, &[])?;
     let cache = luac::new_userdata(lua, RegexCache::default())?;
-    Ok(vec![
-        ("regex", luac::closure(lua, regex, cache)?),
-        ("strcmp_match", luac::function(lua, strcmp_match)?),
-        ("clock", luac::function(lua, clock)?),
-        ("stat", luac::function(lua, stat)?),
-        ("ivm_get", luac::function(lua, ivm_get)?),
-        ("ivm_set", luac::function(lua, ivm_set)?),
-        (
-            "send_interim_response",
-            luac::function(lua, send_interim_response)?,
-        ),
-        ("custom_response", luac::function(lua, custom_response)?),
-        ("set_keepalive", luac::function(lua, set_keepalive)?),
-        (
-            "runtime_dir_relative",
-            luac::function(lua, runtime_dir_relative)?,
-        ),
-        ("ssl_var_lookup", luac::function(lua, ssl_var_lookup)?),
-        ("date_parse_rfc", luac::function(lua, date_parse_rfc)?),
-        ("usleep", luac::function(lua, usleep)?),
-        ("mpm_query", luac::function(lua, mpm_query)?),
-        ("state_query", luac::function(lua, state_query)?),
-        (
-            "exists_config_define",
-            luac::function(lua, exists_config_define)?,
-        ),
-    ])
+    let plain: &[(&'static str, RawFn)] = &[
+        ("strcmp_match", strcmp_match),
+        ("clock", clock),
+        ("stat", stat),
+        ("ivm_get", ivm_get),
+        ("ivm_set", ivm_set),
+        ("send_interim_response", send_interim_response),
+        ("custom_response", custom_response),
+        ("set_keepalive", set_keepalive),
+        ("runtime_dir_relative", runtime_dir_relative),
+        ("ssl_var_lookup", ssl_var_lookup),
+        ("date_parse_rfc", date_parse_rfc),
+        ("usleep", usleep),
+        ("mpm_query", mpm_query),
+        ("state_query", state_query),
+        ("exists_config_define", exists_config_define),
+    ];
+    let mut fns = vec![("regex", luac::closure(lua, regex, cache)?)];
+    for &(name, f) in plain {
+        fns.push((name, luac::function(lua, f)?));
+    }
+    Ok(fns)
 }
 
 /// `r:regex(subject, pattern [, flags])` → the match (whole at 0, groups from 1), false, or
