@@ -503,17 +503,18 @@ pub struct Driver {
 }
 
 impl Driver {
-    fn into_pool(self) -> *mut ffi::apr_pool_t {
-        let pool = self.pool;
-        std::mem::forget(self);
-        pool
+    /// The pool, now the connection's: the Driver no longer destroys it.
+    fn into_pool(mut self) -> *mut ffi::apr_pool_t {
+        std::mem::replace(&mut self.pool, std::ptr::null_mut())
     }
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        // SAFETY: our subpool, not handed to any connection (into_pool forgets the Driver).
-        unsafe { ffi::apr_pool_destroy(self.pool) };
+        if !self.pool.is_null() {
+            // SAFETY: our subpool, not handed to any connection (into_pool takes it).
+            unsafe { ffi::apr_pool_destroy(self.pool) };
+        }
     }
 }
 

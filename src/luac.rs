@@ -241,10 +241,21 @@ impl<'l> Stack<'l> {
         }
     }
 
-    /// The C string of argument `i` after luaL_checktype(i, LUA_TSTRING) (numbers refused),
-    /// or the error a NUL in it gives (`what` names the value in that message).
+    /// The C string of argument `i` after luaL_checklstring (a number is converted), or the
+    /// error a NUL in it gives (`what` names the value in that message).
+    pub fn cstr_arg(&self, i: c_int, fname: &str, what: &str) -> Result<&'l CStr, String> {
+        self.string_arg(i, fname)?;
+        self.nul_free(i, what)
+    }
+
+    /// [`Stack::cstr_arg`] after luaL_checktype(i, LUA_TSTRING): numbers are refused.
     pub fn strict_cstr_arg(&self, i: c_int, fname: &str, what: &str) -> Result<&'l CStr, String> {
         self.strict_string_arg(i, fname)?;
+        self.nul_free(i, what)
+    }
+
+    /// Argument `i`, a string, as a C string for httpd, or the error a NUL in it gives.
+    fn nul_free(&self, i: c_int, what: &str) -> Result<&'l CStr, String> {
         self.cstr(i)
             .ok_or_else(|| format!("{}{what} contains a NUL byte", self.caller_where()))
     }
@@ -357,14 +368,8 @@ impl<'l> Stack<'l> {
             ffi::lua_pushlightuserdata(self.l, names.as_ptr().cast_mut().cast());
             ffi::lua_pushinteger(self.l, N as ffi::lua_Integer);
             if ffi::lua_pcall(self.l, 3, N as c_int, 0) != ffi::LUA_OK {
-                let mut len = 0usize;
-                let p = ffi::lua_tolstring(self.l, -1, &mut len);
-                let message = if p.is_null() {
-                    "error reading a table field".to_string()
-                } else {
-                    String::from_utf8_lossy(std::slice::from_raw_parts(p.cast::<u8>(), len))
-                        .into_owned()
-                };
+                let message = lossy_string_at(self.l, -1)
+                    .unwrap_or_else(|| "error reading a table field".to_string());
                 ffi::lua_settop(self.l, top);
                 return Err(message);
             }
@@ -1046,6 +1051,18 @@ fn next_pair(s: &Stack<'_>) -> Returned {
     Ok(2)
 }
 
+/// The string (or number, converted) at `i` as Rust text; None for other values.
+///
+/// # Safety
+/// `i` is a valid index of `l`'s running function; the value stays there while this runs.
+unsafe fn lossy_string_at(l: *mut lua_State, i: c_int) -> Option<String> {
+    let mut len = 0usize;
+    let p = ffi::lua_tolstring(l, i, &mut len);
+    (!p.is_null()).then(|| {
+        String::from_utf8_lossy(std::slice::from_raw_parts(p.cast::<u8>(), len)).into_owned()
+    })
+}
+
 /// The name luaL_typeerror gives the value at `i`: Lua 5.3+ use the metatable's `__name` when
 /// it is a string and say "light userdata" for one; LuaJIT (5.1) names the type.
 ///
@@ -1059,12 +1076,9 @@ unsafe fn typeerror_name(l: *mut lua_State, i: c_int) -> String {
         if ffi::lua_checkstack(l, 1) != 0
             && ffi::luaL_getmetafield(l, i, c"__name".as_ptr()) != ffi::LUA_TNIL
         {
-            let name = (ffi::lua_type(l, -1) == ffi::LUA_TSTRING).then(|| {
-                let mut len = 0usize;
-                let p = ffi::lua_tolstring(l, -1, &mut len);
-                String::from_utf8_lossy(std::slice::from_raw_parts(p.cast::<u8>(), len))
-                    .into_owned()
-            });
+            let name = (ffi::lua_type(l, -1) == ffi::LUA_TSTRING)
+                .then(|| lossy_string_at(l, -1))
+                .flatten();
             ffi::lua_settop(l, -2);
             if let Some(name) = name {
                 return name;

@@ -4,9 +4,7 @@
 #![forbid(unsafe_code)]
 
 use super::args::{arg_error, Args};
-use super::request::{
-    api_fn, c_arg, lua_bytes, method_with_handle, raising, Methods, RequestHandle,
-};
+use super::request::{api_fn, c_arg, lua_bytes, method_with_handle, raising, request_arg, Methods};
 use crate::dbd::{Conn, Rows, Statement};
 use crate::httpd::LiveRequest;
 use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, MultiValue, Table, UserData, Value};
@@ -125,20 +123,8 @@ fn sql_arg(lua: &Lua, a: &Args<'_>, n: usize) -> mlua::Result<CString> {
 
 /// mod_lua's ap_lua_check_request_rec(L, 2) in db:escape, db:select and db:prepare: their
 /// second argument must be the request, checked before the statement.
-fn request_arg(lua: &Lua, a: &Args<'_>) -> mlua::Result<()> {
-    let v = a.get(2);
-    if let Value::UserData(ud) = v {
-        if crate::luac::userdata_of::<RequestHandle>(lua, ud).is_some() {
-            return Ok(());
-        }
-    }
-    let got = if a.len() < 2 {
-        "no value".into()
-    } else {
-        crate::luac::value_type_name(lua, v)
-    };
-    let msg = format!("Apache2.Request expected, got {got}");
-    Err(arg_error(lua, 2, a.fname, &msg))
+fn check_request(lua: &Lua, a: &Args<'_>) -> mlua::Result<()> {
+    request_arg(lua, a.fname, 2, (a.len() >= 2).then(|| a.get(2))).map(|_| ())
 }
 
 fn stmt_value(lua: &Lua, kit: &Kit, db: &Bound, stmt: Statement) -> mlua::Result<Value> {
@@ -266,13 +252,13 @@ fn kit(lua: &Lua) -> mlua::Result<std::rc::Rc<Kit>> {
             }
         })?,
         db_fn(lua, "select", |lua, db, c, a| {
-            request_arg(lua, a)?;
+            check_request(lua, a)?;
             let sql = sql_arg(lua, a, 3)?;
             let kit = kit(lua)?;
             rows_value(lua, &kit, db, c.select(&sql))
         })?,
         db_fn(lua, "escape", |lua, _, c, a| {
-            request_arg(lua, a)?;
+            check_request(lua, a)?;
             let s = c_arg(lua, "string", a.strict_string(3)?)?;
             match c.escape(&s).flatten() {
                 Some(e) => lua_bytes(lua, e),
@@ -280,7 +266,7 @@ fn kit(lua: &Lua) -> mlua::Result<std::rc::Rc<Kit>> {
             }
         })?,
         db_fn(lua, "prepare", |lua, db, c, a| {
-            request_arg(lua, a)?;
+            check_request(lua, a)?;
             let sql = sql_arg(lua, a, 3)?;
             match c.prepare(&sql) {
                 None => (false, CLOSED).into_lua_multi(lua),

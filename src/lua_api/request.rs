@@ -41,13 +41,6 @@ pub(super) fn lua_bytes(lua: &Lua, s: impl AsRef<[u8]>) -> mlua::Result<Value> {
     lua.create_string(s).map(Value::String)
 }
 
-/// Argument `i` (checked to be a string or number) as a C string for httpd, or the error a
-/// NUL in it gives.
-pub(super) fn raw_cstr<'l>(s: &Stack<'l>, i: c_int, what: &str) -> Result<&'l CStr, String> {
-    s.cstr(i)
-        .ok_or_else(|| format!("{}{what} contains a NUL byte", s.caller_where()))
-}
-
 /// A C string for httpd, or a Lua error if the bytes hold a NUL.
 pub(super) fn c_arg(lua: &Lua, what: &str, bytes: Vec<u8>) -> mlua::Result<CString> {
     CString::new(bytes).map_err(|_| {
@@ -488,24 +481,27 @@ fn write(s: &Stack<'_>) -> Returned {
 // ---------------------------------------------------------------------------------------------
 // Methods
 
-/// `self` of a method call, with luaL_checkudata's message when it is not a request.
-fn this<'u>(
+/// Argument `n` (`v`; None when missing) of a method written with mlua as the request, with
+/// luaL_checkudata's message when it is not one (`self` is argument 1; db objects take `r` as
+/// argument 2).
+pub(super) fn request_arg<'u>(
     lua: &Lua,
-    fname: &'static str,
-    first: Option<&'u Value>,
+    fname: &str,
+    n: usize,
+    v: Option<&'u Value>,
 ) -> mlua::Result<&'u RequestHandle> {
-    let found = match first {
+    let found = match v {
         Some(Value::UserData(ud)) => luac::userdata_of::<RequestHandle>(lua, ud),
         _ => None,
     };
     found.ok_or_else(|| {
-        let got = first.map_or_else(|| "no value".into(), |v| luac::value_type_name(lua, v));
-        let expected = match first {
+        let got = v.map_or_else(|| "no value".into(), |v| luac::value_type_name(lua, v));
+        let expected = match v {
             Some(Value::UserData(_)) => "Apache2.Request",
             _ if checks_userdata_first(fname) => "userdata",
             _ => "Apache2.Request",
         };
-        arg_error(lua, 1, fname, &format!("{expected} expected, got {got}"))
+        arg_error(lua, n, fname, &format!("{expected} expected, got {got}"))
     })
 }
 
@@ -622,7 +618,7 @@ where
 {
     methods.api(name, move |lua, args| {
         let first = args.front().cloned();
-        let h = this(lua, name, first.as_ref())?;
+        let h = request_arg(lua, name, 1, first.as_ref())?;
         let r = req(&h.live)?;
         f(lua, &h.live, r, &Args::new(lua, name, args))
     });
@@ -820,7 +816,7 @@ fn wsread(s: &Stack<'_>) -> Returned {
 fn wswrite(s: &Stack<'_>) -> Returned {
     let (_, r) = raw_request(s, "wswrite")?;
     let data = s.string_arg(2, "wswrite")?;
-    let raw = s.kind(3) == Kind::Boolean && s.truthy(3);
+    let raw = s.boolean_flag(3);
     s.push_bool(ws::write(r, data, raw));
     Ok(1)
 }
@@ -839,8 +835,7 @@ fn sendfile(s: &Stack<'_>) -> Returned {
 /// r:construct_url(uri) → an absolute URL for this server.
 fn construct_url(s: &Stack<'_>) -> Returned {
     let (_, r) = raw_request(s, "construct_url")?;
-    s.string_arg(2, "construct_url")?;
-    push_cstr(s, r.construct_url(raw_cstr(s, 2, "uri")?));
+    push_cstr(s, r.construct_url(s.cstr_arg(2, "construct_url", "uri")?));
     Ok(1)
 }
 
@@ -879,14 +874,14 @@ fn setcookie(s: &Stack<'_>) -> Returned {
             Kind::Nil => 0,
             _ => f.integer(at(2)).map_err(|d| f.arg_error(-1, NAME, &d))?,
         };
-        secure = f.kind(at(3)) == Kind::Boolean && f.truthy(at(3));
-        httponly = f.kind(at(4)) == Kind::Boolean && f.truthy(at(4));
+        secure = f.boolean_flag(at(3));
+        httponly = f.boolean_flag(at(4));
         path = string(5, Some(b"/"))?;
         domain = string(6, Some(b""))?;
     } else {
         key = s.string_arg(2, NAME)?;
         value = s.string_arg(3, NAME)?;
-        secure = s.kind(4) == Kind::Boolean && s.truthy(4);
+        secure = s.boolean_flag(4);
         expires = s.opt_integer_arg(5, NAME, 0)?;
         httponly = false;
         path = b"";
@@ -1078,8 +1073,7 @@ fn sha1(s: &Stack<'_>) -> Returned {
 fn add_output_filter(s: &Stack<'_>) -> Returned {
     const NAME: &str = "add_output_filter";
     let (_, r) = raw_request(s, NAME)?;
-    s.string_arg(2, NAME)?;
-    let name = raw_cstr(s, 2, "filter name")?;
+    let name = s.cstr_arg(2, NAME, "filter name")?;
     r.log(
         Level::Debug,
         &format!("AH01485: adding output filter {}", name.to_string_lossy()),

@@ -6,7 +6,7 @@
 #![forbid(unsafe_code)]
 
 use super::args::Args;
-use super::request::{c_arg, method, push_cstr, raw_cstr, raw_request, Methods};
+use super::request::{c_arg, method, push_cstr, raw_request, Methods};
 use crate::httpd::{self, ConfNode, OwnedRegex, ScoreValue};
 use crate::luac::{self, Kind, Number, RawFn, Returned, Stack};
 use mlua::{Function, IntoLuaMulti, Lua, MultiValue, Table, Value};
@@ -207,15 +207,14 @@ pub(super) fn raw_methods(lua: &Lua) -> mlua::Result<Vec<(&'static str, Function
 /// false and the compiler's message.
 fn regex(s: &Stack<'_>) -> Returned {
     raw_request(s, "regex")?;
-    s.strict_string_arg(2, "regex")?;
-    let subject = raw_cstr(s, 2, "subject")?;
+    let subject = s.strict_cstr_arg(2, "regex", "subject")?;
     let pattern = s.strict_string_arg(3, "regex")?;
     let flags = s.opt_integer_arg(4, "regex", 0)? as i32;
     let cache = s.upvalue::<RegexCache>().ok_or("r:regex has no cache")?;
     let groups = {
         let mut cache = cache.0.try_borrow_mut().map_err(|_| "r:regex re-entered")?;
         if !cache.get(&flags).is_some_and(|m| m.contains_key(pattern)) {
-            let re = match OwnedRegex::compile(raw_cstr(s, 3, "pattern")?, flags) {
+            let re = match OwnedRegex::compile(s.strict_cstr_arg(3, "regex", "pattern")?, flags) {
                 Ok(re) => re,
                 Err(e) => return failed(s, &e),
             };
@@ -250,8 +249,7 @@ fn stat(s: &Stack<'_>) -> Returned {
         APR_FINFO_SIZE, APR_FINFO_TYPE,
     };
     let (_, r) = raw_request(s, "stat")?;
-    s.strict_string_arg(2, "stat")?;
-    let path = raw_cstr(s, 2, "path")?;
+    let path = s.strict_cstr_arg(2, "stat", "path")?;
     let wanted = s.opt_integer_arg(3, "stat", APR_FINFO_MIN as i64)? as i32;
     let Some(st) = httpd::stat(r.pool(), path, wanted) else {
         return Ok(0);
@@ -288,10 +286,8 @@ fn failed(s: &Stack<'_>, message: &str) -> Returned {
 
 /// `r.strcmp_match(string, pattern [, ignore_case])` (a dot function, as in mod_lua).
 fn strcmp_match(s: &Stack<'_>) -> Returned {
-    s.strict_string_arg(1, "strcmp_match")?;
-    let string = raw_cstr(s, 1, "string")?;
-    s.strict_string_arg(2, "strcmp_match")?;
-    let pattern = raw_cstr(s, 2, "pattern")?;
+    let string = s.strict_cstr_arg(1, "strcmp_match", "string")?;
+    let pattern = s.strict_cstr_arg(2, "strcmp_match", "pattern")?;
     s.push_bool(httpd::strcmp_match(string, pattern, s.boolean_flag(3)));
     Ok(1)
 }
@@ -326,10 +322,7 @@ fn runtime_dir_relative(s: &Stack<'_>) -> Returned {
     let (_, r) = raw_request(s, NAME)?;
     let file = match s.kind(2) {
         Kind::None | Kind::Nil => c".",
-        _ => {
-            s.string_arg(2, NAME)?;
-            raw_cstr(s, 2, "file")?
-        }
+        _ => s.cstr_arg(2, NAME, "file")?,
     };
     push_cstr(s, r.runtime_dir_relative(file));
     Ok(1)
@@ -338,8 +331,7 @@ fn runtime_dir_relative(s: &Stack<'_>) -> Returned {
 fn ssl_var_lookup(s: &Stack<'_>) -> Returned {
     const NAME: &str = "ssl_var_lookup";
     let (_, r) = raw_request(s, NAME)?;
-    s.string_arg(2, NAME)?;
-    push_cstr(s, r.ssl_var_lookup(raw_cstr(s, 2, "variable")?));
+    push_cstr(s, r.ssl_var_lookup(s.cstr_arg(2, NAME, "variable")?));
     Ok(1)
 }
 
