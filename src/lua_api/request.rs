@@ -1067,7 +1067,6 @@ fn sha1(s: &Stack<'_>) -> Returned {
     digest(s, "sha1", httpd::sha1_raw)
 }
 
-/// Builds the request API of a new VM (methods, field access, table access).
 /// M05: `r:add_output_filter(name)` adds a registered filter (Lua or httpd's, e.g. DEFLATE)
 /// to this request; returns nothing, as mod_lua.
 fn add_output_filter(s: &Stack<'_>) -> Returned {
@@ -1155,10 +1154,9 @@ fn os_escape_path(s: &Stack<'_>) -> Returned {
     Ok(1)
 }
 
+/// Builds the request API of a new VM (methods, field access, table access).
 pub fn install(lua: &Lua) -> mlua::Result<()> {
     let m = Methods::default();
-    // §5a Output (puts, write: raw functions, below).
-
     // §5a Output, §5b request data and §5c encoding are raw functions (below).
     super::server::install(&m)?;
     super::db::install(&m)?;
