@@ -236,6 +236,23 @@ end
 "#,
     ),
     (
+        // string.rep has a native fast path (string, integer count, string or no separator).
+        "rep.lua",
+        r#"function handle(r)
+  local function e(f) local ok, err = pcall(f) return ok and "ok" or (tostring(err):gsub("^.-([%w_]+%.lua:%d+:)", "%1")) end
+  local big = string.rep("ab", 5000, ", ")
+  r:puts(string.rep("x", 4), "|", string.rep("ab", 3, "-"), "|", ("na"):rep(2, "\0"):gsub("%z", "0"), "|",
+    "[", string.rep("x", 0), "][", string.rep("x", -3), "][", string.rep("", 5), "][", string.rep("", 3, ","), "]|",
+    string.rep("q", 1, "sep"), "|", string.rep("z", 3.0), "|", string.rep("z", "2"), "|", string.rep(12, 2), "|",
+    string.rep("y", 2, 7), "|", #string.rep("k", 100), "|", #big, big:sub(1, 9), big:sub(-5), "\n",
+    e(function() return string.rep("x", 1.5) end), "|", e(function() return string.rep() end), "|",
+    e(function() return string.rep("x") end), "|", e(function() return string.rep({}, 2) end), "|",
+    e(function() return string.rep("x", 2, {}) end), "|", e(function() return string.rep("ab", math.maxinteger) end), "|",
+    e(function() return ("x"):rep("y") end), "|", select(2, pcall(string.rep, "x")), "\n")
+end
+"#,
+    ),
+    (
         "custom.lua",
         "function handle(r) r:custom_response(410, 'gone for good') return 410 end",
     ),
@@ -341,12 +358,14 @@ const REQUESTS: &[Req] = &[
     get("/case.lua"),
     get("/sort.lua"),
     get("/format.lua"),
+    get("/rep.lua"),
 ];
 
 const PUC_LUA_ONLY: &[&str] = &[
     "/case.lua",
     "/sort.lua",
     "/format.lua",
+    "/rep.lua",
     "/typenames.lua",
     "/clock.lua",
     "/numtypes.lua",
