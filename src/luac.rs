@@ -189,10 +189,11 @@ impl<'l> Stack<'l> {
     }
 
     pub fn kind(&self, i: c_int) -> Kind {
-        if i > self.args {
+        if i < 1 || i > self.args {
             return Kind::None;
         }
-        self.kind_on_stack(i)
+        // SAFETY: an argument's slot (no lua_gettop needed: arguments stay where they are).
+        Kind::of(unsafe { ffi::lua_type(self.l, i) })
     }
 
     /// The bytes of argument `i` if it is a string (numbers are not converted).

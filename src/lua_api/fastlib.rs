@@ -137,17 +137,27 @@ fn radix_sort(items: &mut Vec<(u64, u32)>) {
         items.sort_by_key(|&(k, _)| k);
         return;
     }
+    // Only the bytes in which some keys differ take a pass (or are counted at all).
+    let (any, all) = items
+        .iter()
+        .fold((0u64, u64::MAX), |(any, all), &(k, _)| (any | k, all & k));
+    let mut varying = [0usize; 8];
+    let mut passes = 0;
+    for byte in 0..8 {
+        if ((any ^ all) >> (8 * byte)) as u8 != 0 {
+            varying[passes] = byte;
+            passes += 1;
+        }
+    }
+    let varying = &varying[..passes];
     let mut counts = [[0u32; 256]; 8];
     for &(k, _) in items.iter() {
-        for (byte, count) in counts.iter_mut().enumerate() {
+        for (&byte, count) in varying.iter().zip(counts.iter_mut()) {
             count[usize::from((k >> (8 * byte)) as u8)] += 1;
         }
     }
     let mut spare = vec![(0u64, 0u32); n];
-    for (byte, count) in counts.iter_mut().enumerate() {
-        if count.iter().any(|&c| c as usize == n) {
-            continue;
-        }
+    for (&byte, count) in varying.iter().zip(counts.iter_mut()) {
         let mut next = 0;
         for c in count.iter_mut() {
             (*c, next) = (next, next + *c);
@@ -383,14 +393,11 @@ mod text {
             }
         }
 
-        /// An output that will hold `n` bytes: on the heap from the start when they do not
-        /// fit in place.
-        fn with_capacity(n: usize) -> Out {
-            let mut out = Out::new();
-            if n > Out::INLINE {
-                out.heap.reserve_exact(n);
+        /// Makes room for `n` more bytes: on the heap at once when they will not fit in place.
+        fn reserve(&mut self, n: usize) {
+            if self.heap.is_empty() && self.len + n > Out::INLINE {
+                self.spill(n);
             }
-            out
         }
 
         #[inline(always)]
@@ -406,10 +413,11 @@ mod text {
             self.heap.extend_from_slice(b);
         }
 
-        /// Moves what is in place to the heap, with room for `more` bytes after it.
+        /// Moves what is in place to the heap, with room for `more` bytes after it (later
+        /// growth is the Vec's own, amortised).
         #[cold]
         fn spill(&mut self, more: usize) {
-            self.heap.reserve(2 * (self.len + more));
+            self.heap.reserve(self.len + more);
             self.heap.extend_from_slice(&self.inline[..self.len]);
         }
 
@@ -675,14 +683,18 @@ mod text {
     /// too large" and memory errors in its own words.
     const REP_MOST: usize = 1 << 26;
 
-    /// The bytes of `string.rep(s, n, sep)` for `n >= 1`, None above [`REP_MOST`].
-    fn repeated(s: &[u8], n: usize, sep: &[u8]) -> Option<Out> {
-        let each = s.len().checked_add(sep.len())?;
-        let total = each.checked_mul(n)?.checked_sub(sep.len())?;
-        if total > REP_MOST {
-            return None;
-        }
-        let mut out = Out::with_capacity(total);
+    /// Appends the bytes of `string.rep(s, n, sep)` for `n >= 1` to `out`; false (and nothing
+    /// appended) above [`REP_MOST`].
+    fn repeat(out: &mut Out, s: &[u8], n: usize, sep: &[u8]) -> bool {
+        let total = s
+            .len()
+            .checked_add(sep.len())
+            .and_then(|each| each.checked_mul(n))
+            .and_then(|all| all.checked_sub(sep.len()));
+        let Some(total) = total.filter(|&t| t <= REP_MOST) else {
+            return false;
+        };
+        out.reserve(total);
         match (s, sep) {
             // Nothing to repeat, however often (PUC Lua loops `n` times over empty copies).
             ([], []) => {}
@@ -695,7 +707,7 @@ mod text {
                 }
             }
         }
-        Some(out)
+        true
     }
 
     /// string.rep(s, n [, sep]) with a string `s`, an integer `n` and a string or no `sep`;
@@ -714,9 +726,10 @@ mod text {
             st.push_bytes(b"");
             return Ok(1);
         }
-        let Some(out) = usize::try_from(n).ok().and_then(|n| repeated(s, n, sep)) else {
+        let mut out = Out::new();
+        if !usize::try_from(n).is_ok_and(|n| repeat(&mut out, s, n, sep)) {
             return Ok(DELEGATE);
-        };
+        }
         st.push_bytes(out.bytes());
         Ok(1)
     }
@@ -896,14 +909,19 @@ mod text {
                 (b"a\0", b"\0"),
             ] {
                 for n in [1, 2, 4, 31, 32, 33, 64, 65, 100, 5000] {
-                    let got = repeated(s, n, sep).expect("small");
+                    let mut got = Out::new();
+                    assert!(repeat(&mut got, s, n, sep));
                     assert_eq!(got.bytes(), &lua(s, n, sep)[..], "{s:?} {n} {sep:?}");
                 }
             }
-            assert!(repeated(b"ab", usize::MAX / 2, b"").is_none());
-            assert!(repeated(b"ab", REP_MOST, b"").is_none());
-            assert!(repeated(b"a", REP_MOST, b"").is_some());
-            assert_eq!(repeated(b"", usize::MAX, b"").expect("empty").bytes(), b"");
+            let rep = |s: &[u8], n, sep: &[u8]| {
+                let mut out = Out::new();
+                repeat(&mut out, s, n, sep).then(|| out.bytes().len())
+            };
+            assert_eq!(rep(b"ab", usize::MAX / 2, b""), None);
+            assert_eq!(rep(b"ab", REP_MOST, b""), None);
+            assert_eq!(rep(b"a", REP_MOST, b""), Some(REP_MOST));
+            assert_eq!(rep(b"", usize::MAX, b""), Some(0));
         }
 
         #[test]
