@@ -477,9 +477,13 @@ impl<'l> Stack<'l> {
         items: impl ExactSizeIterator<Item = Option<&'b [u8]>>,
     ) -> Result<(), String> {
         self.reserve(2)?;
+        // Keys below 1 live in the hash part: sized for them up front, a key 0 (r:regex's whole
+        // match) does not make Lua rehash the table.
+        let len = items.len().min(c_int::MAX as usize);
+        let below = usize::try_from(1i64.saturating_sub(first)).map_or(len, |n| n.min(len));
         // SAFETY: two free slots reserved; the table stays at the top while it is filled.
         unsafe {
-            ffi::lua_createtable(self.l, items.len().min(c_int::MAX as usize) as c_int, 0);
+            ffi::lua_createtable(self.l, (len - below) as c_int, below as c_int);
             for (i, item) in items.enumerate() {
                 if let Some(b) = item {
                     ffi::lua_pushlstring(self.l, b.as_ptr().cast(), b.len());
