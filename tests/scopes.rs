@@ -238,3 +238,57 @@ fn strict_mode_stays_in_its_own_environment() {
         );
     }
 }
+
+/// `require`d modules live as long as the scope's globals: under `once` (the default) and
+/// `request` every call or request runs them afresh, in the script's environment (mod_lua
+/// gives such a call a VM of its own); under `server` they stay loaded in the VM. Debian's
+/// mod_lua answers the same.
+#[test]
+fn modules_are_as_fresh_as_the_scope() {
+    const MODULE: &str = "local M = {n = 0}\n\
+        module_runs = (module_runs or 0) + 1\n\
+        function M.inc() M.n = M.n + 1 return M.n end\n\
+        function M.show(x) return string.format('%d', x) end\n\
+        return M\n";
+    const HANDLER: &str = "local m = require 'counter'\n\
+        function handle(r)\n\
+          r:puts(m.show(m.inc()), ' ', tostring(module_runs), ' ', tostring(require('counter') == m))\n\
+        end\n";
+    let config = || {
+        let mut cfg = Config::new()
+            .directives(
+                "LuaPackagePath {root}/lib/?.lua\n\
+                 <Directory {docroot}/once>\n LuaScope once\n</Directory>\n\
+                 <Directory {docroot}/request>\n LuaScope request\n</Directory>\n\
+                 <Directory {docroot}/server>\n LuaScope server 1 1\n</Directory>\n",
+            )
+            .file("lib/counter.lua", MODULE);
+        for dir in ["default", "once", "request", "server"] {
+            cfg = cfg.file(&format!("htdocs/{dir}/m.lua"), HANDLER);
+        }
+        cfg
+    };
+    let Some((ours, theirs)) = on_both(config, |_, s| {
+        let mut answers = Vec::new();
+        for dir in ["default", "once", "request", "server"] {
+            let texts: Vec<String> = (0..4)
+                .map(|_| s.get(&format!("/{dir}/m.lua")).text())
+                .collect();
+            answers.push((dir, texts));
+        }
+        s.assert_no_crash();
+        answers
+    }) else {
+        return;
+    };
+    for (dir, texts) in ours.iter().chain(&theirs) {
+        if *dir == "server" {
+            // One VM per child process (two children): the module ran once in each, and its
+            // counter went on.
+            assert!(texts.iter().all(|t| t.ends_with(" 1 true")), "{texts:?}");
+            assert!(texts.iter().any(|t| t.starts_with("2 ")), "{texts:?}");
+        } else {
+            assert_eq!(texts, &vec!["1 1 true".to_string(); 4], "{dir}");
+        }
+    }
+}

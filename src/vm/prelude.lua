@@ -25,11 +25,19 @@ local function load_error(name, file, err)
   error(format("error loading module '%s' from file '%s':\n\t%s", name, file, tostring(err)), 4)
 end
 
-local function lua_searcher(pkg, name)
+local setfenv = setfenv
+
+-- `env`: where the module runs (nil: the real globals). A per-call or per-request environment's
+-- modules run in it: their globals go where the script's go and end with them, as in the VM of
+-- its own mod_lua gives such a call.
+local function lua_searcher(pkg, name, env)
   local file, err = searchpath(name, pkg.path)
   if not file then return err end
-  local f, lerr = loadfile(file)
+  -- (An explicit nil would become the chunk's _ENV: no third argument for the real globals.)
+  local f, lerr
+  if env then f, lerr = loadfile(file, "bt", env) else f, lerr = loadfile(file) end
   if not f then load_error(name, file, lerr) end
+  if env and setfenv then setfenv(f, env) end
   return f, file
 end
 
@@ -58,7 +66,7 @@ local function croot_searcher(pkg, name)
   return f, file
 end
 
-local function require_in(pkg, name)
+local function require_in(pkg, name, env)
   if type(name) ~= "string" then
     error(format("bad argument #1 to 'require' (string expected, got %s)", type(name)), 3)
   end
@@ -70,7 +78,7 @@ local function require_in(pkg, name)
     local s = searchers[i]
     local loader, extra
     if s == std_lua_searcher then
-      loader, extra = lua_searcher(pkg, name)
+      loader, extra = lua_searcher(pkg, name, env)
     elseif s == std_c_searcher then
       loader, extra = c_searcher(pkg, name)
     elseif s == std_croot_searcher then
@@ -138,15 +146,26 @@ end
 -- `copy`: for environments that live as long as the VM (thread, server, conn), copy the globals in
 -- once, so that hot code does not go through __index for `string`, `table`, … on every access;
 -- a per-call environment (once) stays empty and falls through instead.
+-- Those long-lived environments share the profile's loaded modules, which live as long as the
+-- VM, as in a mod_lua VM of those scopes. A per-call or per-request environment (once, request)
+-- gets a loaded table of its own: its `require`s run their modules afresh, in it, as in the
+-- new VM mod_lua makes for such a call, so no module state outlives the call or request.
 local function new_env(p, copy)
-  local pkg = setmetatable({ path = p.path, cpath = p.cpath, loaded = p.loaded }, pkg_mt)
+  local pkg = setmetatable({ path = p.path, cpath = p.cpath, loaded = false }, pkg_mt)
   -- Made with its three own keys in place, so that setting them does not grow the table
   -- step by step (a `once` scope makes one of these per call).
   local env = setmetatable({ package = false, _G = false, require = false }, env_mt)
-  if copy then copy_globals(env) end
+  local module_env
+  if copy then
+    copy_globals(env)
+    pkg.loaded = p.loaded
+  else
+    pkg.loaded = setmetatable({}, loaded_mt)
+    module_env = env
+  end
   env.package = pkg
   env._G = env
-  env.require = function(name) return require_in(pkg, name) end
+  env.require = function(name) return require_in(pkg, name, module_env) end
   return env
 end
 
