@@ -34,6 +34,14 @@ pub type Returned = Result<usize, String>;
 /// replaces; see [`delegating`]). Whatever the RawFn pushed is dropped first.
 pub const DELEGATE: usize = usize::MAX;
 
+/// `Ok(DELEGATE_AS_IS)`: as [`DELEGATE`], but the original gets the stack as the RawFn left it
+/// (the arguments, adjusted, and what it pushed after them).
+pub const DELEGATE_AS_IS: usize = usize::MAX - 1;
+
+/// `Ok(CALL_FIRST)`: the RawFn left a function and its arguments on the stack; call it and
+/// return all it returns (its errors propagate as they are).
+pub const CALL_FIRST: usize = usize::MAX - 2;
+
 /// A Lua number.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Number {
@@ -805,6 +813,102 @@ impl<'l> Stack<'l> {
         unsafe { ffi::lua_settop(self.l, -n - 1) }
     }
 
+    /// Fills the arguments up with nils to `n` values (when fewer were given and nothing was
+    /// pushed yet), for an original that then gets more arguments (see [`DELEGATE_AS_IS`]).
+    pub fn pad_args(&self, n: c_int) -> Result<(), String> {
+        assert!(self.top() == self.args, "values were pushed");
+        if n > self.args {
+            self.reserve(n - self.args)?;
+            // SAFETY: room was made; the new slots are nils.
+            unsafe { ffi::lua_settop(self.l, n) }
+        }
+        Ok(())
+    }
+
+    /// Pushes the global environment of the Lua function that called this one — the nearest
+    /// Lua function up the stack, past C functions such as `pcall` — and returns true, when it
+    /// has one (its `_ENV` upvalue; its function environment in LuaJIT) and that is not the
+    /// global table; otherwise pushes nothing and returns false.
+    pub fn push_caller_env(&self) -> bool {
+        if self.reserve(3).is_err() {
+            return false;
+        }
+        let l = self.l;
+        // SAFETY: room for the three values pushed at a time (the function, an upvalue or
+        // environment, the global table), each popped again unless it is the one returned.
+        unsafe {
+            for level in 1..=12 {
+                let Some(ar) = debug_at_pushing_function(l, level) else {
+                    return false;
+                };
+                let c_function = !ar.what.is_null() && CStr::from_ptr(ar.what).to_bytes() == b"C";
+                if c_function {
+                    ffi::lua_settop(l, -2);
+                    continue;
+                }
+                if !push_environment_of_top(l) {
+                    ffi::lua_settop(l, -2); // the function
+                    return false;
+                }
+                ffi::lua_remove(l, -2); // the function
+                #[cfg(feature = "luajit")]
+                ffi::lua_pushvalue(l, ffi::LUA_GLOBALSINDEX);
+                #[cfg(not(feature = "luajit"))]
+                ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, ffi::LUA_RIDX_GLOBALS);
+                let usable =
+                    ffi::lua_type(l, -2) == ffi::LUA_TTABLE && ffi::lua_rawequal(l, -1, -2) == 0;
+                ffi::lua_settop(l, if usable { -2 } else { -3 });
+                return usable;
+            }
+        }
+        false
+    }
+
+    /// Leaves only the value on top of the stack, in slot 1 (the arguments and everything
+    /// else this call pushed are dropped).
+    pub fn keep_only_top(&self) {
+        assert!(self.top() >= 1, "an empty stack");
+        // SAFETY: slot 1 exists; the top value replaces it and the rest is cut off.
+        unsafe {
+            if self.top() > 1 {
+                ffi::lua_replace(self.l, 1);
+            }
+            ffi::lua_settop(self.l, 1);
+        }
+    }
+
+    /// Loads the file `path` (as luaL_loadfilex with no mode) and gives the chunk the table on
+    /// top of the stack as its environment, replacing that table with the chunk; on failure
+    /// pops the table and returns Lua's message.
+    pub fn load_file_in_env(&self, path: &CStr) -> Result<(), Vec<u8>> {
+        assert!(
+            self.kind_on_stack(self.top()) == Kind::Table,
+            "no environment on top"
+        );
+        let l = self.l;
+        // SAFETY: luaL_loadfilex pushes the chunk or a message; the environment below it is
+        // moved into the chunk (or popped).
+        unsafe {
+            #[cfg(feature = "luajit")]
+            let status = ffi::luaL_loadfile(l, path.as_ptr());
+            #[cfg(not(feature = "luajit"))]
+            let status = ffi::luaL_loadfilex(l, path.as_ptr(), std::ptr::null());
+            if status != ffi::LUA_OK {
+                let message = self.tostring(self.top()).to_vec();
+                ffi::lua_settop(l, -3);
+                return Err(message);
+            }
+            ffi::lua_insert(l, -2); // chunk env
+            #[cfg(feature = "luajit")]
+            ffi::lua_setfenv(l, -2);
+            #[cfg(not(feature = "luajit"))]
+            if ffi::lua_setupvalue(l, -2, 1).is_null() {
+                ffi::lua_settop(l, -2);
+            }
+        }
+        Ok(())
+    }
+
     /// Looks argument `key` up (raw) in the table that is upvalue 2 of this function; pushes
     /// the value and returns true when it is not nil.
     pub fn lookup_upvalue(&self, key: c_int) -> bool {
@@ -967,10 +1071,19 @@ unsafe extern "C-unwind" fn trampoline(l: *mut lua_State) -> c_int {
         // Every Rust value of the call is gone: this frame has nothing to drop when Lua
         // raises (here or in the delegate).
         FAILED => ffi::lua_error(l),
-        DELEGATED => {
+        CALLED => {
+            ffi::lua_call(l, ffi::lua_gettop(l) - 1, ffi::LUA_MULTRET);
+            ffi::lua_gettop(l)
+        }
+        delegated @ (DELEGATED | DELEGATED_AS_IS) => {
             // (handler, original, args…); closures made by `closure` have no handler (nil),
             // which only `delegating` ones need.
-            ffi::lua_settop(l, args);
+            let args = if delegated == DELEGATED {
+                ffi::lua_settop(l, args);
+                args
+            } else {
+                ffi::lua_gettop(l)
+            };
             ffi::lua_pushvalue(l, ffi::lua_upvalueindex(3));
             ffi::lua_pushvalue(l, ffi::lua_upvalueindex(2));
             ffi::lua_rotate(l, 1, 2);
@@ -1127,6 +1240,37 @@ unsafe fn debug_at(l: *mut lua_State, level: c_int, what: &CStr) -> Option<ffi::
     Some(ar)
 }
 
+/// [`debug_at`] with `"fS"`: also pushes the frame's function.
+unsafe fn debug_at_pushing_function(l: *mut lua_State, level: c_int) -> Option<ffi::lua_Debug> {
+    debug_at(l, level, c"fS")
+}
+
+/// Pushes the global environment of the Lua function on top of the stack and returns true, or
+/// pushes nothing and returns false when it has none (a Lua 5.2+ function that reads no global
+/// has no `_ENV` upvalue).
+unsafe fn push_environment_of_top(l: *mut lua_State) -> bool {
+    #[cfg(feature = "luajit")]
+    {
+        ffi::lua_getfenv(l, -1);
+        true
+    }
+    #[cfg(not(feature = "luajit"))]
+    {
+        let mut i = 1;
+        loop {
+            let name = ffi::lua_getupvalue(l, -1, i);
+            if name.is_null() {
+                return false;
+            }
+            if CStr::from_ptr(name).to_bytes() == b"_ENV" {
+                return true;
+            }
+            ffi::lua_settop(l, -2);
+            i += 1;
+        }
+    }
+}
+
 /// luaL_where for the frame `level` levels up: `file:line: `, or nothing for a C function.
 unsafe fn where_at(l: *mut lua_State, level: c_int) -> String {
     match debug_at(l, level, c"Sl") {
@@ -1175,6 +1319,8 @@ unsafe fn arg_error_at(
 
 const FAILED: isize = -1;
 const DELEGATED: isize = -2;
+const DELEGATED_AS_IS: isize = -3;
+const CALLED: isize = -4;
 
 /// Runs the RawFn in upvalue 1; on failure pushes the message and returns -1.
 unsafe fn run(l: *mut lua_State) -> isize {
@@ -1188,6 +1334,8 @@ unsafe fn run(l: *mut lua_State) -> isize {
     };
     let message = match catch_unwind(AssertUnwindSafe(|| f(&stack))) {
         Ok(Ok(DELEGATE)) => return DELEGATED,
+        Ok(Ok(DELEGATE_AS_IS)) => return DELEGATED_AS_IS,
+        Ok(Ok(CALL_FIRST)) => return CALLED,
         Ok(Ok(n)) => return n.min(c_int::MAX as usize) as isize,
         Ok(Err(m)) => m,
         Err(panic) => format!(

@@ -292,3 +292,57 @@ fn modules_are_as_fresh_as_the_scope() {
         }
     }
 }
+
+/// `load`, `loadfile` and `dofile` give the chunk the calling script's globals (in mod_lua the
+/// script's globals are its VM's): what a loaded chunk sets is the script's, and under `once`
+/// (the default) gone with the call. Debian's mod_lua answers the same.
+#[test]
+fn loaded_chunks_see_the_scripts_globals() {
+    const HANDLER: &str = "function handle(r)\n\
+          load('from_load = (from_load or 0) + 1')()\n\
+          loadfile(r.document_root .. '/inc.lua')()\n\
+          dofile(r.document_root .. '/inc.lua')\n\
+          select(2, pcall(load, 'from_pcall = 1'))()\n\
+          local own = {}\n\
+          load('in_own = 1', 'own', 't', own)()\n\
+          local parts = {'from_', 'reader = 1'}\n\
+          load(function() return table.remove(parts, 1) end)()\n\
+          local bad, err = load('x =')\n\
+          local nofile, nferr = loadfile('/nonexistent/x.lua')\n\
+          local ok, dferr = pcall(dofile, '/nonexistent/y.lua')\n\
+          local function e(f) local ok, err = pcall(f) return (tostring(err):gsub('^.-([%w_]+%.lua:%d+:)', '%1')) end\n\
+          r:puts(from_load, ' ', inc, ' ', rawget(_G, 'from_load'), ' ', tostring(from_pcall), ' ', \
+            tostring(in_own), own.in_own, ' ', tostring(from_reader), ' ', tostring(bad), ' ', err, ' | ', \
+            tostring(nofile), ' ', nferr, ' | ', tostring(ok), ' ', dferr, ' | ', \
+            e(function() return load({}) end), ' | ', e(function() return load('x', {}) end), ' | ', \
+            e(function() return loadfile({}) end), ' | ', e(function() return dofile({}) end), ' | ', \
+            e(function() return dofile(r.document_root .. '/boom.lua') end), ' | ', select('#', dofile(r.document_root .. '/two.lua')))\n\
+        end\n";
+    let config = || {
+        Config::new()
+            .file("htdocs/l.lua", HANDLER)
+            .file("htdocs/inc.lua", "inc = (inc or 0) + 1\n")
+            .file("htdocs/boom.lua", "local x = 1\nerror('boom ' .. x)\n")
+            .file("htdocs/two.lua", "return 1, 2\n")
+    };
+    let Some((ours, theirs)) = on_both(config, |_, s| {
+        let texts: Vec<String> = (0..4).map(|_| s.get("/l.lua").text()).collect();
+        s.assert_no_crash();
+        texts
+    }) else {
+        return;
+    };
+    // (LuaJIT words its syntax and file errors its own way.)
+    if runs_puc_lua() {
+        assert_eq!(ours, theirs);
+    }
+    for t in ours.iter().chain(&theirs) {
+        assert!(
+            t.starts_with("1 2 1 1 nil1 1 nil [string \"x =\"]:1: ")
+                && t.contains(" | nil cannot open /nonexistent/x.lua")
+                && t.contains(" | false cannot open /nonexistent/y.lua")
+                && t.contains("boom.lua:2: boom 1 | 2"),
+            "{t}"
+        );
+    }
+}

@@ -4,6 +4,7 @@ pub mod db;
 pub mod encode;
 mod fastlib;
 pub mod form;
+mod loaders;
 pub mod request;
 pub mod server;
 pub mod websocket;
@@ -35,6 +36,7 @@ const TEST_DEFINE: &std::ffi::CStr = c"MOD_LUA_RS_TESTING";
 pub fn install(lua: &Lua) -> mlua::Result<()> {
     request::install(lua)?;
     fastlib::install(lua)?;
+    loaders::install(lua)?;
     let apache2 = lua.create_table()?;
     apache2.set("version", crate::httpd::server_banner())?;
     for (k, v) in CONSTANTS {
