@@ -838,7 +838,8 @@ impl<'l> Stack<'l> {
         // environment, the global table), each popped again unless it is the one returned.
         unsafe {
             for level in 1..=12 {
-                let Some(ar) = debug_at_pushing_function(l, level) else {
+                // ("f" pushes the frame's function.)
+                let Some(ar) = debug_at(l, level, c"fS") else {
                     return false;
                 };
                 let c_function = !ar.what.is_null() && CStr::from_ptr(ar.what).to_bytes() == b"C";
@@ -1238,11 +1239,6 @@ unsafe fn debug_at(l: *mut lua_State, level: c_int, what: &CStr) -> Option<ffi::
     }
     ffi::lua_getinfo(l, what.as_ptr(), &mut ar);
     Some(ar)
-}
-
-/// [`debug_at`] with `"fS"`: also pushes the frame's function.
-unsafe fn debug_at_pushing_function(l: *mut lua_State, level: c_int) -> Option<ffi::lua_Debug> {
-    debug_at(l, level, c"fS")
 }
 
 /// Pushes the global environment of the Lua function on top of the stack and returns true, or

@@ -25,8 +25,6 @@ local function load_error(name, file, err)
   error(format("error loading module '%s' from file '%s':\n\t%s", name, file, tostring(err)), 4)
 end
 
-local setfenv = setfenv
-
 -- `env`: where the module runs (nil: the real globals). A per-call or per-request environment's
 -- modules run in it: their globals go where the script's go and end with them, as in the VM of
 -- its own mod_lua gives such a call.
@@ -37,7 +35,6 @@ local function lua_searcher(pkg, name, env)
   local f, lerr
   if env then f, lerr = loadfile(file, "bt", env) else f, lerr = loadfile(file) end
   if not f then load_error(name, file, lerr) end
-  if env and setfenv then setfenv(f, env) end
   return f, file
 end
 
