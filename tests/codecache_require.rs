@@ -134,6 +134,58 @@ fn require_modules() {
     s.assert_no_crash();
 }
 
+/// `require`'s errors read as Lua's own `require` words and places them (a C function there):
+/// a bad argument and a missing module at the script's line, a module that fails to load
+/// without a position; a number is a name. Debian's mod_lua answers the same.
+#[test]
+fn require_errors_read_as_lua_own() {
+    const HANDLER: &str = "local function plain(s, root)\n\
+           local i, j = s:find(root, 1, true)\n\
+           while i do s = s:sub(1, i - 1) .. 'ROOT' .. s:sub(j + 1) i, j = s:find(root, 1, true) end\n\
+           return s\n\
+         end\n\
+         function handle(r)\n\
+           package.path = r.document_root .. '/?.lua'\n\
+           local function e(f)\n\
+             local ok, err = pcall(f)\n\
+             return (plain(tostring(err), r.document_root):match('^[^\\n]*\\n?[^\\n]*'))\n\
+           end\n\
+           r:puts(e(function()\n require(nil)\n end), ' | ')\n\
+           r:puts(e(function()\n require('nope.x')\n end), ' | ')\n\
+           r:puts(e(function()\n require('bad')\n end), ' | ')\n\
+           r:puts(e(function()\n require(42)\n end), ' | ')\n\
+           r:puts(select(2, pcall(require, 'nope')):match('^[^\\n]*'), ' | ', (require('good')))\n\
+         end\n";
+    let config = || {
+        Config::new()
+            .file("htdocs/r.lua", HANDLER)
+            .file("htdocs/bad.lua", "x = = 1\n")
+            .file("htdocs/good.lua", "return 'good'\n")
+    };
+    let Some((ours, theirs)) = on_both(config, |_, s| {
+        let text = s.get("/r.lua").text();
+        s.assert_no_crash();
+        text
+    }) else {
+        return;
+    };
+    // (LuaJIT words syntax errors its own way.)
+    if runs_puc_lua() {
+        assert_eq!(ours, theirs);
+    }
+    for t in [&ours, &theirs] {
+        assert!(
+            t.starts_with(
+                "ROOT/r.lua:13: bad argument #1 to 'require' (string expected, got nil) | \
+                 ROOT/r.lua:16: module 'nope.x' not found:\n\tno field package.preload['nope.x'] | \
+                 error loading module 'bad' from file 'ROOT/bad.lua':\n\tROOT/bad.lua:1: "
+            ) && t.contains(" | ROOT/r.lua:22: module '42' not found:\n")
+                && t.ends_with(" | module 'nope' not found: | good"),
+            "{t}"
+        );
+    }
+}
+
 #[test]
 fn apache2_table() {
     if !httpd_available() {

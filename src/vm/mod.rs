@@ -8,6 +8,7 @@ pub mod pool;
 
 use crate::config::{munge_path, parent_dir, CodeCache, InlineChunk};
 use crate::httpd::FileStamp;
+use crate::luac::{EnvBuilder, EnvParts};
 use mlua::chunk::ChunkMode;
 use mlua::{Function, Lua, Table, Value};
 use std::cell::{Cell, RefCell};
@@ -218,7 +219,7 @@ pub struct Vm {
     _heap: Option<crate::alloc::LuaHeap>,
     lua: Lua,
     new_profile: Function,
-    new_env: Function,
+    envs: EnvBuilder,
     base_path: String,
     base_cpath: String,
     chunks: RefCell<PathMap<ChunkEntry>>,
@@ -253,8 +254,19 @@ impl Vm {
         // and lets scripts load C modules; an unsafe state is what scripts expect.
         let lua = unsafe { Lua::unsafe_new() };
         (setup.install)(&lua)?;
-        let (new_profile, new_env): (Function, Function) =
-            lua.load(PRELUDE).set_name("=mod_lua_rs prelude").call(())?;
+        let (new_profile, env_mt, pkg_mt, loaded_mt, require_in) = lua
+            .load(PRELUDE)
+            .set_name("=mod_lua_rs prelude")
+            .call::<(Function, Table, Table, Table, Function)>(())?;
+        let envs = EnvBuilder::new(
+            &lua,
+            EnvParts {
+                env_mt,
+                pkg_mt,
+                loaded_mt,
+                require_in,
+            },
+        )?;
         let package: Table = lua.globals().get("package")?;
         let base_path: String = package.get("path")?;
         let base_cpath: String = package.get("cpath")?;
@@ -271,7 +283,7 @@ impl Vm {
             _heap: crate::alloc::LuaHeap::install(&lua),
             lua,
             new_profile,
-            new_env,
+            envs,
             base_path,
             base_cpath,
             chunks: RefCell::default(),
@@ -385,11 +397,17 @@ impl Vm {
     pub fn resolve_env(&self, spec: &ChunkSpec<'_>, mode: EnvMode) -> Result<Table, VmError> {
         let (code, generation, profile) = self.chunk(spec)?;
         match self.env_map(mode) {
-            None => {
-                let env = self.fresh_env(&profile.table, mode)?;
-                self.run_chunk(&code, &env)?;
-                Ok(env)
-            }
+            None => match &code.code {
+                Code::Text(f) => self
+                    .envs
+                    .build_and_run(&profile.table, f)
+                    .map_err(|e| VmError::TopLevel(ErrorText::of(&e).one_line())),
+                Code::Binary(_) => {
+                    let env = self.fresh_env(&profile.table, mode)?;
+                    self.run_chunk(&code, &env)?;
+                    Ok(env)
+                }
+            },
             Some(map) => self.cached_env(map, spec.path, generation, &code, &profile.table, mode),
         }
     }
@@ -439,12 +457,11 @@ impl Vm {
         }
     }
 
-    /// A new environment for `mode`. Those that live for the VM's lifetime get the globals
-    /// copied in once, so hot code does not go through `__index` for `string`, `table`, … on
-    /// every access; per-call and per-request ones stay empty and fall through (a copy would
-    /// cost more than it saves).
+    /// A new environment for `mode` (see [`EnvBuilder::build`]). Those that live for the VM's
+    /// lifetime get the globals copied in once; per-call and per-request ones stay empty and
+    /// fall through (a copy would cost more than it saves).
     fn fresh_env(&self, profile: &Table, mode: EnvMode) -> mlua::Result<Table> {
-        self.new_env.call((profile, mode == EnvMode::Persistent))
+        self.envs.build(profile, mode == EnvMode::Persistent)
     }
 
     fn env_only(

@@ -1,7 +1,9 @@
--- mod_lua_rs VM prelude: runs once per Lua state with the real globals as _ENV and returns the
--- two functions the Rust side uses:
+-- mod_lua_rs VM prelude: runs once per Lua state with the real globals as _ENV and returns what
+-- the Rust side builds scripts' environments from:
 --   profile(path, cpath) -> a module profile (its own package.path/cpath and loaded table)
---   new_env(profile)     -> a fresh global environment for one scope instance
+--   env_mt, pkg_mt, loaded_mt -> the metatables of environments, their package views and
+--                               their loaded tables
+--   require_in(pkg, name, env) -> what an environment's `require` (a C function) calls
 -- Scripts run in environments whose misses fall through to the real globals, so a global set by
 -- a script stays in its scope (one call, one request, or the VM's lifetime), never leaking into
 -- another scope. Each environment has its own `package` view and `require`, so a script's
@@ -21,6 +23,8 @@ local std_lua_searcher, std_c_searcher, std_croot_searcher = searchers[2], searc
 local sep = _VERSION == "Lua 5.4" and "\n\t" or ""
 local lead = sep == "" and "\n\t" or ""
 
+-- Level 4 is the environment's `require` (past this function, the searcher and require_in): a
+-- C function, so the message gets no position, as from Lua's own searchers.
 local function load_error(name, file, err)
   error(format("error loading module '%s' from file '%s':\n\t%s", name, file, tostring(err)), 4)
 end
@@ -63,10 +67,8 @@ local function croot_searcher(pkg, name)
   return f, file
 end
 
+-- `name` is a string: the environment's `require` checked it.
 local function require_in(pkg, name, env)
-  if type(name) ~= "string" then
-    error(format("bad argument #1 to 'require' (string expected, got %s)", type(name)), 3)
-  end
   local loaded = pkg.loaded
   local v = loaded[name]
   if v then return v end
@@ -95,7 +97,8 @@ local function require_in(pkg, name, env)
       msg[#msg + 1] = sep .. loader
     end
   end
-  error(format("module '%s' not found:%s", name, concat(msg)), 2)
+  -- At the position of the script's call (level 3: past the environment's `require`).
+  error(format("module '%s' not found:%s", name, concat(msg)), 3)
 end
 
 local profiles = {}
@@ -140,30 +143,4 @@ do
   end
 end
 
--- `copy`: for environments that live as long as the VM (thread, server, conn), copy the globals in
--- once, so that hot code does not go through __index for `string`, `table`, … on every access;
--- a per-call environment (once) stays empty and falls through instead.
--- Those long-lived environments share the profile's loaded modules, which live as long as the
--- VM, as in a mod_lua VM of those scopes. A per-call or per-request environment (once, request)
--- gets a loaded table of its own: its `require`s run their modules afresh, in it, as in the
--- new VM mod_lua makes for such a call, so no module state outlives the call or request.
-local function new_env(p, copy)
-  local pkg = setmetatable({ path = p.path, cpath = p.cpath, loaded = false }, pkg_mt)
-  -- Made with its three own keys in place, so that setting them does not grow the table
-  -- step by step (a `once` scope makes one of these per call).
-  local env = setmetatable({ package = false, _G = false, require = false }, env_mt)
-  local module_env
-  if copy then
-    copy_globals(env)
-    pkg.loaded = p.loaded
-  else
-    pkg.loaded = setmetatable({}, loaded_mt)
-    module_env = env
-  end
-  env.package = pkg
-  env._G = env
-  env.require = function(name) return require_in(pkg, name, module_env) end
-  return env
-end
-
-return profile, new_env
+return profile, env_mt, pkg_mt, loaded_mt, require_in
