@@ -1530,6 +1530,8 @@ pub struct EnvParts {
     /// `require_in(package view, name, env)`: `require` along the view's paths, running Lua
     /// modules in `env` (nil: the real globals).
     pub require_in: Function,
+    /// `copy_globals(env)`: copies the real globals into `env`, keeping its own keys.
+    pub copy_globals: Function,
 }
 
 /// Makes scripts' global environments; built natively because the default scope (`once`)
@@ -1545,6 +1547,7 @@ impl EnvBuilder {
             parts.pkg_mt,
             parts.loaded_mt,
             parts.require_in,
+            parts.copy_globals,
         ))?;
         Ok(EnvBuilder(f))
     }
@@ -1571,10 +1574,10 @@ impl EnvBuilder {
     }
 }
 
-/// (env_mt, pkg_mt, loaded_mt, require_in) → a `build_env` closure over them.
+/// (env_mt, pkg_mt, loaded_mt, require_in, copy_globals) → a `build_env` closure over them.
 unsafe extern "C-unwind" fn make_env_builder(l: *mut lua_State) -> c_int {
-    ffi::lua_settop(l, 4);
-    ffi::lua_pushcclosure(l, build_env, 4);
+    ffi::lua_settop(l, 5);
+    ffi::lua_pushcclosure(l, build_env, 5);
     1
 }
 
@@ -1624,7 +1627,9 @@ unsafe extern "C-unwind" fn build_env(l: *mut lua_State) -> c_int {
     ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
     ffi::lua_setmetatable(l, ENV);
     if persistent {
-        copy_globals(l, ENV);
+        ffi::lua_pushvalue(l, ffi::lua_upvalueindex(5));
+        ffi::lua_pushvalue(l, ENV);
+        ffi::lua_call(l, 1, 0);
     }
     ffi::lua_settop(l, ENV);
     if ffi::lua_type(l, CHUNK) == ffi::LUA_TFUNCTION {
@@ -1642,32 +1647,6 @@ unsafe extern "C-unwind" fn build_env(l: *mut lua_State) -> c_int {
         }
     }
     1
-}
-
-/// Copies the real globals into the table at `env` (an absolute index), keeping the keys it
-/// has of its own.
-unsafe fn copy_globals(l: *mut lua_State, env: c_int) {
-    #[cfg(feature = "luajit")]
-    ffi::lua_pushvalue(l, ffi::LUA_GLOBALSINDEX);
-    #[cfg(not(feature = "luajit"))]
-    ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, ffi::LUA_RIDX_GLOBALS);
-    let globals = ffi::lua_gettop(l);
-    ffi::lua_pushnil(l);
-    while ffi::lua_next(l, globals) != 0 {
-        // (key, value)
-        ffi::lua_pushvalue(l, -2);
-        ffi::lua_rawget(l, env);
-        let own = ffi::lua_type(l, -1) != ffi::LUA_TNIL;
-        ffi::lua_settop(l, -2);
-        if own {
-            ffi::lua_settop(l, -2);
-        } else {
-            ffi::lua_pushvalue(l, -2);
-            ffi::lua_insert(l, -2);
-            ffi::lua_rawset(l, env);
-        }
-    }
-    ffi::lua_settop(l, -2);
 }
 
 /// An environment's `require` (upvalues: its package view, the environment its modules run in

@@ -254,10 +254,10 @@ impl Vm {
         // and lets scripts load C modules; an unsafe state is what scripts expect.
         let lua = unsafe { Lua::unsafe_new() };
         (setup.install)(&lua)?;
-        let (new_profile, env_mt, pkg_mt, loaded_mt, require_in) = lua
+        let (new_profile, env_mt, pkg_mt, loaded_mt, require_in, copy_globals) = lua
             .load(PRELUDE)
             .set_name("=mod_lua_rs prelude")
-            .call::<(Function, Table, Table, Table, Function)>(())?;
+            .call::<(Function, Table, Table, Table, Function, Function)>(())?;
         let envs = EnvBuilder::new(
             &lua,
             EnvParts {
@@ -265,6 +265,7 @@ impl Vm {
                 pkg_mt,
                 loaded_mt,
                 require_in,
+                copy_globals,
             },
         )?;
         let package: Table = lua.globals().get("package")?;

@@ -4,6 +4,7 @@
 --   env_mt, pkg_mt, loaded_mt -> the metatables of environments, their package views and
 --                               their loaded tables
 --   require_in(pkg, name, env) -> what an environment's `require` (a C function) calls
+--   copy_globals(env)          -> copies the real globals into a long-lived environment
 -- Scripts run in environments whose misses fall through to the real globals, so a global set by
 -- a script stays in its scope (one call, one request, or the VM's lifetime), never leaking into
 -- another scope. Each environment has its own `package` view and `require`, so a script's
@@ -143,4 +144,4 @@ do
   end
 end
 
-return profile, env_mt, pkg_mt, loaded_mt, require_in
+return profile, env_mt, pkg_mt, loaded_mt, require_in, copy_globals
