@@ -23,7 +23,8 @@ pub static SETUP: VmSetup = VmSetup {
 pub const SERVER_POOL_WAIT: Duration = Duration::from_secs(30);
 
 /// The module's state for one request (and its subrequests and internal redirects): the VM
-/// leased from the shared pool for the request's whole life, and the WebSocket state.
+/// leased from the shared pool for the rest of the request's life by its first call that keeps
+/// state in it (every scope but `once` and `server`, and filters), and the WebSocket state.
 #[derive(Default)]
 pub struct RequestState {
     vm: OnceCell<SendVm>,
@@ -43,6 +44,11 @@ pub enum WebSocket {
 }
 
 impl RequestState {
+    /// Whether the request holds a VM of the shared pool (for its request-long scopes).
+    pub fn holds_vm(&self) -> bool {
+        self.vm.get().is_some()
+    }
+
     pub fn websocket(&self) -> WebSocket {
         self.websocket.get()
     }
@@ -202,6 +208,14 @@ fn with_scope_vm<T>(
 /// Calls `entry` for `r` under the request's configuration.
 pub fn call(r: Request<'_>, cfg: &DirConfig, entry: &Entry<'_>) -> Result<Outcome, Failure> {
     let spec = chunk_spec(cfg, entry);
+    // A `once` call leaves nothing in its VM for later calls (its environment, its modules
+    // and its `r` end with it), so unless the request already holds a VM it takes one for the
+    // call alone: the VMs in use are those of the calls running, not of every request in
+    // flight (each request waiting on the network held one), which is fewer VMs, kept warm.
+    if cfg.scope() == Scope::Once && !r.root().state().holds_vm() {
+        let lease = pool::CallLease::checkout(&SETUP).map_err(lua_failure)?;
+        return run(lease.vm(), r, &spec, EnvMode::Once, entry);
+    }
     // A server-scope lease ends with the call, as in mod_lua.
     with_scope_vm(r, cfg, entry, |vm, mode| run(vm, r, &spec, mode, entry)).map(|(out, _)| out)
 }

@@ -346,3 +346,64 @@ fn loaded_chunks_see_the_scripts_globals() {
         );
     }
 }
+
+/// A `once` call (the default) holds its VM for the call alone: requests still in flight after
+/// their Lua ran (here: sending a large file to clients that do not read it) hold none, so the
+/// next request's call reuses a VM instead of making another, and a child keeps as many VMs
+/// as calls run at once, not as requests are open. Each VM counts itself once (its registry
+/// marks it) in the process's `ivm` store.
+#[test]
+fn once_calls_hold_no_vm_while_their_request_waits() {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::PermissionsExt;
+    if !httpd_available() {
+        return;
+    }
+    let s = Config::new()
+        .file(
+            "hooks.lua",
+            "function fix(r)\n\
+               local reg = debug.getregistry()\n\
+               if not reg.counted_vm then\n\
+                 reg.counted_vm = true\n\
+                 r:ivm_set('vms', (r:ivm_get('vms') or 0) + 1)\n\
+               end\n\
+               r.headers_out['X-VMs'] = tostring(r:ivm_get('vms'))\n\
+               return apache2.DECLINED\n\
+             end\n",
+        )
+        .directives("LuaHookFixups {root}/hooks.lua fix\n")
+        .start();
+    let big = s.docroot().join("big.bin");
+    std::fs::write(&big, vec![b'x'; 32 << 20]).unwrap();
+    std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut waiting = Vec::new();
+    let mut counts = Vec::new();
+    for _ in 0..12 {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            c.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let count = head
+            .lines()
+            .find_map(|l| l.strip_prefix("X-VMs: "))
+            .unwrap_or_else(|| panic!("no X-VMs in {head}"))
+            .trim()
+            .to_string();
+        counts.push(count);
+        // Read no further: the response stays in flight.
+        waiting.push(c);
+    }
+    assert!(
+        counts.iter().all(|c| c.parse::<f64>() == Ok(1.0)),
+        "VMs per child as requests kept coming: {counts:?}"
+    );
+    drop(waiting);
+    s.assert_no_crash();
+}

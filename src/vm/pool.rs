@@ -1,7 +1,9 @@
 //! Where VMs live between uses.
-//! - The shared pool: VMs that serve the `once`, `request` and `thread` scopes. A request leases
-//!   one VM for its whole life (every phase, on whichever thread runs it), so all of one
-//!   request's Lua code shares one state; the VM comes back when the request's pool is freed.
+//! - The shared pool: VMs that serve the `once`, `request` and `thread` scopes. A request that
+//!   runs `request` or `thread` code (or a filter) leases one VM for the rest of its life
+//!   (every phase, on whichever thread runs it), so all of that request's Lua code shares one
+//!   state; the VM comes back when the request's pool is freed. A `once` call in a request
+//!   holding no VM leases one for the call alone ([`CallLease`]).
 //! - Server pools: one bounded pool per script for `LuaScope server min max`, as mod_lua keeps
 //!   one reslist per file. A lease returns its VM on drop on every path; waiting for a VM is
 //!   bounded, never forever.
@@ -71,6 +73,34 @@ pub fn checkout(setup: &VmSetup) -> mlua::Result<SendVm> {
 /// Returns a VM to the shared pool (a poisoned one is closed).
 pub fn checkin(vm: SendVm) {
     return_to(&SHARED, vm, SHARED_IDLE_MAX);
+}
+
+/// Exclusive use of a shared-pool VM for one call; the VM goes back to the pool when this is
+/// dropped. For calls that leave nothing in the VM for later calls of their request (`once`).
+pub struct CallLease(Option<SendVm>);
+
+impl CallLease {
+    pub fn checkout(setup: &VmSetup) -> mlua::Result<CallLease> {
+        checkout(setup).map(|vm| CallLease(Some(vm)))
+    }
+
+    pub fn vm(&self) -> &Vm {
+        self.0
+            .as_ref()
+            .expect("lease holds a VM until dropped")
+            .vm()
+    }
+}
+
+impl Drop for CallLease {
+    fn drop(&mut self) {
+        if let Some(vm) = self.0.take() {
+            if std::thread::panicking() {
+                vm.vm().poison();
+            }
+            checkin(vm);
+        }
+    }
 }
 
 /// Ends `vm`'s request and puts it back in the idle list `idle` (a poisoned VM is closed).
