@@ -1534,13 +1534,14 @@ pub struct EnvParts {
     pub copy_globals: Function,
 }
 
-/// Makes scripts' global environments; built natively because the default scope (`once`)
-/// makes one on every call, where the same work in Lua cost about three times as much.
+/// Makes scripts' global environments: in C, because the default scope (`once`) makes one on
+/// every call, and in Lua that took the interpreter, three `setmetatable` calls and a closure
+/// with two upvalues each time.
 pub struct EnvBuilder(Function);
 
 impl EnvBuilder {
     pub fn new(lua: &Lua, parts: EnvParts) -> mlua::Result<EnvBuilder> {
-        // SAFETY: make_env_builder turns its four arguments into build_env's upvalues.
+        // SAFETY: make_env_builder turns its five arguments into build_env's upvalues.
         let make = unsafe { lua.create_c_function(make_env_builder)? };
         let f = make.call((
             parts.env_mt,
@@ -1590,9 +1591,10 @@ unsafe extern "C-unwind" fn build_env(l: *mut lua_State) -> c_int {
     const PKG: c_int = 3;
     const ENV: c_int = 4;
     let persistent = ffi::lua_toboolean(l, 2) != 0;
+    // (profile, chunk or nil)
     ffi::lua_settop(l, 3);
-    ffi::lua_remove(l, 2); // (profile, chunk or nil)
-                           // The package view: its own path, cpath and loaded; the rest from `package`.
+    ffi::lua_remove(l, 2);
+    // The package view: its own path, cpath and loaded; the rest from `package`.
     ffi::lua_createtable(l, 0, 3);
     ffi::lua_getfield(l, PROFILE, c"path".as_ptr());
     ffi::lua_setfield(l, PKG, c"path".as_ptr());
