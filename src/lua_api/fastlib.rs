@@ -310,10 +310,18 @@ mod case {
             }
         }
 
-        fn map(self, s: &[u8]) -> Vec<u8> {
-            if s.len() < TABLE_FROM {
-                return s.iter().map(|&b| self.libc(b)).collect();
+        /// A string shorter than [`TABLE_FROM`] mapped into `out`, byte by byte through the C
+        /// library.
+        fn map_short<'o>(self, s: &[u8], out: &'o mut [u8; TABLE_FROM]) -> &'o [u8] {
+            let out = &mut out[..s.len()];
+            for (o, &b) in out.iter_mut().zip(s) {
+                *o = self.libc(b);
             }
+            out
+        }
+
+        /// A string of at least [`TABLE_FROM`] bytes mapped.
+        fn map_long(self, s: &[u8]) -> Vec<u8> {
             let mut table = [0u8; 256];
             let mut ascii = true;
             for (i, t) in table.iter_mut().enumerate() {
@@ -330,7 +338,14 @@ mod case {
 
     fn convert(st: &Stack<'_>, case: Case) -> Returned {
         let s = st.string_arg(1, case.name())?;
-        st.push_bytes(&case.map(s));
+        if s.len() < TABLE_FROM {
+            // Short strings (words, header names, methods: most calls) are mapped on the
+            // stack; a heap block per call cost more than the mapping.
+            let mut out = [0u8; TABLE_FROM];
+            st.push_bytes(case.map_short(s, &mut out));
+        } else {
+            st.push_bytes(&case.map_long(s));
+        }
         Ok(1)
     }
 
@@ -344,22 +359,25 @@ mod case {
 
     #[cfg(test)]
     mod tests {
-        use super::Case;
+        use super::{Case, TABLE_FROM};
 
         #[test]
         fn matches_the_c_library_byte_for_byte() {
             let all: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
             for case in [Case::Upper, Case::Lower] {
                 let expected: Vec<u8> = all.iter().map(|&b| case.libc(b)).collect();
-                assert_eq!(case.map(&all), expected);
-                assert_eq!(case.map(&all[..50]), expected[..50]);
+                assert_eq!(case.map_long(&all), expected);
+                let mut out = [0; TABLE_FROM];
+                assert_eq!(case.map_short(&all[..50], &mut out), &expected[..50]);
+                let short = &all[..TABLE_FROM - 1];
+                assert_eq!(case.map_short(short, &mut out), &expected[..short.len()]);
             }
             assert_eq!(
-                Case::Upper.map(&b"abc-XYZ{}`@".repeat(20)),
+                Case::Upper.map_long(&b"abc-XYZ{}`@".repeat(20)),
                 b"ABC-XYZ{}`@".repeat(20)
             );
             assert_eq!(
-                Case::Lower.map(&b"abc-XYZ[]`@".repeat(20)),
+                Case::Lower.map_long(&b"abc-XYZ[]`@".repeat(20)),
                 b"abc-xyz[]`@".repeat(20)
             );
         }
