@@ -182,6 +182,11 @@ LoadModule authz_core_module {MODULES}/mod_authz_core.so
 LoadModule mime_module {MODULES}/mod_mime.so
 TypesConfig /etc/mime.types
 DocumentRoot {self.root}/htdocs
+# As Debian's apache2.conf has it: no .htaccess files are looked for (without this line httpd
+# tries five of them, one per directory level, on every request).
+<Directory />
+ AllowOverride None
+</Directory>
 <Directory {self.root}/htdocs>
  Require all granted
 </Directory>
@@ -454,7 +459,7 @@ def write_report(results, workloads, scopes, a):
     httpd = subprocess.run(["/usr/sbin/apache2", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
     lines.append(f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs ({cpu}), {platform.platform()}; "
                  f"{httpd}; our module built for {a.flavour} (mod_lua: Debian's, Lua 5.3); "
-                 f"mpm_event 2×32 threads; wrk -t2 -c32, {a.duration} s × {a.rounds} rounds, median.\n")
+                 f"mpm_event 2×32 threads, AllowOverride None; wrk -t2 -c32, {a.duration} s × {a.rounds} rounds, median.\n")
     lines.append("| workload | scope | mod_lua_rs req/s | mod_lua req/s | ratio to mod_lua's best clean | p50 / p99 ms (ours) | p50 / p99 ms (mod_lua) | RSS MB ours / mod_lua | errors ours / mod_lua | crashes ours / mod_lua |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|")
     summary = {}
