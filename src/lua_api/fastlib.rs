@@ -4,11 +4,11 @@
 //!   time through the C library's `toupper`/`tolower` into a `luaL_Buffer`, about eight
 //!   instructions a byte, which made upper-casing a 64 KB response in an output filter cost
 //!   more than the rest of the request. These give the same bytes in whatever C locale the
-//!   thread runs under: a long string is mapped through a 256-entry table read from the C
-//!   library on each call, and when that table is plain ASCII case mapping (the "C" locale
-//!   httpd runs in unless a script calls os.setlocale) through a branch-free loop the
-//!   compiler vectorises. LuaJIT keeps its own, which are ASCII fast functions its JIT
-//!   compiles.
+//!   thread runs under: a short string through the C library into a buffer on the stack (no
+//!   heap block per call), a long one through a 256-entry table read from the C library on
+//!   each call, and when that table is plain ASCII case mapping (the "C" locale httpd runs in
+//!   unless a script calls os.setlocale) through a branch-free loop the compiler vectorises.
+//!   LuaJIT keeps its own, which are ASCII fast functions its JIT compiles.
 //! - `table.sort` without a comparison function, on a table whose elements are all strings,
 //!   all integers or all floats (no NaN): sorted in Rust with the order Lua's `<` gives
 //!   (strings through `strcoll` as PUC Lua compares them, or by bytes in the "C" collation and
