@@ -355,7 +355,6 @@ fn loaded_chunks_see_the_scripts_globals() {
 #[test]
 fn once_calls_hold_no_vm_while_their_request_waits() {
     use std::io::{Read, Write};
-    use std::os::unix::fs::PermissionsExt;
     if !httpd_available() {
         return;
     }
@@ -374,9 +373,7 @@ fn once_calls_hold_no_vm_while_their_request_waits() {
         )
         .directives("LuaHookFixups {root}/hooks.lua fix\n")
         .start();
-    let big = s.docroot().join("big.bin");
-    std::fs::write(&big, vec![b'x'; 32 << 20]).unwrap();
-    std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o644)).unwrap();
+    s.write_doc("big.bin", &"x".repeat(32 << 20));
     let mut waiting = Vec::new();
     let mut counts = Vec::new();
     for _ in 0..12 {
