@@ -566,6 +566,10 @@ fn next_reference(t: &[u8], from: usize) -> Option<usize> {
 pub fn capture_path_is_safe(template: &str, captures: &[Option<&[u8]>]) -> bool {
     let t = template.as_bytes();
     let mut at = next_reference(t, 0);
+    if at.is_none() {
+        // Nothing from the URI goes into the path.
+        return true;
+    }
     while let Some(i) = at {
         let cap = captures
             .get((t[i + 1] - b'0') as usize)
