@@ -79,6 +79,20 @@ pub fn escape_html(s: &[u8]) -> Vec<u8> {
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+/// Marks a byte outside the alphabet in [`B64_VALUE`].
+const NOT_B64: u8 = 0xff;
+
+/// Each byte's value in the base64 alphabet, or [`NOT_B64`].
+const B64_VALUE: [u8; 256] = {
+    let mut table = [NOT_B64; 256];
+    let mut i = 0;
+    while i < 64 {
+        table[B64[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
 /// Standard padded base64 without line breaks, binary-safe.
 pub fn base64_encode(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len().div_ceil(3) * 4);
@@ -106,9 +120,14 @@ pub fn base64_encode(s: &[u8]) -> Vec<u8> {
 /// first character outside the alphabet); a final lone character is ignored. Every decoded
 /// byte is kept, including a trailing NUL.
 pub fn base64_decode(s: &[u8]) -> Vec<u8> {
-    let val = |b: u8| B64.iter().position(|&c| c == b).map(|v| v as u32);
-    let n = s.iter().position(|&b| val(b).is_none()).unwrap_or(s.len());
-    let digits: Vec<u32> = s[..n].iter().map(|&b| val(b).unwrap()).collect();
+    let digits: Vec<u32> = s
+        .iter()
+        .map_while(|&b| match B64_VALUE[usize::from(b)] {
+            NOT_B64 => None,
+            v => Some(u32::from(v)),
+        })
+        .collect();
+    let n = digits.len();
     let mut out = Vec::with_capacity(n / 4 * 3 + 2);
     for g in digits.chunks(4) {
         if g.len() > 1 {
@@ -178,5 +197,12 @@ mod tests {
         assert_eq!(base64_decode(b"Zm9vYg=="), b"foob");
         assert_eq!(base64_decode(b"Zm9v!!!"), b"foo");
         assert_eq!(base64_decode(b"Zm9vY"), b"foo");
+        // Every byte value, at each of the three padding lengths.
+        let all: Vec<u8> = (0..=255).collect();
+        for len in 254..=256 {
+            assert_eq!(base64_decode(&base64_encode(&all[..len])), &all[..len]);
+        }
+        // '-' and '_' (the URL-safe alphabet) are outside apr's: decoding stops there.
+        assert_eq!(base64_decode(b"Zm9v-_"), b"foo");
     }
 }
