@@ -146,12 +146,13 @@ impl Phase {
         }
     }
 
-    /// Phases with mod_lua "early" and "late" harnesses besides the middle one.
+    /// Phases whose hooks may say `early` or `late`: every phase mod_lua's syntax lets them
+    /// (the file forms of translate_name, check_user_id, access_checker and auth_checker, and
+    /// every inline block). mod_lua has early and late harnesses for three of them only, so
+    /// there check_user_id ignores the word and blocks of the other phases never run; here
+    /// each has its harnesses before and after the other modules' hooks.
     pub fn has_slots(self) -> bool {
-        matches!(
-            self,
-            Phase::TranslateName | Phase::AccessChecker | Phase::AuthChecker
-        )
+        !matches!(self, Phase::Log | Phase::InsertFilter)
     }
 
     const fn index(self) -> usize {

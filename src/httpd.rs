@@ -1139,11 +1139,24 @@ impl<'a> CmdParms<'a> {
             .unwrap_or_default()
     }
 
-    /// The configuration file being read and the current line number in it.
+    /// The configuration file being read and the current line number in it; for a directive
+    /// run from the parsed tree (no file being read then), the directive's own position.
     pub fn config_position(self) -> (String, u32) {
         let cf = self.rec().config_file;
         if cf.is_null() {
-            return (String::new(), 0);
+            let d = self.rec().directive;
+            if d.is_null() {
+                return (String::new(), 0);
+            }
+            // SAFETY: the directive being run is live in the config tree while it runs.
+            return unsafe {
+                (
+                    opt_cstr((*d).filename)
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    u32::try_from((*d).line_num).unwrap_or(0),
+                )
+            };
         }
         // SAFETY: config_file is live while the directive is read.
         unsafe {

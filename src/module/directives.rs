@@ -469,24 +469,36 @@ fn add_file_hook(
     if matches!(phase, Phase::Quick | Phase::TranslateName) {
         cmd.check_context(NOT_IN_DIR_FILES_HTACCESS)?;
     }
-    let slot = match (&when, phase.has_slots()) {
-        (None, _) => Slot::Middle,
-        (Some(w), true) => Slot::parse(Some(w))?,
-        // mod_lua accepts and silently ignores it for LuaHookCheckUserID.
-        (Some(_), false) => {
-            return Err(format!(
-                "{} has no early or late slot: httpd runs only one Lua {} hook position",
-                cmd.cmd_name(),
-                phase.name()
-            ))
-        }
-    };
+    // Only the directives that take a third argument get here with one (httpd checks the
+    // count), and their phases all have slots; mod_lua ignores it for LuaHookCheckUserID.
+    debug_assert!(when.is_none() || phase.has_slots());
+    let slot = runnable_slot(cmd, phase, Slot::parse(when.as_deref())?);
     let spec = HookSpec {
         code: HookCode::File(ScriptFile::new(file.unwrap_or_default())),
         function: function.filter(|f| !f.is_empty()),
     };
     cfg.hooks.make_mut().push(phase, slot, spec);
     Ok(())
+}
+
+/// The slot a hook asking for `slot` runs in. check_user_id has no late position that ever
+/// runs: httpd runs the phase only under an AuthType, and mod_authn_core's last hook refuses
+/// every AuthType no module took. So a late authentication hook runs in the middle, as
+/// mod_lua runs it, and the start-up log says so.
+fn runnable_slot(cmd: CmdParms<'_>, phase: Phase, slot: Slot) -> Slot {
+    if (phase, slot) != (Phase::CheckUserId, Slot::Late) {
+        return slot;
+    }
+    let (file, line) = cmd.config_position();
+    crate::httpd::log_global(
+        crate::httpd::Level::Warn,
+        &format!(
+            "lua: {file}:{line}: {} ... late: no authentication hook runs after \
+             mod_authn_core's, so this one runs in the middle position (as mod_lua runs it)",
+            cmd.cmd_name()
+        ),
+    );
+    Slot::Middle
 }
 
 /// What an inline block leaves in the config tree for [`lua_bytecode_hack`].
@@ -527,16 +539,11 @@ fn read_block(cmd: CmdParms<'_>, mconfig: *mut c_void, line: String) -> Result<(
     let function = words.first().map(|w| w.to_string());
     let slot = match words.get(1) {
         None => Slot::Middle,
+        // Every block phase has slots (mod_lua accepts the word for all of them and then
+        // never runs the block where it has no harness for it).
         Some(w) => match Slot::parse(Some(w)) {
             Err(_) => return Err(format!("{name}> 2nd argument must be 'early' or 'late'")),
-            // mod_lua accepts this and then never runs the block.
-            Ok(_) if !phase.has_slots() => {
-                return Err(format!(
-                    "{name}> has no early or late slot: httpd runs only one Lua {} hook position",
-                    phase.name()
-                ))
-            }
-            Ok(s) => s,
+            Ok(s) => runnable_slot(cmd, phase, s),
         },
     };
     if words.len() > 2 {

@@ -159,11 +159,16 @@ macro_rules! phase_hook {
     };
 }
 
+phase_hook!(pre_translate_name_early, PreTranslateName, Early);
 phase_hook!(pre_translate_name, PreTranslateName, Middle);
+phase_hook!(pre_translate_name_late, PreTranslateName, Late);
 phase_hook!(translate_name_early, TranslateName, Early);
 phase_hook!(translate_name, TranslateName, Middle);
 phase_hook!(translate_name_late, TranslateName, Late);
+phase_hook!(map_to_storage_early, MapToStorage, Early);
 phase_hook!(map_to_storage, MapToStorage, Middle);
+phase_hook!(map_to_storage_late, MapToStorage, Late);
+phase_hook!(check_user_id_early, CheckUserId, Early);
 phase_hook!(check_user_id, CheckUserId, Middle);
 phase_hook!(access_checker_early, AccessChecker, Early);
 phase_hook!(access_checker, AccessChecker, Middle);
@@ -171,23 +176,39 @@ phase_hook!(access_checker_late, AccessChecker, Late);
 phase_hook!(auth_checker_early, AuthChecker, Early);
 phase_hook!(auth_checker, AuthChecker, Middle);
 phase_hook!(auth_checker_late, AuthChecker, Late);
+phase_hook!(type_checker_early, TypeChecker, Early);
 phase_hook!(type_checker, TypeChecker, Middle);
+phase_hook!(type_checker_late, TypeChecker, Late);
+phase_hook!(fixups_early, Fixups, Early);
 phase_hook!(fixups, Fixups, Middle);
+phase_hook!(fixups_late, Fixups, Late);
 phase_hook!(log_transaction, Log, Middle);
 
-/// H01: the quick handler never runs for lookup subrequests.
-unsafe extern "C" fn quick_handler(r: *mut ffi::request_rec, lookup: c_int) -> c_int {
-    if !crate::config::may_have_hooks(Phase::Quick, Slot::Middle) {
-        return DECLINED;
-    }
-    guard("Lua quick handler", HTTP_INTERNAL_SERVER_ERROR, || {
-        // SAFETY: httpd passes the request being processed, owned by this thread.
-        match unsafe { Request::from_raw(r) } {
-            Some(r) if lookup == 0 => crate::hooks::run(r, Phase::Quick, Slot::Middle),
-            _ => DECLINED,
+/// The quick handler harnesses (H01: never for lookup subrequests).
+macro_rules! quick_hook {
+    ($name:ident, $slot:ident) => {
+        unsafe extern "C" fn $name(r: *mut ffi::request_rec, lookup: c_int) -> c_int {
+            if !crate::config::may_have_hooks(Phase::Quick, Slot::$slot) {
+                return DECLINED;
+            }
+            guard(
+                concat!("Lua quick handler ", stringify!($name)),
+                HTTP_INTERNAL_SERVER_ERROR,
+                || {
+                    // SAFETY: httpd passes the request being processed, owned by this thread.
+                    match unsafe { Request::from_raw(r) } {
+                        Some(r) if lookup == 0 => crate::hooks::run(r, Phase::Quick, Slot::$slot),
+                        _ => DECLINED,
+                    }
+                },
+            )
         }
-    })
+    };
 }
+
+quick_hook!(quick_handler_early, Early);
+quick_hook!(quick_handler, Middle);
+quick_hook!(quick_handler_late, Late);
 
 /// LuaHookInsertFilter (mod_lua never implemented it): the functions may add filters with
 /// r:add_output_filter / r:add_input_filter; their return values do not matter.
@@ -393,12 +414,21 @@ unsafe extern "C" fn register_hooks(p: *mut ffi::apr_pool_t) {
                 ffi::APR_HOOK_LAST + 1 - 2,
             );
             let (early, middle, late) = (HOOK_EARLY, ffi::APR_HOOK_MIDDLE, HOOK_LATE);
+            // mod_lua's quick handler runs first among the modules'; early is before that.
+            ffi::ap_hook_quick_handler(Some(quick_handler_early), null(), null(), early);
             ffi::ap_hook_quick_handler(Some(quick_handler), null(), null(), ffi::APR_HOOK_FIRST);
+            ffi::ap_hook_quick_handler(Some(quick_handler_late), null(), null(), late);
+            ffi::ap_hook_pre_translate_name(Some(pre_translate_name_early), null(), null(), early);
             ffi::ap_hook_pre_translate_name(Some(pre_translate_name), null(), null(), middle);
+            ffi::ap_hook_pre_translate_name(Some(pre_translate_name_late), null(), null(), late);
             ffi::ap_hook_translate_name(Some(translate_name_early), null(), null(), early);
             ffi::ap_hook_translate_name(Some(translate_name), null(), null(), middle);
             ffi::ap_hook_translate_name(Some(translate_name_late), null(), null(), late);
+            ffi::ap_hook_map_to_storage(Some(map_to_storage_early), null(), null(), early);
             ffi::ap_hook_map_to_storage(Some(map_to_storage), null(), null(), middle);
+            ffi::ap_hook_map_to_storage(Some(map_to_storage_late), null(), null(), late);
+            ffi::ap_hook_check_user_id(Some(check_user_id_early), null(), null(), early);
+            // No late check_user_id harness: see directives::runnable_slot.
             ffi::ap_hook_check_user_id(Some(check_user_id), null(), null(), middle);
             ffi::ap_hook_access_checker(Some(access_checker_early), null(), null(), early);
             ffi::ap_hook_access_checker(Some(access_checker), null(), null(), middle);
@@ -406,8 +436,12 @@ unsafe extern "C" fn register_hooks(p: *mut ffi::apr_pool_t) {
             ffi::ap_hook_auth_checker(Some(auth_checker_early), null(), null(), early);
             ffi::ap_hook_auth_checker(Some(auth_checker), null(), null(), middle);
             ffi::ap_hook_auth_checker(Some(auth_checker_late), null(), null(), late);
+            ffi::ap_hook_type_checker(Some(type_checker_early), null(), null(), early);
             ffi::ap_hook_type_checker(Some(type_checker), null(), null(), middle);
+            ffi::ap_hook_type_checker(Some(type_checker_late), null(), null(), late);
+            ffi::ap_hook_fixups(Some(fixups_early), null(), null(), early);
             ffi::ap_hook_fixups(Some(fixups), null(), null(), middle);
+            ffi::ap_hook_fixups(Some(fixups_late), null(), null(), late);
             ffi::ap_hook_log_transaction(
                 Some(log_transaction),
                 null(),
