@@ -470,9 +470,25 @@ fn add_file_hook(
         cmd.check_context(NOT_IN_DIR_FILES_HTACCESS)?;
     }
     // Only the directives that take a third argument get here with one (httpd checks the
-    // count), and their phases all have slots; mod_lua ignores it for LuaHookCheckUserID.
+    // count), and their phases all have slots.
     debug_assert!(when.is_none() || phase.has_slots());
-    let slot = runnable_slot(cmd, phase, Slot::parse(when.as_deref())?);
+    let slot = match Slot::parse(when.as_deref()) {
+        Ok(slot) => runnable_slot(cmd, phase, slot),
+        // mod_lua takes any word here for LuaHookCheckUserID (and ignores it), so a
+        // configuration it loads keeps loading.
+        Err(_) if phase == Phase::CheckUserId => {
+            config_warning(
+                cmd,
+                &format!(
+                    "{} ... {}: neither 'early' nor 'late', ignored (as mod_lua ignores it)",
+                    cmd.cmd_name(),
+                    when.as_deref().unwrap_or_default()
+                ),
+            );
+            Slot::Middle
+        }
+        Err(e) => return Err(e),
+    };
     let spec = HookSpec {
         code: HookCode::File(ScriptFile::new(file.unwrap_or_default())),
         function: function.filter(|f| !f.is_empty()),
@@ -489,16 +505,24 @@ fn runnable_slot(cmd: CmdParms<'_>, phase: Phase, slot: Slot) -> Slot {
     if (phase, slot) != (Phase::CheckUserId, Slot::Late) {
         return slot;
     }
-    let (file, line) = cmd.config_position();
-    crate::httpd::log_global(
-        crate::httpd::Level::Warn,
+    config_warning(
+        cmd,
         &format!(
-            "lua: {file}:{line}: {} ... late: no authentication hook runs after \
-             mod_authn_core's, so this one runs in the middle position (as mod_lua runs it)",
+            "{} ... late: no authentication hook runs after mod_authn_core's, so this one \
+             runs in the middle position (as mod_lua runs it)",
             cmd.cmd_name()
         ),
     );
     Slot::Middle
+}
+
+/// A start-up warning about the directive being read, with its file and line.
+fn config_warning(cmd: CmdParms<'_>, what: &str) {
+    let (file, line) = cmd.config_position();
+    crate::httpd::log_global(
+        crate::httpd::Level::Warn,
+        &format!("lua: {file}:{line}: {what}"),
+    );
 }
 
 /// What an inline block leaves in the config tree for [`lua_bytecode_hack`].
@@ -547,9 +571,14 @@ fn read_block(cmd: CmdParms<'_>, mconfig: *mut c_void, line: String) -> Result<(
         },
     };
     if words.len() > 2 {
-        return Err(format!(
-            "{name}> takes at most a function name and 'early' or 'late'"
-        ));
+        // mod_lua reads two words and ignores the rest.
+        config_warning(
+            cmd,
+            &format!(
+                "{name}> takes a function name and 'early' or 'late'; ignored: {}",
+                words[2..].join(" ")
+            ),
+        );
     }
     let (file, start) = cmd.config_position();
     let end_tag = format!("</{}", &name[1..]).to_ascii_lowercase();
