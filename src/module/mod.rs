@@ -137,24 +137,45 @@ request_hook!(
     crate::config::may_have_map_handlers()
 );
 
+/// What every phase harness does: nothing unless some configuration has Lua hooks for
+/// `phase` in `slot` (one atomic load); else, when `runs`, the hooks under the guard.
+///
+/// # Safety
+/// `r` is the request httpd passed to the harness, owned by this thread.
+#[inline(always)]
+unsafe fn run_phase(
+    r: *mut ffi::request_rec,
+    phase: Phase,
+    slot: Slot,
+    what: &'static str,
+    runs: bool,
+) -> c_int {
+    if !crate::config::may_have_hooks(phase, slot) {
+        return DECLINED;
+    }
+    guard(what, HTTP_INTERNAL_SERVER_ERROR, || {
+        // SAFETY: the caller's promise.
+        match unsafe { Request::from_raw(r) } {
+            Some(r) if runs => crate::hooks::run(r, phase, slot),
+            _ => DECLINED,
+        }
+    })
+}
+
 /// One harness per phase and slot (mod_lua's `lua_*_harness` functions).
 macro_rules! phase_hook {
     ($name:ident, $phase:ident, $slot:ident) => {
         unsafe extern "C" fn $name(r: *mut ffi::request_rec) -> c_int {
-            if !crate::config::may_have_hooks(Phase::$phase, Slot::$slot) {
-                return DECLINED;
+            // SAFETY: httpd passes the request being processed, owned by this thread.
+            unsafe {
+                run_phase(
+                    r,
+                    Phase::$phase,
+                    Slot::$slot,
+                    concat!("Lua hook ", stringify!($name)),
+                    true,
+                )
             }
-            guard(
-                concat!("Lua hook ", stringify!($name)),
-                HTTP_INTERNAL_SERVER_ERROR,
-                || {
-                    // SAFETY: httpd passes the request being processed, owned by this thread.
-                    match unsafe { Request::from_raw(r) } {
-                        Some(r) => crate::hooks::run(r, Phase::$phase, Slot::$slot),
-                        None => DECLINED,
-                    }
-                },
-            )
         }
     };
 }
@@ -188,20 +209,16 @@ phase_hook!(log_transaction, Log, Middle);
 macro_rules! quick_hook {
     ($name:ident, $slot:ident) => {
         unsafe extern "C" fn $name(r: *mut ffi::request_rec, lookup: c_int) -> c_int {
-            if !crate::config::may_have_hooks(Phase::Quick, Slot::$slot) {
-                return DECLINED;
+            // SAFETY: httpd passes the request being processed, owned by this thread.
+            unsafe {
+                run_phase(
+                    r,
+                    Phase::Quick,
+                    Slot::$slot,
+                    concat!("Lua quick handler ", stringify!($name)),
+                    lookup == 0,
+                )
             }
-            guard(
-                concat!("Lua quick handler ", stringify!($name)),
-                HTTP_INTERNAL_SERVER_ERROR,
-                || {
-                    // SAFETY: httpd passes the request being processed, owned by this thread.
-                    match unsafe { Request::from_raw(r) } {
-                        Some(r) if lookup == 0 => crate::hooks::run(r, Phase::Quick, Slot::$slot),
-                        _ => DECLINED,
-                    }
-                },
-            )
         }
     };
 }
