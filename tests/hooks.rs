@@ -318,6 +318,31 @@ fn early_and_late_in_phases_mod_lua_runs_only_in_the_middle() {
              </LuaHookFixups>\n"
         )
     };
+    // A block of `phase` that answers `/<what>-<word>` itself.
+    let answer = |directive: &str, what: &str, word: &str, ret: &str| {
+        format!(
+            "<{directive} {what}_{word} {word}>\n\
+             function {what}_{word}(r)\n\
+               if r.uri ~= \"/{what}-{word}\" then return apache2.DECLINED end\n\
+               r.content_type = \"text/plain\"\n\
+               r:puts(\"{what} {word}\")\n\
+               return {ret}\n\
+             end\n\
+             </{directive}>\n"
+        )
+    };
+    // A pre_translate_name block that notes its turn in a response header.
+    let mark = |word: &str| {
+        format!(
+            "<LuaHookPreTranslateName pre_{word} {word}>\n\
+             function pre_{word}(r)\n\
+               local v = r.err_headers_out[\"X-Pre\"]\n\
+               r.err_headers_out[\"X-Pre\"] = v and (v .. \",{word}\") or \"{word}\"\n\
+               return apache2.DECLINED\n\
+             end\n\
+             </LuaHookPreTranslateName>\n"
+        )
+    };
     let s = Config::new()
         .load("headers_module", "mod_headers.so")
         .load("auth_basic_module", "mod_auth_basic.so")
@@ -340,12 +365,24 @@ fn early_and_late_in_phases_mod_lua_runs_only_in_the_middle() {
              </LuaHookTypeChecker>\n\
              <LuaHookTypeChecker late_type late>\n\
              function late_type(r)\n\
-               r.headers_out[\"X-Late-Type\"] = \"ran\"\n\
+               r.err_headers_out[\"X-Late-Type\"] = \"ran\"\n\
                return apache2.DECLINED\n\
              end\n\
-             </LuaHookTypeChecker>\n",
+             </LuaHookTypeChecker>\n\
+             <LuaHookTranslateName virtual early>\n\
+             function virtual(r)\n\
+               if r.uri == \"/virtual\" then return apache2.OK end\n\
+               return apache2.DECLINED\n\
+             end\n\
+             </LuaHookTranslateName>\n{}{}{}{}{}{}",
             append("first", "early"),
             append("last", "late"),
+            answer("LuaQuickHandler", "quick", "early", "apache2.OK"),
+            answer("LuaQuickHandler", "quick", "late", "apache2.OK"),
+            answer("LuaHookMapToStorage", "m2s", "early", "apache2.DONE"),
+            answer("LuaHookMapToStorage", "m2s", "late", "apache2.DONE"),
+            mark("early"),
+            mark("late"),
         ))
         .file(
             "auth.lua",
@@ -380,6 +417,17 @@ fn early_and_late_in_phases_mod_lua_runs_only_in_the_middle() {
     let r = s.get("/types/early.txt");
     assert_eq!(r.header("content-type"), Some("text/x-early"));
     assert_eq!(r.header("x-late-type"), None);
+    // A request without a file (a translate hook took it), which mod_mime declines, reaches
+    // the late type hook.
+    assert_eq!(s.get("/virtual").header("x-late-type"), Some("ran"));
+    // Quick handler and map_to_storage blocks answer in both slots; pre_translate_name
+    // blocks run in order.
+    for path in ["/quick-early", "/quick-late", "/m2s-early", "/m2s-late"] {
+        let r = s.get(path);
+        let want = path[1..].replace('-', " ");
+        assert_eq!((r.status, r.text()), (200, want), "{path}");
+    }
+    assert_eq!(s.get("/order/echo.lua").header("x-pre"), Some("early,late"));
 }
 
 #[test]
