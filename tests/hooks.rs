@@ -307,17 +307,20 @@ fn early_and_late_in_phases_mod_lua_runs_only_in_the_middle() {
     if !httpd_available() {
         return;
     }
-    let append = |name: &str, word: &str| {
+    // A `directive` block that appends its `word` to header `header` of table `table`.
+    let note = |directive: &str, table: &str, header: &str, sep: &str, name: &str, word: &str| {
         format!(
-            "<LuaHookFixups {name} {word}>\n\
+            "<{directive} {name} {word}>\n\
              function {name}(r)\n\
-               local v = r.headers_in[\"X-Order\"]\n\
-               r.headers_in[\"X-Order\"] = v and (v .. \", {word}\") or \"{word}\"\n\
+               local v = r.{table}[\"{header}\"]\n\
+               r.{table}[\"{header}\"] = v and (v .. \"{sep}{word}\") or \"{word}\"\n\
                return apache2.DECLINED\n\
              end\n\
-             </LuaHookFixups>\n"
+             </{directive}>\n"
         )
     };
+    let append =
+        |name: &str, word: &str| note("LuaHookFixups", "headers_in", "X-Order", ", ", name, word);
     // A block of `phase` that answers `/<what>-<word>` itself.
     let answer = |directive: &str, what: &str, word: &str, ret: &str| {
         format!(
@@ -331,16 +334,15 @@ fn early_and_late_in_phases_mod_lua_runs_only_in_the_middle() {
              </{directive}>\n"
         )
     };
-    // A pre_translate_name block that notes its turn in a response header.
+    // pre_translate_name blocks note their turn in a response header.
     let mark = |word: &str| {
-        format!(
-            "<LuaHookPreTranslateName pre_{word} {word}>\n\
-             function pre_{word}(r)\n\
-               local v = r.err_headers_out[\"X-Pre\"]\n\
-               r.err_headers_out[\"X-Pre\"] = v and (v .. \",{word}\") or \"{word}\"\n\
-               return apache2.DECLINED\n\
-             end\n\
-             </LuaHookPreTranslateName>\n"
+        note(
+            "LuaHookPreTranslateName",
+            "err_headers_out",
+            "X-Pre",
+            ",",
+            &format!("pre_{word}"),
+            word,
         )
     };
     let s = Config::new()
