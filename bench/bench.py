@@ -3,8 +3,10 @@
 
 Each workload runs under each LuaScope (and with no LuaScope line) in two identically
 configured private servers (mpm_event, 2 children x 32 threads, 127.0.0.1), one loading our
-module and one loading /usr/lib/apache2/modules/mod_lua.so. Rounds alternate between the
-servers; the report gives the median requests/s, p50/p99 latency, child RSS, errors and child
+module and one loading /usr/lib/apache2/modules/mod_lua.so (plus one serving the static file
+where the workload has one). All of a workload's servers stay up while it runs; rounds of a few
+seconds alternate between them, so that a drift of the machine's speed reaches every setting
+alike. The report gives the median requests/s, p50/p99 latency, child RSS, errors and child
 crashes, and each ratio to mod_lua's best clean setting. Writes bench/results.md and
 bench/results.svg. Loopback only; every server it starts is stopped by PID.
 
@@ -277,21 +279,51 @@ def run_wrk(server, workload, duration, static=False):
             "errors": sum(kinds.values()), "error_kinds": kinds}
 
 
-def measure(module, scope, workload, duration, rounds_out, static=False):
-    s = Server(module, scope, workload, static)
+def measure(server, workload, duration, static=False):
+    """One round on a server that is already up: `duration` seconds of wrk, then the
+    children's RSS and the crashes (children killed by a signal) since the round before."""
+    before = server.crashes()
+    r = run_wrk(server, workload, duration, static)
+    r["rss_mb"] = server.child_rss_kb() / 1024.0
+    r["crashes"] = server.crashes() - before
+    if r["errors"] or r["crashes"]:
+        # What the server logged, for the JSON report (the server's files go when it stops).
+        r["error_log_tail"] = server.log().splitlines()[-20:]
+    return r
+
+
+def run_workload(ours, workload, scopes, rounds, duration):
+    """Every setting of `workload` — ours and mod_lua under each scope, and the static file
+    where the workload has one — on its own server, all started together and kept up for the
+    whole workload. Each gets one warm-up second (compiles, pools, page cache); then `rounds`
+    rounds run every setting once, ours and mod_lua side by side with the order swapped each
+    round, so a drift of the machine's speed reaches both modules alike. Returns the rounds of
+    each setting: {(module, scope): [round, ...]} with ("static", None) for the static file."""
+    settings = [(m, s) for s in scopes for m in ("ours", "mod_lua")]
+    if WORKLOADS[workload][4]:
+        settings.append(("static", None))
+    servers = {}
     try:
-        _, _, path, _, _ = WORKLOADS[workload]
-        # Warm up (compiles, pools, page cache).
-        run_wrk(s, workload, 1, static)
-        r = run_wrk(s, workload, duration, static)
-        r["rss_mb"] = s.child_rss_kb() / 1024.0
-        r["crashes"] = s.crashes()
-        if r["errors"] or r["crashes"]:
-            # What the server logged, for the JSON report (the server's files go with it).
-            r["error_log_tail"] = s.log().splitlines()[-20:]
-        rounds_out.append(r)
+        for mod, scope in settings:
+            if mod == "static":
+                servers[(mod, scope)] = Server(ours, "default", workload, static=True)
+            else:
+                servers[(mod, scope)] = Server(ours if mod == "ours" else MOD_LUA, scope, workload)
+        for (mod, _), s in servers.items():
+            run_wrk(s, workload, 1, static=mod == "static")
+        raw = {k: [] for k in settings}
+        for rnd in range(rounds):
+            for scope in scopes:
+                order = ("ours", "mod_lua") if rnd % 2 == 0 else ("mod_lua", "ours")
+                for mod in order:
+                    raw[(mod, scope)].append(measure(servers[(mod, scope)], workload, duration))
+            if ("static", None) in servers:
+                raw[("static", None)].append(measure(servers[("static", None)], workload, duration, static=True))
+            print(f"{workload}: round {rnd + 1}/{rounds} done", file=sys.stderr)
+        return raw
     finally:
-        s.stop()
+        for s in servers.values():
+            s.stop()
 
 
 def send_requests(server, workload, n):
@@ -404,8 +436,8 @@ def svg_chart(results, workloads, scopes):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=6)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--duration", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--scopes", default=",".join(SCOPES))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench"))
@@ -430,21 +462,12 @@ def main():
     ours = build(a.flavour)
     results = {wl: {"ours": {}, "mod_lua": {}, "static": None} for wl in workloads}
     for wl in workloads:
-        static_rounds = []
-        raw = {(m, s): [] for m in ("ours", "mod_lua") for s in scopes}
-        for rnd in range(a.rounds):
-            for scope in scopes:
-                # Alternate which server goes first, round by round.
-                order = ("ours", "mod_lua") if rnd % 2 == 0 else ("mod_lua", "ours")
-                for mod in order:
-                    measure(ours if mod == "ours" else MOD_LUA, scope, wl, a.duration, raw[(mod, scope)])
-            if WORKLOADS[wl][4]:
-                measure(ours, "default", wl, a.duration, static_rounds, static=True)
-            print(f"{wl}: round {rnd + 1}/{a.rounds} done", file=sys.stderr)
+        raw = run_workload(ours, wl, scopes, a.rounds, a.duration)
         for (mod, scope), rounds in raw.items():
-            results[wl][mod][scope] = median_of(rounds)
-        if static_rounds:
-            results[wl]["static"] = median_of(static_rounds)
+            if mod == "static":
+                results[wl]["static"] = median_of(rounds)
+            else:
+                results[wl][mod][scope] = median_of(rounds)
     write_report(results, workloads, scopes, a)
 
 
@@ -459,7 +482,7 @@ def write_report(results, workloads, scopes, a):
     httpd = subprocess.run(["/usr/sbin/apache2", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
     lines.append(f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs ({cpu}), {platform.platform()}; "
                  f"{httpd}; our module built for {a.flavour} (mod_lua: Debian's, Lua 5.3); "
-                 f"mpm_event 2×32 threads, AllowOverride None; wrk -t2 -c32, {a.duration} s × {a.rounds} rounds, median.\n")
+                 f"mpm_event 2×32 threads, AllowOverride None; wrk -t2 -c32, servers kept up, {a.rounds} alternating rounds of {a.duration} s, median.\n")
     lines.append("| workload | scope | mod_lua_rs req/s | mod_lua req/s | ratio to mod_lua's best clean | p50 / p99 ms (ours) | p50 / p99 ms (mod_lua) | RSS MB ours / mod_lua | errors ours / mod_lua | crashes ours / mod_lua |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|")
     summary = {}
