@@ -573,16 +573,14 @@ impl<'l> Stack<'l> {
                 if ffi::lua_rawget(l, multi) == ffi::LUA_TNIL {
                     ffi::lua_settop(l, -2); // k
                     ffi::lua_pushlstring(l, v.as_ptr().cast(), v.len()); // k v
-                    ffi::lua_pushvalue(l, -2);
-                    ffi::lua_pushvalue(l, -2);
-                    ffi::lua_rawset(l, simple); // k v
                     ffi::lua_createtable(l, 1, 0); // k v list
                     ffi::lua_pushvalue(l, -2);
-                    ffi::lua_rawseti(l, -2, 1);
+                    ffi::lua_rawseti(l, -2, 1); // k v list
                     ffi::lua_pushvalue(l, -3);
                     ffi::lua_pushvalue(l, -2);
                     ffi::lua_rawset(l, multi); // k v list
-                    ffi::lua_settop(l, -4);
+                    ffi::lua_settop(l, -2); // k v
+                    ffi::lua_rawset(l, simple);
                 } else {
                     // k list: a repeated key.
                     let n = ffi::lua_rawlen(l, -1);
