@@ -560,17 +560,22 @@ fn next_reference(t: &[u8], from: usize) -> Option<usize> {
     None
 }
 
-/// Our guard against path traversal through LuaMapHandler captures (mod_lua has none): the
-/// file path built from the template must not gain a `..` segment the template did not have,
-/// no capture may carry a NUL or a backslash, and a capture that starts a path component must
-/// not start with `/` (an absolute path put in by the client).
-pub fn capture_path_is_safe(template: &str, captures: &[Option<&[u8]>]) -> bool {
+/// The script path of a LuaMapHandler file `template` with the URI's `captures` put in, or
+/// None when our guard against path traversal through captures (mod_lua has none) refuses it:
+/// the path must not gain a `..` segment the template did not have, no capture may carry a
+/// NUL or a backslash, and a capture that starts a path component must not start with `/`
+/// (an absolute path put in by the client).
+pub fn mapped_script_path<'t>(
+    template: &'t str,
+    captures: &[Option<&[u8]>],
+) -> Option<Cow<'t, str>> {
+    let path = interpolate(template, captures);
+    if let Cow::Borrowed(_) = path {
+        // Nothing from the URI went into the path.
+        return Some(path);
+    }
     let t = template.as_bytes();
     let mut at = next_reference(t, 0);
-    if at.is_none() {
-        // Nothing from the URI goes into the path.
-        return true;
-    }
     while let Some(i) = at {
         let cap = captures
             .get((t[i + 1] - b'0') as usize)
@@ -578,15 +583,15 @@ pub fn capture_path_is_safe(template: &str, captures: &[Option<&[u8]>]) -> bool 
             .flatten()
             .unwrap_or(b"");
         if cap.contains(&0) || cap.contains(&b'\\') {
-            return false;
+            return None;
         }
         if (i == 0 || t[i - 1] == b'/') && cap.first() == Some(&b'/') {
-            return false;
+            return None;
         }
         at = next_reference(t, i + 2);
     }
     let dots = |p: &[u8]| p.split(|&b| b == b'/').filter(|s| *s == b"..").count();
-    dots(interpolate(template, captures).as_bytes()) <= dots(t)
+    (dots(path.as_bytes()) <= dots(t)).then_some(path)
 }
 
 #[cfg(test)]
@@ -768,6 +773,8 @@ mod tests {
     #[test]
     fn traversal_through_captures_is_refused() {
         let c = |s: &'static [u8]| -> Vec<Option<&'static [u8]>> { vec![None, Some(s)] };
+        let capture_path_is_safe =
+            |t: &str, caps: &[Option<&[u8]>]| mapped_script_path(t, caps).is_some();
         assert!(capture_path_is_safe("/srv/$1.lua", &c(b"hello")));
         assert!(capture_path_is_safe("/srv/$1.lua", &c(b"a/b")));
         assert!(capture_path_is_safe("/srv/x$1.lua", &c(b"..")));

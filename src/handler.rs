@@ -1,7 +1,7 @@
 //! The `lua-script` handler (mod_lua `lua_handler`) and LuaMapHandler (`lua_map_handler`,
 //! `lua_map_handler_fixups`), and how a failed call becomes a response and a log line.
 
-use crate::config::{capture_path_is_safe, interpolate, DirConfig, Phase};
+use crate::config::{interpolate, mapped_script_path, DirConfig, Phase};
 use crate::dispatch::{self, Entry, Failure, Outcome};
 use crate::httpd::{self, FileType, Level, Request, DECLINED, DONE, HTTP_BAD_REQUEST, OK};
 use std::borrow::Cow;
@@ -69,7 +69,7 @@ pub fn map_handler(r: Request<'_>) -> c_int {
         let Some(caps) = mh.regex.captures(uri) else {
             continue;
         };
-        if !capture_path_is_safe(&mh.file, &caps) {
+        let Some(file) = mapped_script_path(&mh.file, &caps) else {
             r.log(
                 Level::Err,
                 &format!(
@@ -80,8 +80,7 @@ pub fn map_handler(r: Request<'_>) -> c_int {
                 ),
             );
             return HTTP_BAD_REQUEST;
-        }
-        let file = interpolate(&mh.file, &caps);
+        };
         let function = interpolate(&mh.function, &caps);
         let path = httpd::merge_path(r.pool(), cfg.root(), &file).unwrap_or(Cow::Borrowed(&file));
         let entry = Entry::file(path.as_bytes(), &function);
