@@ -30,6 +30,7 @@ pub struct RequestState {
     vm: OnceCell<SendVm>,
     websocket: std::cell::Cell<WebSocket>,
     scratch: OnceCell<crate::httpd::PoolBrigade>,
+    map_match: std::cell::Cell<Option<crate::handler::KeptMatch>>,
 }
 
 /// Where a request stands with WebSockets.
@@ -55,6 +56,16 @@ impl RequestState {
 
     pub fn set_websocket(&self, w: WebSocket) {
         self.websocket.set(w);
+    }
+
+    /// Keeps the LuaMapHandler match of the fixups hook for the handler.
+    pub fn keep_map_match(&self, m: crate::handler::KeptMatch) {
+        self.map_match.set(Some(m));
+    }
+
+    /// The kept LuaMapHandler match, if any (taken: it serves one handler run).
+    pub fn take_map_match(&self) -> Option<crate::handler::KeptMatch> {
+        self.map_match.take()
     }
 
     /// A brigade kept for the request's connection I/O (WebSocket frames).

@@ -1,11 +1,12 @@
 //! The `lua-script` handler (mod_lua `lua_handler`) and LuaMapHandler (`lua_map_handler`,
 //! `lua_map_handler_fixups`), and how a failed call becomes a response and a log line.
 
-use crate::config::{interpolate, mapped_script_path, DirConfig, Phase};
+use crate::config::{interpolate, mapped_script_path, DirConfig, MapHandler, Phase};
 use crate::dispatch::{self, Entry, Failure, Outcome};
 use crate::httpd::{self, FileType, Level, Request, DECLINED, DONE, HTTP_BAD_REQUEST, OK};
 use std::borrow::Cow;
-use std::ffi::c_int;
+use std::ffi::{c_int, CStr};
+use std::sync::Arc;
 
 const HANDLER_NAME: &[u8] = b"lua-script";
 const MAP_HANDLER_NAME: &[u8] = b"lua-map-handler";
@@ -65,8 +66,13 @@ pub fn map_handler(r: Request<'_>) -> c_int {
         return DECLINED;
     }
     let Some(uri) = r.uri() else { return DECLINED };
+    let kept = r.root().state().take_map_match().filter(|k| k.is_for(uri));
     for mh in cfg.map_handlers.iter() {
-        let Some(caps) = mh.regex.captures(uri) else {
+        let found = match kept {
+            Some(k) if k.is_by(mh) => Some(k.found),
+            _ => mh.regex.find(uri),
+        };
+        let Some(caps) = found.map(|m| m.groups(uri.to_bytes())) else {
             continue;
         };
         let Some(file) = mapped_script_path(&mh.file, &caps) else {
@@ -100,7 +106,8 @@ pub fn map_handler(r: Request<'_>) -> c_int {
     DECLINED
 }
 
-/// H10: claims the request for LuaMapHandler before mod_dir's FallbackResource does.
+/// H10: claims the request for LuaMapHandler before mod_dir's FallbackResource does, and keeps
+/// the match for the handler.
 pub fn map_handler_fixups(r: Request<'_>) -> c_int {
     if r.handler().is_some() {
         return DECLINED;
@@ -109,11 +116,63 @@ pub fn map_handler_fixups(r: Request<'_>) -> c_int {
         return DECLINED;
     };
     let Some(uri) = r.uri() else { return DECLINED };
-    if cfg.map_handlers.iter().any(|mh| mh.regex.is_match(uri)) {
-        r.set_handler(Some(MAP_HANDLER_NAME));
-        return OK;
+    for mh in cfg.map_handlers.iter() {
+        if let Some(found) = mh.regex.find(uri) {
+            r.root()
+                .state()
+                .keep_map_match(KeptMatch::new(mh, uri, found));
+            r.set_handler(Some(MAP_HANDLER_NAME));
+            return OK;
+        }
     }
     DECLINED
+}
+
+/// The LuaMapHandler match the fixups hook found, kept for the handler, which needs the same
+/// match a moment later: checking that neither the mapping nor the URI changed costs less
+/// than running the regex again.
+#[derive(Clone, Copy)]
+pub struct KeptMatch {
+    /// The LuaMapHandler that matched (its address: configurations outlive requests).
+    handler: usize,
+    uri: UriKey,
+    found: httpd::Match,
+}
+
+/// A URI as a kept match knows it: where it is, its length and a hash of its bytes, so that a
+/// URI replaced or changed in place is matched again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct UriKey(usize, usize, u64);
+
+impl UriKey {
+    fn of(uri: &CStr) -> UriKey {
+        let bytes = uri.to_bytes();
+        // FNV-1a.
+        let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        UriKey(uri.as_ptr() as usize, bytes.len(), hash)
+    }
+}
+
+impl KeptMatch {
+    fn new(handler: &Arc<MapHandler>, uri: &CStr, found: httpd::Match) -> KeptMatch {
+        KeptMatch {
+            handler: Arc::as_ptr(handler) as usize,
+            uri: UriKey::of(uri),
+            found,
+        }
+    }
+
+    /// Whether this is a match of `uri`.
+    fn is_for(&self, uri: &CStr) -> bool {
+        self.uri == UriKey::of(uri)
+    }
+
+    /// Whether this is `handler`'s match.
+    fn is_by(&self, handler: &Arc<MapHandler>) -> bool {
+        self.handler == Arc::as_ptr(handler) as usize
+    }
 }
 
 /// Where a script was called from: names the caller in log lines and picks the message

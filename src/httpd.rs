@@ -1013,10 +1013,9 @@ impl Regex {
             .map(|raw| Regex { raw })
     }
 
-    /// Matches `subject`; on success the captures `$0`..`$9` (None for groups that did not
-    /// take part).
-    pub fn captures<'s>(&self, subject: &'s CStr) -> Option<Captures<'s>> {
-        let mut m: [ffi::ap_regmatch_t; CAPTURES] = unsafe { std::mem::zeroed() };
+    /// Matches `subject`: where `$0`..`$9` are in it, or None.
+    pub fn find(&self, subject: &CStr) -> Option<Match> {
+        let mut m = [ffi::ap_regmatch_t::default(); CAPTURES];
         // SAFETY: the regex is live for the config's lifetime; `m` has room for CAPTURES
         // matches.
         let rc = unsafe {
@@ -1028,25 +1027,19 @@ impl Regex {
                 0,
             )
         };
-        if rc != 0 {
-            return None;
-        }
-        let bytes = subject.to_bytes();
-        Some(std::array::from_fn(|i| match_group(&m[i], bytes)))
+        (rc == 0).then_some(Match(m))
     }
+}
 
-    /// Whether `subject` matches.
-    pub fn is_match(&self, subject: &CStr) -> bool {
-        // SAFETY: as in `captures`; with no match slots asked for, none is written.
-        unsafe {
-            ffi::ap_regexec(
-                self.raw.as_ptr(),
-                subject.as_ptr(),
-                0,
-                std::ptr::null_mut(),
-                0,
-            ) == 0
-        }
+/// Where a [`Regex`] matched: the byte ranges of `$0`..`$9` in the subject, kept without
+/// borrowing it.
+#[derive(Clone, Copy)]
+pub struct Match([ffi::ap_regmatch_t; CAPTURES]);
+
+impl Match {
+    /// The groups' text in `subject`, the string that was matched.
+    pub fn groups<'s>(&self, subject: &'s [u8]) -> Captures<'s> {
+        std::array::from_fn(|i| match_group(&self.0[i], subject))
     }
 }
 

@@ -20,7 +20,17 @@ fn server() -> Option<Server> {
                  LuaMapHandler ^/nofunc$ handlers/first.lua nosuchfunction\n\
                  LuaMapHandler ^/files/(.+)$ {root}/app/handlers/$1\n\
                  LuaMapHandler ^/abs(.*)$ $1\n\
-                 LuaMapHandler ^/status$ handlers/first.lua status\n",
+                 LuaMapHandler ^/status$ handlers/first.lua status\n\
+                 LuaMapHandler ^/moved/(\\w+)$ handlers/users.lua handle_$1\n\
+                 LuaHookInsertFilter {root}/app/move.lua move\n",
+            )
+            .file(
+                "app/move.lua",
+                "function move(r)\n\
+                   local to = {['/moved/shw'] = '/moved/show', ['/moved/lst'] = '/moved/list'}\n\
+                   r.uri = to[r.uri] or r.uri\n\
+                   return apache2.OK\n\
+                 end\n",
             )
             .file(
                 "app/handlers/users.lua",
@@ -77,6 +87,19 @@ fn routes_by_regex_captures() {
     let r = s.request("HEAD", "/api/users/list", &[], b"");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("application/json"));
+    s.assert_no_crash();
+}
+
+/// The handler matches the URI it is given: when a hook changes it after the fixups phase
+/// claimed the request for LuaMapHandler, the captures are the new URI's.
+#[test]
+fn a_uri_changed_after_fixups_is_matched_again() {
+    let Some(s) = server() else { return };
+    let r = s.get("/moved/shw");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "show /moved/show");
+    let r = s.get("/moved/lst");
+    assert_eq!(r.text(), "[\"ann\",\"bob\"]");
     s.assert_no_crash();
 }
 
