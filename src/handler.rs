@@ -66,7 +66,12 @@ pub fn map_handler(r: Request<'_>) -> c_int {
         return DECLINED;
     }
     let Some(uri) = r.uri() else { return DECLINED };
-    let kept = r.root().state().take_map_match().filter(|k| k.is_for(uri));
+    // (Only a request the fixups hook claimed has a match kept: others get no state here.)
+    let kept = r
+        .root()
+        .state_if_any()
+        .and_then(|state| state.take_map_match())
+        .filter(|k| k.is_for(uri));
     for mh in cfg.map_handlers.iter() {
         let found = match kept {
             Some(k) if k.is_by(mh) => Some(k.found),

@@ -634,15 +634,24 @@ impl<'a> Request<'a> {
     /// and dropped when the request's pool is freed. The module stores exactly one type there:
     /// [`crate::dispatch::RequestState`].
     pub fn state(self) -> &'a crate::dispatch::RequestState {
+        if let Some(state) = self.state_if_any() {
+            return state;
+        }
+        let p = self.pool().attach(crate::dispatch::RequestState::default());
+        // SAFETY: request_config is allocated by httpd for every request; our slot is free
+        // (checked above) and `p` lives as long as the request's pool.
+        unsafe { *config_vec(self.rec().request_config) = p.cast() };
+        // SAFETY: just attached.
+        unsafe { &*p }
+    }
+
+    /// This module's per-request state if something created it (without creating it).
+    pub fn state_if_any(self) -> Option<&'a crate::dispatch::RequestState> {
         // SAFETY: request_config is allocated by httpd for every request; our slot is NULL or
         // a RequestState attached to this request's pool (so it lives as long as the request).
         unsafe {
             let slot = config_vec(self.rec().request_config);
-            if (*slot).is_null() {
-                let p = self.pool().attach(crate::dispatch::RequestState::default());
-                *slot = p.cast();
-            }
-            &*(*slot as *const crate::dispatch::RequestState)
+            (*slot as *const crate::dispatch::RequestState).as_ref()
         }
     }
 
