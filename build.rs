@@ -31,6 +31,19 @@ fn main() {
     println!("cargo:rerun-if-changed=src/ffi/wrapper.h");
     println!("cargo:rerun-if-changed=src/ffi/shim.c");
     println!("cargo:rerun-if-env-changed=APXS");
+    println!("cargo:rerun-if-changed=src/hot_text.ld");
+    println!("cargo:rerun-if-env-changed=MOD_LUA_RS_NO_HOT_TEXT");
+
+    // The functions that run in httpd's children, placed together (bench/layout.py makes the
+    // list): a child then keeps a third of the module's code resident instead of all of it.
+    let hot_text = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"))
+        .join("src")
+        .join("hot_text.ld");
+    // MOD_LUA_RS_NO_HOT_TEXT=1 links without it (to compare).
+    let wanted = env::var_os("MOD_LUA_RS_NO_HOT_TEXT").is_none();
+    if wanted && env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") && hot_text.exists() {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-T,{}", hot_text.display());
+    }
 
     let apxs = apxs();
     let includedir = query(&apxs, &["-q", "INCLUDEDIR"]);
