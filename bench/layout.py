@@ -100,12 +100,16 @@ def callgrind_names(module, workload, scope, requests=100):
 def fault_names(module, workload, scope, seconds=2):
     """Functions of our object whose code faulted in a child of a real server under wrk."""
     s = bench.Server(module, scope, workload)
-    data = tempfile.mktemp(prefix="mod_lua_layout-", suffix=".perf")
+    tmp = tempfile.mkdtemp(prefix="mod_lua_layout-")
+    data = os.path.join(tmp, "perf.data")
     _, _, path, args, _ = bench.WORKLOADS[workload]
     try:
         time.sleep(0.5)
+        kids = children(s)
+        if not kids:
+            raise RuntimeError("httpd started no children")
         perf = subprocess.Popen(["perf", "record", "-q", "-e", "page-faults", "-c", "1", "-d", "-o", data,
-                                 "-p", ",".join(children(s))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 "-p", ",".join(kids)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.7)
         a = [x.format(root=s.root) for x in args]
         subprocess.run(["wrk", "-t2", "-c32", f"-d{seconds}s", *a, f"http://127.0.0.1:{s.port}{path}"],
@@ -116,7 +120,7 @@ def fault_names(module, workload, scope, seconds=2):
         s.stop()
     out = subprocess.run(["perf", "script", "-i", data, "-F", "ip,sym,addr,dso", "--no-demangle"],
                          capture_output=True, text=True).stdout
-    os.unlink(data)
+    shutil.rmtree(tmp, ignore_errors=True)
     names = set()
     for line in out.splitlines():
         f = line.split()
@@ -153,6 +157,9 @@ def main():
     for tool in ("valgrind", "callgrind_control", "wrk", "nm", "readelf"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: run scripts/install-deps.sh")
+    if not have_perf:
+        print("perf is missing (apt-get install linux-perf): the list will lack what only runs "
+              "under concurrency", file=sys.stderr)
     module = bench.build("lua54")
     by_name, by_addr = symbols(module)
     if a.check:
