@@ -1,7 +1,7 @@
 //! Cookie headers: never panic; a found value is a substring of the header lines.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mod_lua_rs::lua_api::form;
+use mod_lua_rs_fuzz::form;
 
 fuzz_target!(|data: &[u8]| {
     // First byte chooses the name length; the rest is split into header lines.

@@ -2,7 +2,7 @@
 //! slice of the body.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mod_lua_rs::lua_api::form;
+use mod_lua_rs_fuzz::form;
 
 fuzz_target!(|data: &[u8]| {
     // First line: the Content-Type; the rest: the body. Also try a fixed, valid boundary.
