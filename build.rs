@@ -40,7 +40,7 @@ fn main() {
         .join("src")
         .join("hot_text.ld");
     // MOD_LUA_RS_NO_HOT_TEXT=1 links without it (to compare).
-    let wanted = env::var_os("MOD_LUA_RS_NO_HOT_TEXT").is_none();
+    let wanted = env::var("MOD_LUA_RS_NO_HOT_TEXT").as_deref() != Ok("1");
     if wanted && env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") && hot_text.exists() {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-T,{}", hot_text.display());
     }
