@@ -221,16 +221,24 @@ DocumentRoot {self.root}/htdocs
     def crashes(self):
         return self.log().count("exit signal")
 
-    def child_rss_kb(self):
-        total = 0
+    def children(self):
+        """PIDs of the server's child processes."""
+        kids = []
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
             try:
                 with open(f"/proc/{pid}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                if ppid != self.proc.pid:
-                    continue
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == self.proc.pid:
+                        kids.append(pid)
+            except (OSError, ValueError, IndexError):
+                pass
+        return kids
+
+    def child_rss_kb(self):
+        total = 0
+        for pid in self.children():
+            try:
                 with open(f"/proc/{pid}/status") as f:
                     for line in f:
                         if line.startswith("VmRSS:"):

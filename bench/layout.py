@@ -53,19 +53,6 @@ def symbols(module):
     return by_name, by_addr
 
 
-def children(server):
-    kids = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == server.proc.pid:
-                        kids.append(pid)
-            except (OSError, ValueError, IndexError):
-                pass
-    return kids
-
-
 def callgrind_names(module, workload, scope, requests=100):
     """Mangled names of the functions that ran in our object while `requests` requests of
     `workload` were served (startup excluded)."""
@@ -105,7 +92,7 @@ def fault_names(module, workload, scope, seconds=2):
     _, _, path, args, _ = bench.WORKLOADS[workload]
     try:
         time.sleep(0.5)
-        kids = children(s)
+        kids = s.children()
         if not kids:
             raise RuntimeError("httpd started no children")
         perf = subprocess.Popen(["perf", "record", "-q", "-e", "page-faults", "-c", "1", "-d", "-o", data,
