@@ -126,7 +126,8 @@ def fault_names(module, workload, scope, seconds=2):
 def pattern(name):
     """A glob for the section of `name` that holds across rebuilds: no hash, no crate
     disambiguators, `$` (special to linker scripts) as `?`."""
-    name = re.sub(r"\.llvm\.\d+$", "", name)
+    # LLVM's suffixes for local copies (".llvm.N", ".N") change from build to build.
+    name = re.sub(r"(\.llvm)?\.\d+$", "", name)
     if name.startswith("_ZN"):
         name = re.sub(r"17h[0-9a-f]{16}E$", "17h", name)
     elif name.startswith("_R"):
