@@ -63,9 +63,18 @@ impl RequestState {
         self.map_match.set(Some(m));
     }
 
-    /// The kept LuaMapHandler match, if any (taken: it serves one handler run).
-    pub fn take_map_match(&self) -> Option<crate::handler::KeptMatch> {
-        self.map_match.take()
+    /// The kept LuaMapHandler match, if there is one and `wanted` accepts it (taken: it
+    /// serves one handler run).
+    pub fn take_map_match_of(
+        &self,
+        wanted: impl FnOnce(&crate::handler::KeptMatch) -> bool,
+    ) -> Option<crate::handler::KeptMatch> {
+        let kept = self.map_match.get()?;
+        if !wanted(&kept) {
+            return None;
+        }
+        self.map_match.set(None);
+        Some(kept)
     }
 
     /// A brigade kept for the request's connection I/O (WebSocket frames).
@@ -143,6 +152,26 @@ pub enum Failure {
     Internal(String),
 }
 
+#[cold]
+#[inline(never)]
+fn pool_failure(e: PoolError) -> Failure {
+    match e {
+        PoolError::Exhausted { max, waited } => Failure::Busy(format!(
+            "all {max} VMs of the LuaScope server pool stayed busy for {}s",
+            waited.as_secs()
+        )),
+        PoolError::Create(e) => lua_failure(e),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn no_request_api() -> Failure {
+    Failure::Internal("the request API is not installed".into())
+}
+
+#[cold]
+#[inline(never)]
 fn lua_failure(e: mlua::Error) -> Failure {
     Failure::Internal(ErrorText::of(&e).one_line())
 }
@@ -204,13 +233,7 @@ fn with_scope_vm<T>(
         Scope::Conn => Ok((f(conn_vm(r)?, EnvMode::Persistent)?, None)),
         Scope::Server { min, max } => {
             let pool = pool::server_pool(entry.path, min, max, &SETUP);
-            let lease = pool.lease(&SETUP, SERVER_POOL_WAIT).map_err(|e| match e {
-                PoolError::Exhausted { max, waited } => Failure::Busy(format!(
-                    "all {max} VMs of the LuaScope server pool stayed busy for {}s",
-                    waited.as_secs()
-                )),
-                PoolError::Create(e) => lua_failure(e),
-            })?;
+            let lease = pool.lease(&SETUP, SERVER_POOL_WAIT).map_err(pool_failure)?;
             Ok((f(lease.vm(), EnvMode::Persistent)?, Some(lease)))
         }
     }
@@ -218,17 +241,54 @@ fn with_scope_vm<T>(
 
 /// Calls `entry` for `r` under the request's configuration.
 pub fn call(r: Request<'_>, cfg: &DirConfig, entry: &Entry<'_>) -> Result<Outcome, Failure> {
-    let spec = chunk_spec(cfg, entry);
-    // A `once` call leaves nothing in its VM for later calls (its environment, its modules
-    // and its `r` end with it), so unless the request already holds a VM it takes one for the
-    // call alone: the VMs in use are those of the calls running, not of every request in
-    // flight (each request waiting on the network held one), which is fewer VMs, kept warm.
-    if cfg.scope() == Scope::Once && !r.root().state().holds_vm() {
-        let lease = pool::CallLease::checkout(&SETUP).map_err(lua_failure)?;
-        return run(lease.vm(), r, &spec, EnvMode::Once, entry);
+    // Each way to a VM is a function of its own, so that the call's frame holds only the
+    // locals of the way taken (a worker thread's stack stays as deep as its deepest call ever
+    // went).
+    match cfg.scope() {
+        // A server-scope lease ends with the call, as in mod_lua.
+        Scope::Server { min, max } => call_leased(r, cfg, entry, min, max),
+        // A `once` call leaves nothing in its VM for later calls (its environment, its modules
+        // and its `r` end with it), so unless the request already holds a VM it takes one for
+        // the call alone: the VMs in use are those of the calls running, not of every request
+        // in flight (each request waiting on the network held one), which is fewer VMs, kept
+        // warm.
+        Scope::Once if !r.root().state().holds_vm() => call_once(r, cfg, entry),
+        _ => call_scoped(r, cfg, entry),
     }
-    // A server-scope lease ends with the call, as in mod_lua.
-    with_scope_vm(r, cfg, entry, |vm, mode| run(vm, r, &spec, mode, entry)).map(|(out, _)| out)
+}
+
+#[inline(never)]
+fn call_scoped(r: Request<'_>, cfg: &DirConfig, entry: &Entry<'_>) -> Result<Outcome, Failure> {
+    with_scope_vm(r, cfg, entry, |vm, mode| {
+        run(vm, r, &chunk_spec(cfg, entry), mode, entry)
+    })
+    .map(|(out, _)| out)
+}
+
+#[inline(never)]
+fn call_leased(
+    r: Request<'_>,
+    cfg: &DirConfig,
+    entry: &Entry<'_>,
+    min: u32,
+    max: u32,
+) -> Result<Outcome, Failure> {
+    let lease = pool::server_pool(entry.path, min, max, &SETUP)
+        .lease(&SETUP, SERVER_POOL_WAIT)
+        .map_err(pool_failure)?;
+    run(
+        lease.vm(),
+        r,
+        &chunk_spec(cfg, entry),
+        EnvMode::Persistent,
+        entry,
+    )
+}
+
+#[inline(never)]
+fn call_once(r: Request<'_>, cfg: &DirConfig, entry: &Entry<'_>) -> Result<Outcome, Failure> {
+    let lease = pool::CallLease::checkout(&SETUP).map_err(lua_failure)?;
+    run(lease.vm(), r, &chunk_spec(cfg, entry), EnvMode::Once, entry)
 }
 
 fn run(
@@ -238,27 +298,16 @@ fn run(
     mode: EnvMode,
     entry: &Entry<'_>,
 ) -> Result<Outcome, Failure> {
-    let result = catch_unwind(AssertUnwindSafe(|| -> Result<Value, Failure> {
-        let lua = vm.lua();
-        let runtime = |e: mlua::Error| Failure::Runtime(ErrorText::of(&e));
-        match entry.function {
-            Some(name) => {
-                let env = reported(vm, r, spec, vm.resolve_env(spec, mode))?;
-                let mut args = Vec::with_capacity(entry.args.len());
-                for a in entry.args {
-                    args.push(Value::String(lua.create_string(a).map_err(lua_failure)?));
-                }
-                request::call_entry(lua, &env, name, r, args)
-                    .map_err(runtime)?
-                    .ok_or(Failure::NotAFunction)
-            }
-            None => {
-                let (code, env) = reported(vm, r, spec, vm.resolve_body(spec, mode))?;
-                request::with_request(lua, r, |r| Ok(vm.call_body(&code, &env, r)))
-                    .map_err(lua_failure)?
-                    .map_err(runtime)
-            }
+    // The two kinds of entry and the panic are functions of their own, so that this frame,
+    // which every call goes through, holds none of their locals (a worker thread's stack
+    // stays as deep as its deepest call ever went).
+    let result = catch_unwind(AssertUnwindSafe(|| match entry.function {
+        Some(name) => {
+            // Resolved before the call's frame is entered: the two paths do not stack up.
+            let env = reported(vm, r, spec, vm.resolve_env(spec, mode))?;
+            call_function(vm, r, &env, entry, name)
         }
+        None => call_body(vm, r, spec, mode),
     }));
     match result {
         Ok(Ok(v)) => Ok(match returned_number(&v) {
@@ -266,16 +315,79 @@ fn run(
             None => Outcome::NotNumber,
         }),
         Ok(Err(f)) => Err(f),
-        Err(panic) => {
-            vm.poison();
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(Failure::Internal(format!("Rust panic: {msg}")))
-        }
+        Err(panic) => Err(panicked(vm, panic)),
     }
+}
+
+/// Calls the global function `name` of the script's environment `env` with `r` (and the
+/// entry's arguments).
+#[inline(never)]
+fn call_function(
+    vm: &Vm,
+    r: Request<'_>,
+    env: &mlua::Table,
+    entry: &Entry<'_>,
+    name: &str,
+) -> Result<Value, Failure> {
+    if !entry.args.is_empty() {
+        return call_function_with_args(vm, r, env, entry, name);
+    }
+    let Some(fns) = vm.request_fns() else {
+        return Err(no_request_api());
+    };
+    request::call_entry(fns, env, name, r)
+        .map_err(runtime_failure)?
+        .ok_or(Failure::NotAFunction)
+}
+
+/// [`call_function`] for an entry with arguments after `r` (authz providers).
+#[inline(never)]
+fn call_function_with_args(
+    vm: &Vm,
+    r: Request<'_>,
+    env: &mlua::Table,
+    entry: &Entry<'_>,
+    name: &str,
+) -> Result<Value, Failure> {
+    let lua = vm.lua();
+    let mut args = Vec::with_capacity(entry.args.len());
+    for a in entry.args {
+        args.push(Value::String(lua.create_string(a).map_err(lua_failure)?));
+    }
+    request::call_entry_with_args(lua, env, name, r, args)
+        .map_err(runtime_failure)?
+        .ok_or(Failure::NotAFunction)
+}
+
+/// Runs an inline block's body with `r` in scope.
+#[inline(never)]
+fn call_body(
+    vm: &Vm,
+    r: Request<'_>,
+    spec: &ChunkSpec<'_>,
+    mode: EnvMode,
+) -> Result<Value, Failure> {
+    let (code, env) = reported(vm, r, spec, vm.resolve_body(spec, mode))?;
+    request::with_request(vm.lua(), r, |r| Ok(vm.call_body(&code, &env, r)))
+        .map_err(lua_failure)?
+        .map_err(runtime_failure)
+}
+
+fn runtime_failure(e: mlua::Error) -> Failure {
+    Failure::Runtime(ErrorText::of(&e))
+}
+
+/// A panic during a call: the VM is poisoned (closed instead of reused).
+#[cold]
+#[inline(never)]
+fn panicked(vm: &Vm, panic: Box<dyn std::any::Any + Send>) -> Failure {
+    vm.poison();
+    let msg = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    Failure::Internal(format!("Rust panic: {msg}"))
 }
 
 /// A filter's Lua coroutine with what keeps it usable across calls: the environment it sees as

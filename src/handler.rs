@@ -66,49 +66,84 @@ pub fn map_handler(r: Request<'_>) -> c_int {
         return DECLINED;
     }
     let Some(uri) = r.uri() else { return DECLINED };
-    // (Only a request the fixups hook claimed has a match kept: others get no state here.)
-    let kept = r
-        .root()
-        .state_if_any()
-        .and_then(|state| state.take_map_match())
-        .filter(|k| k.is_for(uri));
     for mh in cfg.map_handlers.iter() {
-        let found = match kept {
-            Some(k) if k.is_by(mh) => Some(k.found),
-            _ => mh.regex.find(uri),
+        let (path, function) = match mapped_target(r, cfg, mh, uri) {
+            Ok(Some(target)) => target,
+            Ok(None) => continue,
+            Err(status) => return status,
         };
-        let Some(caps) = found.map(|m| m.groups(uri.to_bytes())) else {
-            continue;
-        };
-        let Some(file) = mapped_script_path(&mh.file, &caps) else {
-            r.log(
-                Level::Err,
-                &format!(
-                    "lua: refusing LuaMapHandler {} -> {}: the URI '{}' would take the script path outside its directory",
-                    mh.pattern,
-                    mh.file,
-                    uri.to_string_lossy()
-                ),
-            );
-            return HTTP_BAD_REQUEST;
-        };
-        let function = interpolate(&mh.function, &caps);
-        let path = httpd::merge_path(r.pool(), cfg.root(), &file).unwrap_or(Cow::Borrowed(&file));
         let entry = Entry::file(path.as_bytes(), &function);
         match dispatch::call(r, cfg, &entry) {
             Ok(Outcome::Number(n)) if n == DECLINED as i64 => continue,
             Ok(Outcome::Number(n)) => return finish(r, status(n)),
             Ok(Outcome::NotNumber) => {
-                r.log(
-                    Level::Warn,
-                    &format!("AH02483: lua: Lua handler {function} in {path} did not return a value, assuming apache2.OK"),
-                );
+                no_value(r, &function, &path);
                 return finish(r, OK);
             }
             Err(f) => return failed(r, cfg, &entry, Site::MapHandler, f),
         }
     }
     DECLINED
+}
+
+/// A mapped script's path and entry function name.
+type MapTarget<'c> = (Cow<'c, str>, Cow<'c, str>);
+
+/// The script path and function name LuaMapHandler `mh` gives for `uri` (None when it does
+/// not match), or the status to answer with. A function of its own: the match, the captures
+/// and the path building stay out of the frame the script is called from (a worker thread's
+/// stack stays as deep as its deepest call ever went).
+#[inline(never)]
+fn mapped_target<'c>(
+    r: Request<'_>,
+    cfg: &DirConfig,
+    mh: &'c Arc<MapHandler>,
+    uri: &CStr,
+) -> Result<Option<MapTarget<'c>>, c_int> {
+    // The fixups hook's match, when it was this mapping's and of this URI (only a request
+    // the fixups hook claimed has one: others get no state here); else the regex again.
+    let kept = r
+        .root()
+        .state_if_any()
+        .and_then(|state| state.take_map_match_of(|k| k.is_by(mh) && k.is_for(uri)));
+    let Some(found) = kept.map(|k| k.found).or_else(|| mh.regex.find(uri)) else {
+        return Ok(None);
+    };
+    let caps = found.groups(uri.to_bytes());
+    let Some(file) = mapped_script_path(&mh.file, &caps) else {
+        refuse(r, mh, uri);
+        return Err(HTTP_BAD_REQUEST);
+    };
+    let function = interpolate(&mh.function, &caps);
+    let path = match httpd::merge_path(r.pool(), cfg.root(), &file) {
+        Some(Cow::Owned(merged)) => Cow::Owned(merged),
+        // Already in merged form (or not mergeable): the path as mapped.
+        _ => file,
+    };
+    Ok(Some((path, function)))
+}
+
+#[cold]
+#[inline(never)]
+fn refuse(r: Request<'_>, mh: &MapHandler, uri: &CStr) {
+    r.log(
+        Level::Err,
+        &format!(
+            "lua: refusing LuaMapHandler {} -> {}: the URI '{}' would take the script path outside its directory",
+            mh.pattern,
+            mh.file,
+            uri.to_string_lossy()
+        ),
+    );
+}
+
+#[cold]
+#[inline(never)]
+fn no_value(r: Request<'_>, function: &str, path: &str) {
+    r.log(
+        Level::Warn,
+        &format!("AH02483: lua: Lua handler {function} in {path} did not return a value, assuming apache2.OK"),
+    );
 }
 
 /// H10: claims the request for LuaMapHandler before mod_dir's FallbackResource does, and keeps

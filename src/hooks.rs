@@ -42,35 +42,57 @@ pub fn run(r: Request<'_>, phase: Phase, slot: Slot) -> c_int {
         match dispatch::call(r, cfg, &entry) {
             Ok(Outcome::Number(n)) => {
                 if r.is_level(Level::Trace4) {
-                    r.log(
-                        Level::Trace4,
-                        &format!(
-                            "Lua hook {path}:{} for phase {} returned {n}",
-                            entry.function_name(),
-                            phase.name()
-                        ),
-                    );
+                    trace_returned(r, &entry, phase, n);
                 }
                 if n != DECLINED as i64 {
                     return status(n);
                 }
             }
             Ok(Outcome::NotNumber) => {
-                r.log(
-                    Level::Crit,
-                    &format!(
-                        "AH03017: Lua hook {path}:{} for phase {} did not return a numeric value",
-                        entry.function_name(),
-                        phase.name()
-                    ),
-                );
+                not_a_number(r, &entry, phase);
                 return on_failure(phase);
             }
             Err(f) => {
-                log_failure(r, &entry, Site::Hook(phase), &f);
+                failed(r, &entry, phase, &f);
                 return on_failure(phase);
             }
         }
     }
     DECLINED
+}
+
+// The log lines are functions of their own: their formatting stays out of the frame of every
+// hook call (a worker thread's stack stays as deep as its deepest call ever went).
+
+#[inline(never)]
+fn trace_returned(r: Request<'_>, entry: &Entry<'_>, phase: Phase, n: i64) {
+    r.log(
+        Level::Trace4,
+        &format!(
+            "Lua hook {}:{} for phase {} returned {n}",
+            String::from_utf8_lossy(entry.path),
+            entry.function_name(),
+            phase.name()
+        ),
+    );
+}
+
+#[cold]
+#[inline(never)]
+fn not_a_number(r: Request<'_>, entry: &Entry<'_>, phase: Phase) {
+    r.log(
+        Level::Crit,
+        &format!(
+            "AH03017: Lua hook {}:{} for phase {} did not return a numeric value",
+            String::from_utf8_lossy(entry.path),
+            entry.function_name(),
+            phase.name()
+        ),
+    );
+}
+
+#[cold]
+#[inline(never)]
+fn failed(r: Request<'_>, entry: &Entry<'_>, phase: Phase, f: &dispatch::Failure) {
+    log_failure(r, entry, Site::Hook(phase), f);
 }

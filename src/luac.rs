@@ -1476,31 +1476,37 @@ impl RequestFns {
         }
     }
 
-    /// Calls the function `name` of `env` as `name(r, args…)` with a new `r` for `live`;
-    /// returns its first result, or None when `name` is not a function.
-    pub fn call(
+    /// Calls the function `name` of `env` as `name(r)` with a new `r` for `live`; returns
+    /// its first result, or None when `name` is not a function.
+    pub fn call(&self, env: &Table, name: &str, live: &LiveRequest) -> mlua::Result<Option<Value>> {
+        // The name is read by `invoke` during this call, while `name` is borrowed.
+        let name_ptr = LightUserData(name.as_ptr().cast_mut().cast());
+        let len = name.len() as ffi::lua_Integer;
+        // Pushed straight, without a value list to allocate or a new reference to the
+        // environment.
+        let (found, result): (bool, Value) = self.invoke.call((env, name_ptr, len, light(live)))?;
+        Ok(found.then_some(result))
+    }
+
+    /// As [`RequestFns::call`], as `name(r, args…)` (an authz provider's arguments). Its own
+    /// function, so that the usual call's frame has no value list.
+    #[inline(never)]
+    pub fn call_with_args(
         &self,
         env: &Table,
         name: &str,
         live: &LiveRequest,
         args: Vec<Value>,
     ) -> mlua::Result<Option<Value>> {
-        // The name is read by `invoke` during this call, while `name` is borrowed.
         let name_ptr = LightUserData(name.as_ptr().cast_mut().cast());
         let len = name.len() as ffi::lua_Integer;
-        let (found, result): (bool, Value) = if args.is_empty() {
-            // The usual call (`r` alone): pushed straight, without a value list to allocate
-            // or a new reference to the environment.
-            self.invoke.call((env, name_ptr, len, light(live)))?
-        } else {
-            let mut all = mlua::MultiValue::new();
-            all.push_back(Value::Table(env.clone()));
-            all.push_back(Value::LightUserData(name_ptr));
-            all.push_back(Value::Integer(len));
-            all.push_back(light(live));
-            all.extend(args);
-            self.invoke.call(all)?
-        };
+        let mut all = mlua::MultiValue::new();
+        all.push_back(Value::Table(env.clone()));
+        all.push_back(Value::LightUserData(name_ptr));
+        all.push_back(Value::Integer(len));
+        all.push_back(light(live));
+        all.extend(args);
+        let (found, result): (bool, Value) = self.invoke.call(all)?;
         Ok(found.then_some(result))
     }
 

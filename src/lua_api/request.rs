@@ -434,15 +434,21 @@ fn puts(s: &Stack<'_>) -> Returned {
     let (_, r) = raw_request(s, "puts")?;
     match s.len() {
         // r:puts() writes nothing, as mod_lua's loop over no arguments.
-        ..=1 => return Ok(0),
+        ..=1 => Ok(0),
         2 => {
             r.write(s.string_arg(2, "puts")?);
-            return Ok(0);
+            Ok(0)
         }
-        _ => {}
+        _ => puts_gathered(s, r),
     }
-    // Short arguments go to httpd in one write (each ap_rwrite walks the output filter
-    // chain's buffer); what came before a bad argument is still written, as mod_lua does.
+}
+
+/// r:puts with several arguments. Short arguments go to httpd in one write (each ap_rwrite
+/// walks the output filter chain's buffer); what came before a bad argument is still written,
+/// as mod_lua does. A function of its own, so that the one-argument call's frame has no
+/// gathering buffer.
+#[inline(never)]
+fn puts_gathered(s: &Stack<'_>, r: Request<'_>) -> Returned {
     let mut gathered = [0u8; PUTS_GATHER];
     let mut used = 0;
     for n in 2..=s.len() {
@@ -469,7 +475,7 @@ fn puts(s: &Stack<'_>) -> Returned {
 }
 
 /// Bytes of r:puts arguments gathered into one write.
-const PUTS_GATHER: usize = 512;
+const PUTS_GATHER: usize = 256;
 
 /// r:write(s) → bytes written (or -1).
 fn write(s: &Stack<'_>) -> Returned {
@@ -1281,9 +1287,20 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     Ok(())
 }
 
-/// Calls the function `name` of `env` as `name(r, args…)` with an `r` for `req` that is
-/// usable during this call only; None when `name` is not a function.
+/// Calls the function `name` of `env` as `name(r)` with an `r` for `req` that is usable
+/// during this call only; None when `name` is not a function.
 pub fn call_entry(
+    fns: &RequestFns,
+    env: &Table,
+    name: &str,
+    req: Request<'_>,
+) -> mlua::Result<Option<Value>> {
+    let (live, _alive) = fns.liveness.enter(req);
+    fns.call(env, name, &live)
+}
+
+/// As [`call_entry`], as `name(r, args…)`.
+pub fn call_entry_with_args(
     lua: &Lua,
     env: &Table,
     name: &str,
@@ -1292,7 +1309,7 @@ pub fn call_entry(
 ) -> mlua::Result<Option<Value>> {
     let fns = request_fns(lua)?;
     let (live, _alive) = fns.liveness.enter(req);
-    fns.call(env, name, &live, args)
+    fns.call_with_args(env, name, &live, args)
 }
 
 /// Runs `f` with an `r` for `req` that is usable until `f` returns.

@@ -237,6 +237,9 @@ pub struct Vm {
     garbage_left: Cell<bool>,
     /// Whether the last lookup of a script file read it (for mod_lua's debug lines).
     last_load: Cell<Option<Load>>,
+    /// The request API's C functions, when the setup installed it (looked up once here
+    /// rather than in the state's app data on every call).
+    request_fns: Option<std::rc::Rc<crate::luac::RequestFns>>,
 }
 
 /// A script file read by a VM: for the first time, or again because it changed (or
@@ -279,6 +282,9 @@ impl Vm {
         lua.gc_set_mode(mlua::prelude::LuaGcMode::Generational(
             mlua::prelude::LuaGcGenParams::default(),
         ));
+        let request_fns = lua
+            .app_data_ref::<std::rc::Rc<crate::luac::RequestFns>>()
+            .map(|f| std::rc::Rc::clone(&f));
         Ok(Vm {
             #[cfg(not(feature = "luajit"))]
             _heap: crate::alloc::LuaHeap::install(&lua),
@@ -297,7 +303,13 @@ impl Vm {
             since_collect: Cell::new(0),
             garbage_left: Cell::new(false),
             last_load: Cell::new(None),
+            request_fns,
         })
+    }
+
+    /// The request API's C functions (None when the VM's setup did not install the API).
+    pub fn request_fns(&self) -> Option<&crate::luac::RequestFns> {
+        self.request_fns.as_deref()
     }
 
     pub fn lua(&self) -> &Lua {
@@ -461,6 +473,9 @@ impl Vm {
     /// A new environment for `mode` (see [`EnvBuilder::build`]). Those that live for the VM's
     /// lifetime get the globals copied in once; per-call and per-request ones stay empty and
     /// fall through (a copy would cost more than it saves).
+    // The first call's path (loading, running a top level): kept out of the frames of
+    // every call's path.
+    #[inline(never)]
     fn fresh_env(&self, profile: &Table, mode: EnvMode) -> mlua::Result<Table> {
         self.envs.build(profile, mode == EnvMode::Persistent)
     }
@@ -503,6 +518,9 @@ impl Vm {
         Ok(env)
     }
 
+    // The first call's path (loading, running a top level): kept out of the frames of
+    // every call's path.
+    #[inline(never)]
     fn run_chunk(&self, code: &CodeCell, env: &Table) -> Result<(), VmError> {
         let result = match &code.code {
             #[cfg(not(feature = "luajit"))]
@@ -536,7 +554,7 @@ impl Vm {
         let current = match codecache {
             CodeCache::Stat => match spec.stamp {
                 Some(s) => Some(s),
-                None => FileStamp::of_path(path).ok(),
+                None => FileStamp::of_path(path),
             },
             _ => None,
         };
@@ -573,6 +591,9 @@ impl Vm {
     }
 
     /// Records `code` for the script with a module profile for the paths in effect.
+    // The first call's path (loading, running a top level): kept out of the frames of
+    // every call's path.
+    #[inline(never)]
     fn reprofile(
         &self,
         spec: &ChunkSpec<'_>,
@@ -613,6 +634,9 @@ impl Vm {
         self.generation.get()
     }
 
+    // The first call's path (loading, running a top level): kept out of the frames of
+    // every call's path.
+    #[inline(never)]
     fn compile(&self, spec: &ChunkSpec<'_>) -> Result<CodeCell, VmError> {
         if let Some(inline) = spec.inline {
             let name = format!("@{}", inline.file);
