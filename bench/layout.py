@@ -13,14 +13,15 @@ How: for every benchmark workload under every LuaScope (`once` as the default), 
 single-process httpd under callgrind serves requests after startup; every function of our
 object that ran is "hot" (with the symbols aliased to it). Then, when `perf` is installed,
 real two-child servers under wrk record their page faults, which finds what only runs under
-concurrency (a contended lock's slow path). The section starts with what the lightest workload
-runs and goes on with what each heavier one adds, so a child that runs a little of it maps few
-of its 64 KB windows. Each name is written without its hash (and
+concurrency (a contended lock's slow path). The section ends with what the lightest workload
+runs (next to the PLT, which every request goes through), preceded by what each heavier one
+adds, so a child that runs a little of it maps few of its 64 KB windows. Each name is written without its hash (and
 without crate disambiguators), so the list holds across rebuilds and cargo features; a
 function named later stays in the ordinary .text until the list is made again.
 
 usage: bench/layout.py [--workloads a,b] [--check] [--runs FILE]
-  --check  only reports which instruction page faults land outside .text.hot (every scope).
+  --check  only reports which instruction page faults land outside .text.hot (every scope;
+           the PLT's stubs, which follow it and have no symbol, are not counted).
 """
 import argparse
 import json
@@ -167,7 +168,9 @@ def main():
         lo, hi = hot_section()
         for wl in workloads:
             for scope in SCOPES:
-                cold = sorted(n for n in fault_names(module, wl, scope) if not lo <= by_name.get(n, -1) < hi)
+                # A fault without a symbol is the PLT's (the stubs after .text.hot).
+                cold = sorted(n for n in fault_names(module, wl, scope)
+                              if n != "[unknown]" and not lo <= by_name.get(n, -1) < hi)
                 print(wl, scope, "faults outside .text.hot:", ", ".join(cold) or "none")
         return
     # name -> the (workload, scope) runs it ran in.
@@ -199,9 +202,11 @@ def main():
                 runs.setdefault(pattern(alias), set()).update(where)
     # A child maps 64 KB around each page it touches, so the fewer windows of the section a
     # workload's code spans, the fewer pages stay resident. The workload that runs the least
-    # code comes first, with what it runs (what most runs share first); then what the next
-    # lightest adds, and so on: a light workload (a hook before a static file, a short
-    # handler) keeps the head of the section, and a heavy one the head and its own part.
+    # code gets the end of the section, with what it runs (what most runs share last); before
+    # it what the next lightest adds, and so on: a light workload (a hook before a static
+    # file, a short handler) keeps the tail of the section, and a heavy one the tail and its
+    # own part. The tail, because the PLT follows the section and every request goes through
+    # it (memcpy, memset, strlen): its window is mapped anyway.
     bytes_of = {}
     for n in by_name:
         bytes_of.setdefault(pattern(n), {})[by_name[n]] = size[by_name[n]]
@@ -213,11 +218,11 @@ def main():
 
     def order(p):
         where = runs[p]
-        # Std's lock slow paths may run in any child under load: with the shared head.
+        # Std's lock slow paths may run in any child under load: with the shared tail.
         first = -1 if CONTENDED.search(p) else min((rank[w] for w, _ in where), default=len(rank))
         return (first, -len(where), sorted(where), p)
 
-    patterns = sorted(runs, key=order)
+    patterns = sorted(runs, key=order, reverse=True)
     with open(SCRIPT, "w") as f:
         f.write(HEADER)
         f.write("SECTIONS\n{\n  .text.hot :\n  {\n")
