@@ -329,12 +329,12 @@ fn call_function(
     entry: &Entry<'_>,
     name: &str,
 ) -> Result<Value, Failure> {
-    if !entry.args.is_empty() {
-        return call_function_with_args(vm, r, env, entry, name);
-    }
     let Some(fns) = vm.request_fns() else {
         return Err(no_request_api());
     };
+    if !entry.args.is_empty() {
+        return call_function_with_args(vm, fns, r, env, entry, name);
+    }
     request::call_entry(fns, env, name, r)
         .map_err(runtime_failure)?
         .ok_or(Failure::NotAFunction)
@@ -344,6 +344,7 @@ fn call_function(
 #[inline(never)]
 fn call_function_with_args(
     vm: &Vm,
+    fns: &crate::luac::RequestFns,
     r: Request<'_>,
     env: &mlua::Table,
     entry: &Entry<'_>,
@@ -354,7 +355,7 @@ fn call_function_with_args(
     for a in entry.args {
         args.push(Value::String(lua.create_string(a).map_err(lua_failure)?));
     }
-    request::call_entry_with_args(lua, env, name, r, args)
+    request::call_entry_with_args(fns, env, name, r, args)
         .map_err(runtime_failure)?
         .ok_or(Failure::NotAFunction)
 }

@@ -1301,13 +1301,12 @@ pub fn call_entry(
 
 /// As [`call_entry`], as `name(r, args…)`.
 pub fn call_entry_with_args(
-    lua: &Lua,
+    fns: &RequestFns,
     env: &Table,
     name: &str,
     req: Request<'_>,
     args: Vec<Value>,
 ) -> mlua::Result<Option<Value>> {
-    let fns = request_fns(lua)?;
     let (live, _alive) = fns.liveness.enter(req);
     fns.call_with_args(env, name, &live, args)
 }
