@@ -232,8 +232,7 @@ fn with_scope_vm<T>(
         Scope::Thread => Ok((f(request_vm(r)?, EnvMode::Persistent)?, None)),
         Scope::Conn => Ok((f(conn_vm(r)?, EnvMode::Persistent)?, None)),
         Scope::Server { min, max } => {
-            let pool = pool::server_pool(entry.path, min, max, &SETUP);
-            let lease = pool.lease(&SETUP, SERVER_POOL_WAIT).map_err(pool_failure)?;
+            let lease = server_lease(entry, min, max)?;
             Ok((f(lease.vm(), EnvMode::Persistent)?, Some(lease)))
         }
     }
@@ -273,9 +272,7 @@ fn call_leased(
     min: u32,
     max: u32,
 ) -> Result<Outcome, Failure> {
-    let lease = pool::server_pool(entry.path, min, max, &SETUP)
-        .lease(&SETUP, SERVER_POOL_WAIT)
-        .map_err(pool_failure)?;
+    let lease = server_lease(entry, min, max)?;
     run(
         lease.vm(),
         r,
@@ -283,6 +280,13 @@ fn call_leased(
         EnvMode::Persistent,
         entry,
     )
+}
+
+/// A VM of `entry`'s `LuaScope server` pool, for as long as the lease is held.
+fn server_lease(entry: &Entry<'_>, min: u32, max: u32) -> Result<pool::ServerLease, Failure> {
+    pool::server_pool(entry.path, min, max, &SETUP)
+        .lease(&SETUP, SERVER_POOL_WAIT)
+        .map_err(pool_failure)
 }
 
 #[inline(never)]
