@@ -569,15 +569,17 @@ fn is_unmade_method(key: &[u8]) -> bool {
     LAZY_NAMES.get().is_some_and(|names| names.contains(key))
 }
 
-/// Makes one API function in a VM.
+/// Makes one method in a VM, as scripts call it.
 type Maker = Box<dyn Fn(&Lua) -> mlua::Result<Function>>;
 
 /// A method's body with its results already converted.
 type ErasedApi = Rc<dyn Fn(&Lua, MultiValue) -> mlua::Result<MultiValue>>;
 
-/// The request API's mlua functions, made in a VM only when a script first reaches for one
-/// (`r:md5`, `r.strcmp_match`, …): a VM holds the few its scripts use instead of all of them,
-/// which kept about 20 KB of every VM's Lua heap alive and walked by every full collection.
+/// The request API's methods, made in a VM only when a script first reaches for one (`r:puts`,
+/// `r:md5`, `r.strcmp_match`, …): a VM holds the few its scripts use instead of all of them.
+/// Made eagerly, the mlua functions kept about 20 KB of every VM's Lua heap alive and the C
+/// functions another 13 KB (each a closure over its Rust function, plus its name); under
+/// `LuaScope server` a child keeps a VM per busy thread.
 #[derive(Default)]
 pub(super) struct Methods {
     makers: std::cell::RefCell<std::collections::HashMap<&'static str, Maker>>,
@@ -593,11 +595,24 @@ impl Methods {
         // One erased type for every method: mlua's callback glue (a few KB of code for each
         // distinct closure type) is then built once instead of once per method.
         let f: ErasedApi = Rc::new(move |lua, args| f(lua, args)?.into_lua_multi(lua));
-        let maker: Maker = Box::new(move |lua| {
+        self.add(name, move |lua| {
             let f = Rc::clone(&f);
-            api_fn(lua, move |lua, args: MultiValue| f(lua, args))
+            raising(lua, api_fn(lua, move |lua, args: MultiValue| f(lua, args))?)
         });
-        self.makers.borrow_mut().insert(name, maker);
+    }
+
+    /// Registers the C function `f` (see luac) as the method `name`.
+    pub(super) fn raw(&self, name: &'static str, f: RawFn) {
+        self.add(name, move |lua| luac::function(lua, f));
+    }
+
+    /// Registers `make` as what makes the method `name` in a VM.
+    pub(super) fn add(
+        &self,
+        name: &'static str,
+        make: impl Fn(&Lua) -> mlua::Result<Function> + 'static,
+    ) {
+        self.makers.borrow_mut().insert(name, Box::new(make));
     }
 }
 
@@ -1188,26 +1203,6 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         Ok(r.connection().input_pending(state.scratch(r)))
     })?;
 
-    let methods = lua.create_table()?;
-    // `r.name` for a name that is no field and no method made yet: request_index hands the
-    // call (methods, r, name) to the methods table, whose __call makes the method, keeps it
-    // there (later lookups find it directly) and returns it; nil for other names.
-    let makers = Rc::new(m.makers.into_inner());
-    LAZY_NAMES.get_or_init(|| makers.keys().map(|k| k.as_bytes()).collect());
-    let make = lua.create_function(move |lua, (methods, _r, key): (Table, Value, Value)| {
-        let Value::String(key) = key else {
-            return Ok(Value::Nil);
-        };
-        let Some(maker) = key.to_str().ok().and_then(|k| makers.get(&*k)) else {
-            return Ok(Value::Nil);
-        };
-        let f = raising(lua, maker(lua)?)?;
-        methods.raw_set(&key, &f)?;
-        Ok(Value::Function(f))
-    })?;
-    let lazy = lua.create_table()?;
-    lazy.raw_set("__call", make)?;
-    methods.set_metatable(Some(lazy))?;
     // What runs on most requests is plain C functions over the Lua stack (see luac).
     let raw: &[(&str, RawFn)] = &[
         ("puts", puts),
@@ -1261,11 +1256,30 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         (TableKind::ALL[4].snapshot_method(), snapshot::<4>),
     ];
     for &(name, f) in raw {
-        methods.raw_set(name, luac::function(lua, f)?)?;
+        m.raw(name, f);
     }
-    for (name, f) in super::server::raw_methods(lua)? {
-        methods.raw_set(name, f)?;
-    }
+    super::server::install_raw(&m);
+
+    let methods = lua.create_table()?;
+    // `r.name` for a name that is no field and no method made yet: request_index hands the
+    // call (methods, r, name) to the methods table, whose __call makes the method, keeps it
+    // there (later lookups find it directly) and returns it; nil for other names.
+    let makers = Rc::new(m.makers.into_inner());
+    LAZY_NAMES.get_or_init(|| makers.keys().map(|k| k.as_bytes()).collect());
+    let make = lua.create_function(move |lua, (methods, _r, key): (Table, Value, Value)| {
+        let Value::String(key) = key else {
+            return Ok(Value::Nil);
+        };
+        let Some(maker) = key.to_str().ok().and_then(|k| makers.get(&*k)) else {
+            return Ok(Value::Nil);
+        };
+        let f = maker(lua)?;
+        methods.raw_set(&key, &f)?;
+        Ok(Value::Function(f))
+    })?;
+    let lazy = lua.create_table()?;
+    lazy.raw_set("__call", make)?;
+    methods.set_metatable(Some(lazy))?;
     luac::define::<RequestHandle>(
         lua,
         &[

@@ -9,7 +9,7 @@ use super::args::Args;
 use super::request::{c_arg, method, push_cstr, raw_request, Methods};
 use crate::httpd::{self, ConfNode, OwnedRegex, ScoreValue};
 use crate::luac::{self, Kind, Number, RawFn, Returned, Stack};
-use mlua::{Function, IntoLuaMulti, Lua, MultiValue, Table, Value};
+use mlua::{IntoLuaMulti, Lua, MultiValue, Table, Value};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -174,11 +174,13 @@ fn conf_table(lua: &Lua, nodes: &[ConfNode]) -> mlua::Result<Table> {
     Ok(t)
 }
 
-/// The functions of this part of the API written over the Lua stack (called on many requests),
-/// for the method table.
-pub(super) fn raw_methods(lua: &Lua) -> mlua::Result<Vec<(&'static str, Function)>> {
-    luac::define::<RegexCache>(lua, &[])?;
-    let cache = luac::new_userdata(lua, RegexCache::default())?;
+/// The methods of this part of the API written over the Lua stack (called on many requests).
+pub(super) fn install_raw(m: &Methods) {
+    // Each VM's r:regex has its own cache of compiled patterns.
+    m.add("regex", |lua| {
+        luac::define::<RegexCache>(lua, &[])?;
+        luac::closure(lua, regex, luac::new_userdata(lua, RegexCache::default())?)
+    });
     let plain: &[(&'static str, RawFn)] = &[
         ("strcmp_match", strcmp_match),
         ("clock", clock),
@@ -196,11 +198,9 @@ pub(super) fn raw_methods(lua: &Lua) -> mlua::Result<Vec<(&'static str, Function
         ("state_query", state_query),
         ("exists_config_define", exists_config_define),
     ];
-    let mut fns = vec![("regex", luac::closure(lua, regex, cache)?)];
     for &(name, f) in plain {
-        fns.push((name, luac::function(lua, f)?));
+        m.raw(name, f);
     }
-    Ok(fns)
 }
 
 /// `r:regex(subject, pattern [, flags])` → the match (whole at 0, groups from 1), false, or
