@@ -580,9 +580,30 @@ type ErasedApi = Rc<dyn Fn(&Lua, MultiValue) -> mlua::Result<MultiValue>>;
 /// Made eagerly, the mlua functions kept about 20 KB of every VM's Lua heap alive and the C
 /// functions another 13 KB (each a closure over its Rust function, plus its name); under
 /// `LuaScope server` a child keeps a VM per busy thread.
-#[derive(Default)]
 pub(super) struct Methods {
-    makers: std::cell::RefCell<std::collections::HashMap<&'static str, Maker>>,
+    makers: std::cell::RefCell<MakerMap>,
+}
+
+/// Every VM builds this map (under `LuaScope conn`, every connection): sized up front, and
+/// with the module's own hasher rather than SipHash seeded from the kernel's random source.
+type MakerMap = std::collections::HashMap<
+    &'static str,
+    Maker,
+    std::hash::BuildHasherDefault<crate::vm::PathHasher>,
+>;
+
+/// More than the methods there are (about 140), so that the map never grows.
+const METHODS_CAPACITY: usize = 160;
+
+impl Default for Methods {
+    fn default() -> Methods {
+        Methods {
+            makers: std::cell::RefCell::new(MakerMap::with_capacity_and_hasher(
+                METHODS_CAPACITY,
+                Default::default(),
+            )),
+        }
+    }
 }
 
 impl Methods {
