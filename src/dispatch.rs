@@ -373,7 +373,10 @@ fn call_body(
     mode: EnvMode,
 ) -> Result<Value, Failure> {
     let (code, env) = reported(vm, r, spec, vm.resolve_body(spec, mode))?;
-    request::with_request(vm.lua(), r, |r| Ok(vm.call_body(&code, &env, r)))
+    let Some(fns) = vm.request_fns() else {
+        return Err(no_request_api());
+    };
+    request::with_request(fns, r, |r| Ok(vm.call_body(&code, &env, r)))
         .map_err(lua_failure)?
         .map_err(runtime_failure)
 }

@@ -1348,11 +1348,10 @@ pub fn call_entry_with_args(
 
 /// Runs `f` with an `r` for `req` that is usable until `f` returns.
 pub fn with_request<T>(
-    lua: &Lua,
+    fns: &RequestFns,
     req: Request<'_>,
     f: impl FnOnce(Value) -> mlua::Result<T>,
 ) -> mlua::Result<T> {
-    let fns = request_fns(lua)?;
     let (live, _alive) = fns.liveness.enter(req);
     f(fns.request(&live)?)
 }
