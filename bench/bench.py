@@ -2,7 +2,8 @@
 """Benchmark: mod_lua_rs against Debian's mod_lua on the same httpd, side by side.
 
 Each workload runs under each LuaScope (and with no LuaScope line) in two identically
-configured private servers (mpm_event, 2 children x 32 threads, 127.0.0.1), one loading our
+configured private servers (mpm_event, 2 children x 32 threads, one listening socket per child,
+127.0.0.1), one loading our
 module and one loading /usr/lib/apache2/modules/mod_lua.so (plus one serving the static file
 where the workload has one). All of a workload's servers stay up while it runs; rounds of a few
 seconds alternate between them, so that a drift of the machine's speed reaches every setting
@@ -40,7 +41,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OURS = os.path.join(ROOT, "target", "release", "libmod_lua_rs.so")
 MOD_LUA = "/usr/lib/apache2/modules/mod_lua.so"
 MODULES = "/usr/lib/apache2/modules"
-SCOPES = ["default", "once", "thread", "server"]
+SCOPES = ["default", "once", "request", "conn", "thread", "server"]
 
 HELLO = 'function handle(r)\n  r.content_type = "text/plain"\n  r:puts("Hello Lua World!\\n")\nend\n'
 ARGS = """function handle(r)
@@ -180,6 +181,11 @@ MinSpareThreads 64
 MaxSpareThreads 64
 MaxRequestWorkers 64
 MaxKeepAliveRequests 0
+# One listening socket per child (SO_REUSEPORT): the kernel spreads wrk's connections over both
+# children. With one shared socket a child could accept nearly all of them, and when all of its
+# workers are busy the event MPM closes a keep-alive connection that has a request waiting
+# rather than wait for a worker (wrk counts a read error), on either module.
+ListenCoresBucketsRatio 1
 LoadModule authz_core_module {MODULES}/mod_authz_core.so
 LoadModule mime_module {MODULES}/mod_mime.so
 TypesConfig /etc/mime.types
