@@ -496,7 +496,7 @@ def write_report(results, workloads, scopes, a):
     httpd = subprocess.run(["/usr/sbin/apache2", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
     lines.append(f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs ({cpu}), {platform.platform()}; "
                  f"{httpd}; our module built for {a.flavour} (mod_lua: Debian's, Lua 5.3); "
-                 f"mpm_event 2×32 threads, AllowOverride None; wrk -t2 -c32, servers kept up, {a.rounds} alternating rounds of {a.duration} s, median.\n")
+                 f"mpm_event 2×32 threads, one listening socket per child, AllowOverride None; wrk -t2 -c32, servers kept up, {a.rounds} alternating rounds of {a.duration} s, median.\n")
     lines.append("| workload | scope | mod_lua_rs req/s | mod_lua req/s | ratio to mod_lua's best clean | p50 / p99 ms (ours) | p50 / p99 ms (mod_lua) | RSS MB ours / mod_lua | errors ours / mod_lua | crashes ours / mod_lua |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|")
     summary = {}
