@@ -41,6 +41,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OURS = os.path.join(ROOT, "target", "release", "libmod_lua_rs.so")
 MOD_LUA = "/usr/lib/apache2/modules/mod_lua.so"
 MODULES = "/usr/lib/apache2/modules"
+# ListenCoresBucketsRatio giving one listening socket per child (two children; one socket on one CPU).
+BUCKETS_RATIO = -(-(os.cpu_count() or 1) // 2)
 SCOPES = ["default", "once", "request", "conn", "thread", "server"]
 
 HELLO = 'function handle(r)\n  r.content_type = "text/plain"\n  r:puts("Hello Lua World!\\n")\nend\n'
@@ -184,8 +186,9 @@ MaxKeepAliveRequests 0
 # One listening socket per child (SO_REUSEPORT): the kernel spreads wrk's connections over both
 # children. With one shared socket a child could accept nearly all of them, and when all of its
 # workers are busy the event MPM closes a keep-alive connection that has a request waiting
-# rather than wait for a worker (wrk counts a read error), on either module.
-ListenCoresBucketsRatio 1
+# rather than wait for a worker (wrk counts a read error), on either module. httpd makes
+# (online CPUs / ratio) sockets and at least as many children: the ratio keeps them at most two.
+ListenCoresBucketsRatio {BUCKETS_RATIO}
 LoadModule authz_core_module {MODULES}/mod_authz_core.so
 LoadModule mime_module {MODULES}/mod_mime.so
 TypesConfig /etc/mime.types
