@@ -20,23 +20,32 @@ use std::time::{Duration, Instant};
 const PRELUDE: &str = include_str!("prelude.lua");
 const PRELUDE_NAME: &str = "=mod_lua_rs prelude";
 
-/// The prelude compiled once per process (with its debug information), which every later VM
-/// loads instead of parsing the source again: compiling it was most of what making a VM cost
-/// (762k of 1.37M instructions under Lua 5.4), which `LuaScope conn` pays on every connection.
+/// The prelude compiled once per process, without its debug information, which every VM loads
+/// instead of parsing the source again: compiling it was most of what making a VM cost (762k
+/// of 1.37M instructions under Lua 5.4), which `LuaScope conn` pays on every connection, and
+/// loading it with its line and local-name tables cost 142k of the 1.07M left (71k without).
+/// The prelude raises its errors at its callers' levels, so they name the script's position;
+/// only a traceback through it shows its frames without line numbers.
 static PRELUDE_CODE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
 
 /// The prelude's main function in `lua`.
 fn prelude(lua: &Lua) -> mlua::Result<Function> {
-    if let Some(code) = PRELUDE_CODE.get() {
-        return lua
-            .load(&code[..])
-            .set_name(PRELUDE_NAME)
-            .set_mode(ChunkMode::Binary)
-            .into_function();
-    }
-    let f = lua.load(PRELUDE).set_name(PRELUDE_NAME).into_function()?;
-    let _ = PRELUDE_CODE.set(f.dump(false));
-    Ok(f)
+    let code = match PRELUDE_CODE.get() {
+        Some(code) => code,
+        None => {
+            // The first VM compiles it, then loads the dump as every later VM does, so that
+            // all VMs run the same code.
+            let f = lua.load(PRELUDE).set_name(PRELUDE_NAME).into_function()?;
+            // (Set from here rather than in a `get_or_init` closure, where the dump would be
+            // code of its own outside the children's packed text.)
+            let _ = PRELUDE_CODE.set(f.dump(true));
+            PRELUDE_CODE.get().expect("the prelude's code was just set")
+        }
+    };
+    lua.load(&code[..])
+        .set_name(PRELUDE_NAME)
+        .set_mode(ChunkMode::Binary)
+        .into_function()
 }
 
 /// How much a VM's Lua heap may grow past its size after the last full collection before an
