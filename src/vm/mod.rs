@@ -284,7 +284,12 @@ impl Vm {
     pub fn new(setup: &VmSetup) -> mlua::Result<Vm> {
         // SAFETY (of the mlua call): mod_lua opens every standard library, including `debug`,
         // and lets scripts load C modules; an unsafe state is what scripts expect.
-        let lua = unsafe { Lua::unsafe_new() };
+        let made = unsafe { Lua::unsafe_new() };
+        // The `Lua` mlua makes runs a full collection when it is dropped (its clones do not),
+        // which on a VM's close would mark the whole heap just before `lua_close` frees it
+        // all: dropped here, it collects the few objects of the fresh state instead.
+        let lua = made.clone();
+        drop(made);
         (setup.install)(&lua)?;
         let (new_profile, env_mt, pkg_mt, loaded_mt, require_in, copy_globals) =
             prelude(&lua)?.call::<(Function, Table, Table, Table, Function, Function)>(())?;
