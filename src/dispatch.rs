@@ -170,6 +170,12 @@ fn no_request_api() -> Failure {
     Failure::Internal("the request API is not installed".into())
 }
 
+/// The request API `vm`'s setup installed, which every call into a script needs for its `r`.
+#[inline(always)]
+fn request_api(vm: &Vm) -> Result<&crate::luac::RequestFns, Failure> {
+    vm.request_fns().ok_or_else(no_request_api)
+}
+
 #[cold]
 #[inline(never)]
 fn lua_failure(e: mlua::Error) -> Failure {
@@ -333,9 +339,7 @@ fn call_function(
     entry: &Entry<'_>,
     name: &str,
 ) -> Result<Value, Failure> {
-    let Some(fns) = vm.request_fns() else {
-        return Err(no_request_api());
-    };
+    let fns = request_api(vm)?;
     if !entry.args.is_empty() {
         return call_function_with_args(vm, fns, r, env, entry, name);
     }
@@ -373,9 +377,7 @@ fn call_body(
     mode: EnvMode,
 ) -> Result<Value, Failure> {
     let (code, env) = reported(vm, r, spec, vm.resolve_body(spec, mode))?;
-    let Some(fns) = vm.request_fns() else {
-        return Err(no_request_api());
-    };
+    let fns = request_api(vm)?;
     request::with_request(fns, r, |r| Ok(vm.call_body(&code, &env, r)))
         .map_err(lua_failure)?
         .map_err(runtime_failure)
